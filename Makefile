@@ -1,0 +1,35 @@
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ROWS ?= 2000000
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/activate pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/ventureos demo
+
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.historical_load --rows $(ROWS)
+
+clean:
+	rm -rf $(VENV) .ventureos .pytest_cache .ruff_cache

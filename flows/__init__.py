@@ -1,0 +1,1 @@
+"""Prefect flows, one module per deployment: orchestration only, no data logic."""

@@ -1,0 +1,190 @@
+"""Pure Polars building blocks shared by every normalizer (no I/O).
+
+A dataset normalizer maps its raw frame (all source columns as strings, plus the lineage columns
+``_row`` and ``_source_uri``) to the columns of ``NORMALIZED_SCHEMA``. ``finalize`` then adds what is
+the same for every source: the deterministic ``violation_id``, the entity key, generic quality flags,
+the quality score and the content hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import polars as pl
+import polars_hash  # noqa: F401  (registers the stable .nchash namespace)
+
+from ventureos.entities import company_slug
+
+ROW = "_row"
+SOURCE_URI = "_source_uri"
+LINEAGE = (ROW, SOURCE_URI)
+
+NORMALIZED_SCHEMA = pl.Schema(
+    {
+        "source_id": pl.String,
+        "event_date": pl.Date,
+        "company_name": pl.String,
+        "address": pl.String,
+        "city": pl.String,
+        "state": pl.String,
+        "zip": pl.String,
+        "latitude": pl.Float64,
+        "longitude": pl.Float64,
+        "naics_code": pl.String,
+        "violation_type": pl.String,
+        "penalty_amount": pl.Decimal(18, 2),
+        "initial_penalty": pl.Decimal(18, 2),
+        "description": pl.String,
+        "violation_details": pl.String,
+        "quality_issues": pl.List(pl.String),
+        # True when the source says the violation no longer exists (SCD2 DELETE).
+        "is_deleted": pl.Boolean,
+        # Why the record cannot become a violation; null when it can.
+        "reject_reason": pl.String,
+        ROW: pl.UInt32,
+        SOURCE_URI: pl.String,
+    }
+)
+
+# Content that defines a version of a violation: a change in any of these is an SCD2 update.
+HASHED_COLUMNS = (
+    "source_id", "event_date", "company_name", "address", "city", "state", "zip", "latitude",
+    "longitude", "naics_code", "violation_type", "penalty_amount", "initial_penalty", "description",
+    "violation_details", "is_deleted",
+)  # fmt: skip
+
+# How much each quality problem costs the record's quality score (1.0 = no problems).
+QUALITY_WEIGHTS = {
+    "missing_company": 0.3,
+    "unknown_state": 0.2,
+    "missing_coordinates": 0.1,
+    "invalid_zip": 0.1,
+    "missing_city": 0.1,
+    "missing_naics": 0.05,
+    "event_date_fallback": 0.1,
+}
+DEFAULT_QUALITY_WEIGHT = 0.1
+
+USPS_STATES = {
+    "ALABAMA": "AL", "ALASKA": "AK", "ARIZONA": "AZ", "ARKANSAS": "AR", "CALIFORNIA": "CA",
+    "COLORADO": "CO", "CONNECTICUT": "CT", "DELAWARE": "DE", "DISTRICT OF COLUMBIA": "DC",
+    "FLORIDA": "FL", "GEORGIA": "GA", "HAWAII": "HI", "IDAHO": "ID", "ILLINOIS": "IL", "INDIANA": "IN",
+    "IOWA": "IA", "KANSAS": "KS", "KENTUCKY": "KY", "LOUISIANA": "LA", "MAINE": "ME", "MARYLAND": "MD",
+    "MASSACHUSETTS": "MA", "MICHIGAN": "MI", "MINNESOTA": "MN", "MISSISSIPPI": "MS", "MISSOURI": "MO",
+    "MONTANA": "MT", "NEBRASKA": "NE", "NEVADA": "NV", "NEW HAMPSHIRE": "NH", "NEW JERSEY": "NJ",
+    "NEW MEXICO": "NM", "NEW YORK": "NY", "NORTH CAROLINA": "NC", "NORTH DAKOTA": "ND", "OHIO": "OH",
+    "OKLAHOMA": "OK", "OREGON": "OR", "PENNSYLVANIA": "PA", "RHODE ISLAND": "RI",
+    "SOUTH CAROLINA": "SC", "SOUTH DAKOTA": "SD", "TENNESSEE": "TN", "TEXAS": "TX", "UTAH": "UT",
+    "VERMONT": "VT", "VIRGINIA": "VA", "WASHINGTON": "WA", "WEST VIRGINIA": "WV", "WISCONSIN": "WI",
+    "WYOMING": "WY",
+    # Territories and freely associated states that agencies report on.
+    "AMERICAN SAMOA": "AS", "GUAM": "GU", "NORTHERN MARIANA ISLANDS": "MP", "PUERTO RICO": "PR",
+    "VIRGIN ISLANDS": "VI", "U.S. VIRGIN ISLANDS": "VI", "US VIRGIN ISLANDS": "VI",
+    "UNITED STATES MINOR OUTLYING ISLANDS": "UM", "FEDERATED STATES OF MICRONESIA": "FM",
+    "MARSHALL ISLANDS": "MH", "PALAU": "PW",
+}  # fmt: skip
+USPS_CODES = sorted(set(USPS_STATES.values()))
+
+DATE_FORMATS = ("%m/%d/%Y", "%Y-%m-%d", "%Y%m%d", "%m/%d/%y", "%d-%b-%Y", "%d-%b-%y")
+
+
+def blank_to_null(columns: Iterable[str]) -> list[pl.Expr]:
+    """Trimmed strings, with blank and whitespace-only values as null (sources mix both)."""
+    trimmed = [pl.col(c).str.strip_chars() for c in columns]
+    return [pl.when(t != "").then(t).alias(c) for t, c in zip(trimmed, columns, strict=True)]
+
+
+def parse_date(value: pl.Expr) -> pl.Expr:
+    """A date from any of the agencies' formats; timestamps keep their date part."""
+    date_part = value.str.strip_chars().str.extract(r"^([^\sT]+)")
+    return pl.coalesce(*(date_part.str.to_date(fmt, strict=False) for fmt in DATE_FORMATS))
+
+
+def state_code(value: pl.Expr) -> pl.Expr:
+    """USPS code from a full name or a code; null when unknown."""
+    upper = value.str.strip_chars().str.to_uppercase()
+    by_name = upper.replace_strict(USPS_STATES, default=None, return_dtype=pl.String)
+    by_code = pl.when(upper.is_in(USPS_CODES)).then(upper)
+    return pl.coalesce(by_name, by_code)
+
+
+def zip5(value: pl.Expr) -> pl.Expr:
+    """Five-digit ZIP, zero-padded (sources drop leading zeros); ZIP+4 keeps its first five."""
+    digits = value.str.strip_chars().str.extract(r"^(\d{1,5})(?:\.0+)?(?:-\d{4})?$")
+    return digits.str.zfill(5)
+
+
+def money(value: pl.Expr) -> pl.Expr:
+    """Decimal amount from text such as ``$44,681`` or ``55000.0``; null when blank."""
+    cleaned = value.str.replace_all(r"[$,\s]", "")
+    return cleaned.cast(pl.Float64, strict=False).round(2).cast(pl.Decimal(18, 2))
+
+
+def flag(value: pl.Expr) -> pl.Expr:
+    """Boolean from the ``1.00``/``0.00`` style flags (a count above zero is true)."""
+    return value.cast(pl.Float64, strict=False).fill_null(0) > 0
+
+
+def details_json(columns: Sequence[str]) -> pl.Expr:
+    """JSON object of the given source fields, keyed by the source's own names."""
+    if not columns:
+        return pl.lit("{}", dtype=pl.String)
+    return pl.struct([pl.col(c) for c in columns]).struct.json_encode()
+
+
+def quality_flags(checks: dict[str, pl.Expr]) -> pl.Expr:
+    """List of the names whose check is true, e.g. ``["missing_coordinates"]``."""
+    if not checks:
+        return pl.lit([], dtype=pl.List(pl.String))
+    flagged = [pl.when(check).then(pl.lit(name)) for name, check in checks.items()]
+    return pl.concat_list(flagged).list.drop_nulls()
+
+
+def reject_when(conditions: dict[str, pl.Expr]) -> pl.Expr:
+    """The first reason whose condition holds, else null."""
+    expr = pl.lit(None, dtype=pl.String)
+    for reason, condition in reversed(list(conditions.items())):
+        expr = pl.when(condition).then(pl.lit(reason)).otherwise(expr)
+    return expr
+
+
+def conform(frame: pl.DataFrame) -> pl.DataFrame:
+    """Exactly the normalized columns, in order and type (missing ones as null)."""
+    return frame.select(
+        (pl.col(name) if name in frame.columns else pl.lit(None)).cast(dtype).alias(name)
+        for name, dtype in NORMALIZED_SCHEMA.items()
+    )
+
+
+def finalize(frame: pl.DataFrame, agency: str, dataset: str) -> pl.DataFrame:
+    """Add the columns every source shares: ids, entity key, generic quality, hash."""
+    generic_issues = quality_flags(
+        {
+            "missing_company": pl.col("company_name").is_null(),
+            "unknown_state": pl.col("state").is_null(),
+            "missing_coordinates": pl.col("latitude").is_null() | pl.col("longitude").is_null(),
+            "invalid_zip": pl.col("zip").is_null(),
+            "missing_city": pl.col("city").is_null(),
+            "missing_naics": pl.col("naics_code").is_null(),
+        }
+    )
+    issues = pl.concat_list(pl.col("quality_issues").fill_null([]), generic_issues).list.unique(
+        maintain_order=True
+    )
+    penalty = issues.list.eval(
+        pl.element().replace_strict(QUALITY_WEIGHTS, default=DEFAULT_QUALITY_WEIGHT, return_dtype=pl.Float64)
+    ).list.sum()
+    content = pl.concat_str(
+        [pl.col(c).cast(pl.String).fill_null("\x00") for c in HASHED_COLUMNS], separator="\x1f"
+    )
+    return frame.with_columns(
+        violation_id=pl.lit(f"{agency}:{dataset}:") + pl.col("source_id"),
+        agency=pl.lit(agency),
+        dataset=pl.lit(dataset),
+        company_slug=company_slug(pl.col("company_name")),
+        quality_issues=issues,
+    ).with_columns(
+        quality_score=(1.0 - penalty).clip(0.0, 1.0).round(4),
+        record_hash=content.nchash.md5(),
+    )
+

@@ -1,0 +1,68 @@
+"""OSHA Severe Injury Reports (one row per reported amputation, loss of an eye or hospitalization)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from normalizers.common import (
+    LINEAGE,
+    blank_to_null,
+    conform,
+    details_json,
+    flag,
+    parse_date,
+    quality_flags,
+    reject_when,
+    state_code,
+    zip5,
+)
+
+MAPPED = (
+    "ID", "EventDate", "Employer", "Address1", "Address2", "City", "State", "Zip", "Latitude",
+    "Longitude", "Primary NAICS", "Final Narrative",
+)  # fmt: skip
+# Flags that decide the violation type, most severe first. Older exports lack "Loss of Eye".
+SEVERITY_FLAGS = {"Amputation": "amputation", "Loss of Eye": "loss_of_eye", "Hospitalized": "hospitalization"}
+
+
+def normalize(raw: pl.DataFrame) -> pl.DataFrame:
+    source_columns = [c for c in raw.columns if c not in LINEAGE]
+    raw = raw.with_columns(blank_to_null(source_columns))
+    for column in (*MAPPED, *SEVERITY_FLAGS):
+        if column not in raw.columns:
+            raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+
+    event_date = parse_date(pl.col("EventDate"))
+    latitude = pl.col("Latitude").cast(pl.Float64, strict=False)
+    longitude = pl.col("Longitude").cast(pl.Float64, strict=False)
+    violation_type = pl.lit("severe_injury")
+    for column, kind in reversed(SEVERITY_FLAGS.items()):
+        violation_type = pl.when(flag(pl.col(column))).then(pl.lit(kind)).otherwise(violation_type)
+    unmapped = [c for c in source_columns if c not in MAPPED]
+
+    normalized = raw.select(
+        pl.col("ID").alias("source_id"),
+        event_date.alias("event_date"),
+        pl.col("Employer").alias("company_name"),
+        pl.concat_str("Address1", "Address2", separator=", ", ignore_nulls=True).alias("address"),
+        pl.col("City").str.to_uppercase().alias("city"),
+        state_code(pl.col("State")).alias("state"),
+        zip5(pl.col("Zip")).alias("zip"),
+        latitude.alias("latitude"),
+        longitude.alias("longitude"),
+        pl.col("Primary NAICS").str.replace(r"\.0+$", "").alias("naics_code"),
+        violation_type.alias("violation_type"),
+        pl.col("Final Narrative").alias("description"),
+        details_json(unmapped).alias("violation_details"),
+        quality_flags({}).alias("quality_issues"),
+        pl.lit(False).alias("is_deleted"),
+        reject_when(
+            {
+                "missing ID": pl.col("ID").is_null(),
+                "missing event date": pl.col("EventDate").is_null(),
+                "unparseable event date": event_date.is_null(),
+            }
+        ).alias("reject_reason"),
+        *LINEAGE,
+    )
+    return conform(normalized)

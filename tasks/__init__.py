@@ -1,0 +1,1 @@
+"""Prefect tasks: each does one step (read bronze, normalize, write silver/buffer, report...)."""

@@ -1,0 +1,35 @@
+"""Read bronze: find what a day holds and parse its files."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from tasks.policy import IO_TASK
+from ventureos.bronze import RawBatch, read_raw_batch
+from ventureos.lakehouse import current_lakehouse
+
+DAILY = "bronze/daily"
+
+
+def daily_prefix(agency: str, dataset: str, date: str) -> str:
+    return f"{DAILY}/{agency}/{dataset}/{date}"
+
+
+@task(name="find-daily-datasets", **IO_TASK)
+def find_daily_datasets(date: str, agency: str | None = None, dataset: str | None = None) -> list[tuple[str, str]]:
+    """(agency, dataset) pairs with a folder for ``date`` under bronze/daily, narrowed by the filters."""
+    storage = current_lakehouse().storage
+    agencies = [agency] if agency else storage.list_dirs(DAILY)
+    found = []
+    for a in agencies:
+        datasets = [dataset] if dataset else storage.list_dirs(f"{DAILY}/{a}")
+        found += [(a, d) for d in datasets if storage.list(daily_prefix(a, d, date))]
+    return found
+
+
+@task(name="read-bronze", **IO_TASK)
+def read_bronze(prefix: str) -> RawBatch:
+    """Every file under a bronze prefix, parsed into one raw frame (unreadable files become rejects)."""
+    storage = current_lakehouse().storage
+    keys = storage.list(prefix)
+    return read_raw_batch([(storage.uri(k), storage.read_bytes(k)) for k in keys])

@@ -1,0 +1,148 @@
+"""Bronze files -> raw frames (every source column as a string) and file-level rejects.
+
+A daily bronze JSON file holds one record (or a list of records), a ``.jsonl`` file one per line and a
+CSV many; CSVs may be UTF-8 or cp1252. Anything that cannot be read becomes a reject with the reason
+and the payload, never an exception and never a silent drop.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from normalizers.common import ROW, SOURCE_URI
+
+REJECT_SCHEMA = pl.Schema({"source_uri": pl.String, "reason": pl.String, "raw_payload": pl.String})
+TEXT_EXTENSIONS = (".json", ".jsonl", ".csv")
+
+
+class BronzeFileError(ValueError):
+    """A bronze file that cannot be read as records; the message is the quarantine reason."""
+
+
+@dataclass
+class RawBatch:
+    """Records of one dataset read from bronze, plus the inputs that could not be read."""
+
+    frame: pl.DataFrame
+    rejects: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECT_SCHEMA))
+
+    @property
+    def records_read(self) -> int:
+        return self.frame.height + self.rejects.height
+
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 (with or without BOM), else cp1252; binary content is an error."""
+    if not data.strip():
+        raise BronzeFileError("empty file")
+    if b"\x00" in data[:65536]:
+        raise BronzeFileError("not a text file (binary content)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError as exc:
+        raise BronzeFileError(f"not a text file (undecodable byte at offset {exc.start})") from None
+    control = sum(ch < " " and ch not in "\r\n\t" for ch in text[:65536])
+    if control > len(text[:65536]) * 0.01:
+        raise BronzeFileError("not a text file (control characters)")
+    return text
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def records_frame(records: list[dict[str, Any]]) -> pl.DataFrame:
+    """Frame with one string column per key seen in any record (key order of first appearance)."""
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    return pl.DataFrame(
+        {c: [_as_text(r.get(c)) for r in records] for c in columns},
+        schema={c: pl.String for c in columns},
+    )
+
+
+def parse_json(text: str) -> pl.DataFrame:
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BronzeFileError(f"unparseable JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    records = payload if isinstance(payload, list) else [payload]
+    if not records or not all(isinstance(r, dict) for r in records):
+        raise BronzeFileError("JSON is not an object (or a list of objects)")
+    return records_frame(records)
+
+
+def parse_csv(text: str) -> pl.DataFrame:
+    try:
+        frame = pl.read_csv(io.StringIO(text), infer_schema=False)
+    except pl.exceptions.PolarsError as exc:
+        raise BronzeFileError(f"unparseable CSV: {str(exc).splitlines()[0]}") from None
+    if frame.width == 0:
+        raise BronzeFileError("CSV has no columns")
+    return frame
+
+
+def payload_text(data: bytes) -> str:
+    """The payload to keep in quarantine: text as is, binary as base64 (bronze keeps the original)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(data[: 1 << 20]).decode("ascii")
+
+
+def parse_bronze_file(name: str, data: bytes) -> pl.DataFrame:
+    """Records of one bronze file (JSON lines are parsed one record per line)."""
+    lower = name.lower()
+    if not lower.endswith(TEXT_EXTENSIONS):
+        raise BronzeFileError(f"unsupported file type (expected one of {', '.join(TEXT_EXTENSIONS)})")
+    text = decode_text(data)
+    if lower.endswith(".csv"):
+        return parse_csv(text)
+    if lower.endswith(".jsonl"):
+        return pl.concat([parse_json(line) for line in text.splitlines() if line.strip()], how="diagonal")
+    return parse_json(text)
+
+
+def read_raw_batch(files: list[tuple[str, bytes]]) -> RawBatch:
+    """Parse (uri, bytes) pairs into one raw frame with lineage columns, and file-level rejects."""
+    frames, rejects = [], []
+    for uri, data in files:
+        try:
+            frame = parse_bronze_file(uri, data)
+        except BronzeFileError as exc:
+            rejects.append({"source_uri": uri, "reason": str(exc), "raw_payload": payload_text(data)})
+            continue
+        frames.append(frame.with_columns(pl.lit(uri).alias(SOURCE_URI)))
+    frame = pl.concat(frames, how="diagonal") if frames else pl.DataFrame(schema={SOURCE_URI: pl.String})
+    frame = frame.with_row_index(ROW)
+    return RawBatch(frame=frame, rejects=pl.DataFrame(rejects, schema=REJECT_SCHEMA))
+
+
+def record_rejects(raw: pl.DataFrame, normalized: pl.DataFrame) -> pl.DataFrame:
+    """(source_uri, reason, raw_payload) for the records a normalizer rejected."""
+    rejected = normalized.filter(pl.col("reject_reason").is_not_null()).select(ROW, "reject_reason")
+    if rejected.is_empty():
+        return pl.DataFrame(schema=REJECT_SCHEMA)
+    source_columns = [c for c in raw.columns if c not in (ROW, SOURCE_URI)]
+    return (
+        raw.join(rejected, on=ROW, how="inner")
+        .sort(ROW)
+        .select(
+            pl.col(SOURCE_URI).alias("source_uri"),
+            pl.col("reject_reason").alias("reason"),
+            pl.struct(source_columns).struct.json_encode().alias("raw_payload"),
+        )
+    )

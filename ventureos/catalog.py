@@ -1,0 +1,87 @@
+"""The Iceberg catalog of either shape, and the contract tables created on first use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+
+from ventureos.schemas import (
+    QUARANTINE,
+    QUARANTINE_SCHEMA,
+    VIOLATIONS,
+    VIOLATIONS_PARTITION,
+    VIOLATIONS_SCHEMA,
+)
+from ventureos.settings import Settings
+
+TABLE_PROPERTIES = {"write.parquet.compression-codec": "zstd", "commit.retry.num-retries": "8"}
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    """SqlCatalog on SQLite (embedded), REST (S3 Tables / Glue Iceberg endpoint) or Glue."""
+    props: dict[str, str] = {}
+    if settings.catalog_type == "sql":
+        if settings.sql_catalog_uri.startswith("sqlite:///"):
+            Path(settings.sql_catalog_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        if not settings.warehouse_uri.startswith("s3://"):
+            Path(settings.warehouse_uri).mkdir(parents=True, exist_ok=True)
+        props = {"type": "sql", "uri": settings.sql_catalog_uri, "warehouse": settings.warehouse_uri}
+    elif settings.catalog_type == "rest":
+        props = {"type": "rest", "uri": settings.catalog_uri or ""}
+        if settings.warehouse:
+            props["warehouse"] = settings.warehouse
+        if settings.catalog_sigv4:
+            props |= {
+                "rest.sigv4-enabled": "true",
+                "rest.signing-name": settings.catalog_signing_name,
+                "rest.signing-region": settings.aws_region,
+            }
+    else:
+        props = {"type": "glue", "glue.region": settings.aws_region}
+        if settings.warehouse:
+            props["warehouse"] = settings.warehouse
+        if settings.aws_endpoint_url:
+            props["glue.endpoint"] = settings.aws_endpoint_url
+    return load_catalog(settings.catalog_name, **props, **settings.s3_properties())
+
+
+def is_s3_tables(settings: Settings) -> bool:
+    """S3 Tables compacts and cleans up by itself; maintenance skips what it already does."""
+    return settings.catalog_type == "rest" and settings.catalog_signing_name == "s3tables"
+
+
+def ensure_table(
+    catalog: Catalog,
+    identifier: str,
+    schema: Schema,
+    partition_spec: PartitionSpec = UNPARTITIONED_PARTITION_SPEC,
+) -> Table:
+    """Load the table, creating its namespace and itself on first use (safe under races)."""
+    try:
+        return catalog.load_table(identifier)
+    except NoSuchTableError:
+        pass
+    namespace = identifier.rsplit(".", 1)[0]
+    try:
+        catalog.create_namespace(namespace)
+    except NamespaceAlreadyExistsError:
+        pass
+    try:
+        return catalog.create_table(
+            identifier, schema=schema, partition_spec=partition_spec, properties=TABLE_PROPERTIES
+        )
+    except TableAlreadyExistsError:
+        return catalog.load_table(identifier)
+
+
+def violations_table(catalog: Catalog) -> Table:
+    return ensure_table(catalog, VIOLATIONS, VIOLATIONS_SCHEMA, VIOLATIONS_PARTITION)
+
+
+def quarantine_table(catalog: Catalog) -> Table:
+    return ensure_table(catalog, QUARANTINE, QUARANTINE_SCHEMA)

@@ -1,0 +1,103 @@
+"""Iceberg schemas and partition specs of the table contracts in DESIGN.md."""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.transforms import IdentityTransform, YearTransform
+from pyiceberg.types import (
+    BooleanType,
+    DateType,
+    DecimalType,
+    DoubleType,
+    ListType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
+
+SILVER_NAMESPACE = "silver"
+VIOLATIONS = f"{SILVER_NAMESPACE}.violations"
+QUARANTINE = f"{SILVER_NAMESPACE}.violations_quarantine"
+
+MONEY = DecimalType(18, 2)
+
+
+def _fields(*specs: tuple[str, object, bool]) -> list[NestedField]:
+    return [
+        NestedField(field_id=i, name=name, field_type=ftype, required=required)
+        for i, (name, ftype, required) in enumerate(specs, start=1)
+    ]
+
+
+VIOLATIONS_SCHEMA = Schema(
+    *_fields(
+        ("violation_id", StringType(), True),
+        ("agency", StringType(), True),
+        ("dataset", StringType(), True),
+        ("source_id", StringType(), True),
+        ("event_date", DateType(), False),
+        ("company_name", StringType(), False),
+        ("company_slug", StringType(), False),
+        ("address", StringType(), False),
+        ("city", StringType(), False),
+        ("state", StringType(), False),
+        ("zip", StringType(), False),
+        ("latitude", DoubleType(), False),
+        ("longitude", DoubleType(), False),
+        ("naics_code", StringType(), False),
+        ("violation_type", StringType(), False),
+        ("penalty_amount", MONEY, False),
+        ("initial_penalty", MONEY, False),
+        ("description", StringType(), False),
+        ("violation_details", StringType(), False),
+        ("quality_score", DoubleType(), False),
+        # Element id 30: the id create_table assigns after the 29 top-level fields.
+        ("quality_issues", ListType(30, StringType(), element_required=False), False),
+        ("record_hash", StringType(), False),
+        ("meta_run_id", StringType(), False),
+        ("meta_source_uri", StringType(), False),
+        ("meta_ingest_timestamp", TimestamptzType(), False),
+        ("valid_from", TimestamptzType(), False),
+        ("valid_to", TimestamptzType(), False),
+        ("is_current", BooleanType(), False),
+        ("change_type", StringType(), False),
+    )
+)
+
+VIOLATIONS_PARTITION = PartitionSpec(
+    PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="agency"),
+    PartitionField(source_id=5, field_id=1001, transform=YearTransform(), name="event_date_year"),
+)
+
+QUARANTINE_SCHEMA = Schema(
+    *_fields(
+        ("quarantine_id", StringType(), True),
+        ("agency", StringType(), False),
+        ("dataset", StringType(), False),
+        ("source_uri", StringType(), False),
+        ("reason", StringType(), True),
+        ("raw_payload", StringType(), False),
+        ("run_id", StringType(), False),
+        ("quarantined_at", TimestamptzType(), False),
+    )
+)
+
+VIOLATIONS_ARROW: pa.Schema = VIOLATIONS_SCHEMA.as_arrow()
+QUARANTINE_ARROW: pa.Schema = QUARANTINE_SCHEMA.as_arrow()
+
+
+def polars_schema(arrow_schema: pa.Schema) -> pl.Schema:
+    return pl.from_arrow(arrow_schema.empty_table()).schema  # type: ignore[union-attr]
+
+
+VIOLATIONS_POLARS = polars_schema(VIOLATIONS_ARROW)
+QUARANTINE_POLARS = polars_schema(QUARANTINE_ARROW)
+VIOLATION_COLUMNS: list[str] = VIOLATIONS_POLARS.names()
+
+
+def to_arrow(frame: pl.DataFrame, arrow_schema: pa.Schema) -> pa.Table:
+    """Arrow table in the table's exact column order and types (required fields non-nullable)."""
+    return frame.select(arrow_schema.names).to_arrow().cast(arrow_schema)

@@ -1,0 +1,176 @@
+"""SCD2 merge of normalized batches into ``silver.violations``, and the quarantine table.
+
+Planning is pure (frames in, plan out); committing is one Iceberg transaction per table, so readers
+see a batch either entirely or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+import polars_hash  # noqa: F401  (registers .nchash)
+from pyiceberg.expressions import And, EqualTo, In
+from pyiceberg.table import Table
+
+from normalizers.common import SOURCE_URI
+from ventureos.schemas import (
+    QUARANTINE_ARROW,
+    VIOLATION_COLUMNS,
+    VIOLATIONS_ARROW,
+    VIOLATIONS_POLARS,
+    to_arrow,
+)
+
+INSERT, UPDATE, DELETE = "INSERT", "UPDATE", "DELETE"
+COUNT_COLUMNS = ("inserted", "updated", "deleted", "unchanged", "duplicates")
+COUNTS_SCHEMA = pl.Schema({"agency": pl.String, "dataset": pl.String} | dict.fromkeys(COUNT_COLUMNS, pl.Int64))
+
+
+@dataclass
+class Scd2Plan:
+    """What one batch does to silver: the versions it adds and the current versions it closes."""
+
+    added: pl.DataFrame
+    closed: pl.DataFrame
+    counts: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=COUNTS_SCHEMA))
+
+    @classmethod
+    def empty(cls) -> Scd2Plan:
+        return cls(added=empty_violations(), closed=empty_violations())
+
+    @property
+    def closed_ids(self) -> list[str]:
+        return self.closed["violation_id"].to_list()
+
+    @property
+    def is_noop(self) -> bool:
+        return self.added.is_empty() and self.closed.is_empty()
+
+
+def empty_violations() -> pl.DataFrame:
+    return pl.DataFrame(schema=VIOLATIONS_POLARS)
+
+
+def plan_scd2(incoming: pl.DataFrame, current: pl.DataFrame, now: datetime, run_id: str) -> Scd2Plan:
+    """Compare a finalized, valid batch with the current silver versions of the same ids.
+
+    Unchanged hash -> no-op; changed -> close + new UPDATE version; ``is_deleted`` -> close + DELETE
+    tombstone (never current); unknown id -> INSERT. Within the batch the last record of an id wins and
+    the others count as duplicates.
+    """
+    batch = incoming.unique(subset=["violation_id"], keep="last", maintain_order=True)
+    ts = pl.lit(now, dtype=pl.Datetime("us", "UTC"))
+    joined = batch.join(
+        current.select("violation_id", pl.col("record_hash").alias("_current_hash")),
+        on="violation_id",
+        how="left",
+    )
+    exists = pl.col("_current_hash").is_not_null()
+    change = (
+        pl.when(~exists & ~pl.col("is_deleted"))
+        .then(pl.lit(INSERT))
+        .when(exists & pl.col("is_deleted"))
+        .then(pl.lit(DELETE))
+        .when(exists & (pl.col("_current_hash") != pl.col("record_hash")))
+        .then(pl.lit(UPDATE))
+    )
+    decided = joined.with_columns(change_type=change)
+    added = (
+        decided.filter(pl.col("change_type").is_not_null())
+        .with_columns(
+            meta_run_id=pl.lit(run_id),
+            meta_source_uri=pl.col(SOURCE_URI),
+            meta_ingest_timestamp=ts,
+            valid_from=ts,
+            valid_to=pl.when(pl.col("change_type") == DELETE).then(ts),
+            is_current=pl.col("change_type") != DELETE,
+        )
+        .select(pl.col(c).cast(VIOLATIONS_POLARS[c]) for c in VIOLATION_COLUMNS)
+    )
+    closing_ids = added.filter(pl.col("change_type") != INSERT)["violation_id"]
+    closed = current.filter(pl.col("violation_id").is_in(closing_ids.implode())).with_columns(
+        valid_to=ts, is_current=pl.lit(False)
+    )
+    read = incoming.group_by("agency", "dataset").agg(pl.len().alias("_read"))
+    counts = (
+        decided.group_by("agency", "dataset")
+        .agg(
+            inserted=(pl.col("change_type") == INSERT).sum(),
+            updated=(pl.col("change_type") == UPDATE).sum(),
+            deleted=(pl.col("change_type") == DELETE).sum(),
+            unchanged=pl.col("change_type").is_null().sum(),
+            _kept=pl.len(),
+        )
+        .join(read, on=["agency", "dataset"])
+        .with_columns(duplicates=pl.col("_read") - pl.col("_kept"))
+        .select(pl.col(c).cast(t) for c, t in COUNTS_SCHEMA.items())
+        .sort("agency", "dataset")
+    )
+    return Scd2Plan(added=added, closed=closed.select(VIOLATION_COLUMNS), counts=counts)
+
+
+def current_versions(table: Table, violation_ids: list[str]) -> pl.DataFrame:
+    """Full current rows of the given ids (the ones a batch may close)."""
+    if not violation_ids:
+        return empty_violations()
+    row_filter = And(EqualTo("is_current", True), In("violation_id", set(violation_ids)))
+    return pl.from_arrow(table.scan(row_filter=row_filter).to_arrow()).cast(VIOLATIONS_POLARS)  # type: ignore[union-attr]
+
+
+def commit_scd2(table: Table, plan: Scd2Plan) -> None:
+    """One atomic commit: closed versions are rewritten with valid_to, new versions appended."""
+    if plan.is_noop:
+        return
+    rows = to_arrow(pl.concat([plan.closed, plan.added]), VIOLATIONS_ARROW)
+    with table.transaction() as txn:
+        if plan.closed.is_empty():
+            txn.append(rows)
+        else:
+            txn.overwrite(
+                rows,
+                overwrite_filter=And(EqualTo("is_current", True), In("violation_id", set(plan.closed_ids))),
+            )
+
+
+# Quarantine -------------------------------------------------------------------------------------
+
+
+def quarantine_frame(
+    rejects: pl.DataFrame, agency: str | None, dataset: str | None, run_id: str, now: datetime
+) -> pl.DataFrame:
+    """Rows for ``silver.violations_quarantine`` from (source_uri, reason, raw_payload) rows.
+
+    The id hashes the payload, source and reason, so quarantining the same input twice stores it once.
+    """
+    return rejects.select(
+        pl.concat_str(
+            [pl.col(c).fill_null("") for c in ("source_uri", "reason", "raw_payload")], separator="\x1f"
+        )
+        .nchash.md5()
+        .alias("quarantine_id"),
+        pl.lit(agency, dtype=pl.String).alias("agency"),
+        pl.lit(dataset, dtype=pl.String).alias("dataset"),
+        "source_uri",
+        "reason",
+        "raw_payload",
+        pl.lit(run_id).alias("run_id"),
+        pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("quarantined_at"),
+    )
+
+
+def append_quarantine(table: Table, frame: pl.DataFrame) -> int:
+    """Append the records not already quarantined; one commit. Returns how many were new."""
+    if frame.is_empty():
+        return 0
+    frame = frame.unique(subset=["quarantine_id"], keep="first", maintain_order=True)
+    known = table.scan(
+        row_filter=In("quarantine_id", set(frame["quarantine_id"].to_list())),
+        selected_fields=("quarantine_id",),
+    ).to_arrow()
+    fresh = frame.filter(~pl.col("quarantine_id").is_in(known.column("quarantine_id").to_pylist()))
+    if not fresh.is_empty():
+        table.append(to_arrow(fresh, QUARANTINE_ARROW))
+    return fresh.height
+
