@@ -26,10 +26,7 @@ class Dataset:
 
 
 REGISTRY: dict[str, Dataset] = {
-    d.key: d
-    for d in (
-        Dataset("osha", "severe_injury", severe_injury.normalize),
-    )
+    d.key: d for d in (Dataset("osha", "severe_injury", severe_injury.normalize),)
 }
 
 

@@ -187,4 +187,3 @@ def finalize(frame: pl.DataFrame, agency: str, dataset: str) -> pl.DataFrame:
         quality_score=(1.0 - penalty).clip(0.0, 1.0).round(4),
         record_hash=content.nchash.md5(),
     )
-

@@ -16,7 +16,9 @@ def daily_prefix(agency: str, dataset: str, date: str) -> str:
 
 
 @task(name="find-daily-datasets", **IO_TASK)
-def find_daily_datasets(date: str, agency: str | None = None, dataset: str | None = None) -> list[tuple[str, str]]:
+def find_daily_datasets(
+    date: str, agency: str | None = None, dataset: str | None = None
+) -> list[tuple[str, str]]:
     """(agency, dataset) pairs with a folder for ``date`` under bronze/daily, narrowed by the filters."""
     storage = current_lakehouse().storage
     agencies = [agency] if agency else storage.list_dirs(DAILY)

@@ -33,16 +33,26 @@ def build_report(
     )
     issues = [b.valid["quality_issues"] for b in batches if not b.valid.is_empty()]
     quality = (
-        pl.concat(issues).explode().drop_nulls().value_counts(sort=True, name="rows").rename({"quality_issues": "issue"})
+        pl.concat(issues)
+        .explode()
+        .drop_nulls()
+        .value_counts(sort=True, name="rows")
+        .rename({"quality_issues": "issue"})
         if issues
         else RunReport(flow, run_id, counts).quality
     )
-    return RunReport(flow=flow, run_id=run_id, counts=counts, quality=quality.cast({"rows": pl.Int64}), written=written)
+    return RunReport(
+        flow=flow, run_id=run_id, counts=counts, quality=quality.cast({"rows": pl.Int64}), written=written
+    )
 
 
 @task(name="publish-report", **PURE_TASK)
 def publish_report(report: RunReport, key: str) -> None:
     """Keyed artifacts, so the dashboard shows the trend of each flow across runs."""
     key = slugify(key)
-    create_markdown_artifact(markdown=report.markdown(), key=f"{key}-report", description=report.summary_line())
-    create_table_artifact(table=report.counts.to_dicts(), key=f"{key}-counts", description="records per dataset")
+    create_markdown_artifact(
+        markdown=report.markdown(), key=f"{key}-report", description=report.summary_line()
+    )
+    create_table_artifact(
+        table=report.counts.to_dicts(), key=f"{key}-counts", description="records per dataset"
+    )

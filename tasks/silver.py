@@ -43,7 +43,9 @@ def write_silver(
         return Scd2Plan.empty(), []
     current = current_versions(table, incoming["violation_id"].unique().to_list())
     plan = plan_scd2(incoming, current, now, run_id)
-    written = write_buffer_files(lakehouse.storage, plan.added, ingest_date) if not plan.added.is_empty() else []
+    written = (
+        write_buffer_files(lakehouse.storage, plan.added, ingest_date) if not plan.added.is_empty() else []
+    )
     commit_scd2(table, plan)
     return plan, written
 
@@ -52,7 +54,9 @@ def write_silver(
 def write_quarantine(batches: list[NormalizedBatch], run_id: str, now: datetime) -> int:
     """All rejects of the run in one commit; returns how many were not already quarantined."""
     frames = [
-        quarantine_frame(b.rejects, b.agency, b.dataset, run_id, now) for b in batches if not b.rejects.is_empty()
+        quarantine_frame(b.rejects, b.agency, b.dataset, run_id, now)
+        for b in batches
+        if not b.rejects.is_empty()
     ]
     if not frames:
         return 0

@@ -78,7 +78,9 @@ def parse_json(text: str) -> pl.DataFrame:
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BronzeFileError(f"unparseable JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise BronzeFileError(
+            f"unparseable JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     records = payload if isinstance(payload, list) else [payload]
     if not records or not all(isinstance(r, dict) for r in records):
         raise BronzeFileError("JSON is not an object (or a list of objects)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from pyiceberg.catalog import Catalog, load_catalog
@@ -27,7 +28,9 @@ def open_catalog(settings: Settings) -> Catalog:
     props: dict[str, str] = {}
     if settings.catalog_type == "sql":
         if settings.sql_catalog_uri.startswith("sqlite:///"):
-            Path(settings.sql_catalog_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            Path(settings.sql_catalog_uri.removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
         if not settings.warehouse_uri.startswith("s3://"):
             Path(settings.warehouse_uri).mkdir(parents=True, exist_ok=True)
         props = {"type": "sql", "uri": settings.sql_catalog_uri, "warehouse": settings.warehouse_uri}
@@ -67,10 +70,8 @@ def ensure_table(
     except NoSuchTableError:
         pass
     namespace = identifier.rsplit(".", 1)[0]
-    try:
+    with contextlib.suppress(NamespaceAlreadyExistsError):
         catalog.create_namespace(namespace)
-    except NamespaceAlreadyExistsError:
-        pass
     try:
         return catalog.create_table(
             identifier, schema=schema, partition_spec=partition_spec, properties=TABLE_PROPERTIES

@@ -19,7 +19,9 @@ class RunReport:
     run_id: str
     counts: pl.DataFrame
     """One row per agency/dataset with ``COUNT_COLUMNS``."""
-    quality: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema={"issue": pl.String, "rows": pl.Int64}))
+    quality: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema={"issue": pl.String, "rows": pl.Int64})
+    )
     written: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -62,7 +64,12 @@ class RunReport:
 
     def markdown(self) -> str:
         header = "| agency | dataset | " + " | ".join(COUNT_COLUMNS) + " |"
-        lines = [f"# {self.flow} — {self.summary_line()}", "", header, "|" + "---|" * (len(COUNT_COLUMNS) + 2)]
+        lines = [
+            f"# {self.flow} — {self.summary_line()}",
+            "",
+            header,
+            "|" + "---|" * (len(COUNT_COLUMNS) + 2),
+        ]
         for row in self.counts.iter_rows(named=True):
             cells = [row["agency"], row["dataset"], *(str(row[c]) for c in COUNT_COLUMNS)]
             lines.append("| " + " | ".join(cells) + " |")

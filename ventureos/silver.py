@@ -25,7 +25,9 @@ from ventureos.schemas import (
 
 INSERT, UPDATE, DELETE = "INSERT", "UPDATE", "DELETE"
 COUNT_COLUMNS = ("inserted", "updated", "deleted", "unchanged", "duplicates")
-COUNTS_SCHEMA = pl.Schema({"agency": pl.String, "dataset": pl.String} | dict.fromkeys(COUNT_COLUMNS, pl.Int64))
+COUNTS_SCHEMA = pl.Schema(
+    {"agency": pl.String, "dataset": pl.String} | dict.fromkeys(COUNT_COLUMNS, pl.Int64)
+)
 
 
 @dataclass
@@ -173,4 +175,3 @@ def append_quarantine(table: Table, frame: pl.DataFrame) -> int:
     if not fresh.is_empty():
         table.append(to_arrow(fresh, QUARANTINE_ARROW))
     return fresh.height
-

@@ -6,6 +6,7 @@ S3 through pyarrow's filesystems, so the same code runs in both shapes.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import uuid
 from functools import cached_property
@@ -108,10 +109,8 @@ class Storage:
         return self.uri(key)
 
     def delete(self, key: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(self.path(key))
-        except FileNotFoundError:
-            pass
 
     # Parquet -----------------------------------------------------------------------------
     def write_parquet(self, key: str, frame: pl.DataFrame) -> str:
