@@ -1,0 +1,100 @@
+"""Shared fixtures: an empty embedded home per test, one Prefect harness and one moto server per session."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("POLARS_ICEBERG_PLANNER", "pyiceberg")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+BUNDLED_SAMPLES = Path(__file__).resolve().parents[1] / "ventureos" / "data" / "samples"
+MOTO_KEYS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def _clear_ventureos_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("VENTUREOS_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty embedded home (local lake, SQLite catalog) as VENTUREOS_HOME."""
+    _clear_ventureos_env(monkeypatch)
+    path = tmp_path / "home"
+    path.mkdir()
+    monkeypatch.setenv("VENTUREOS_HOME", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect API for the whole session (a start costs ~10 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server (S3, SQS, DynamoDB over HTTP) on 127.0.0.1, started and stopped by the suite."""
+    from moto.server import ThreadedMotoServer
+
+    for key, value in MOTO_KEYS.items():
+        os.environ.setdefault(key, value)
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_home(
+    home: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> str:
+    """The AWS shape against moto: lake and Iceberg warehouse on S3 (a fresh bucket per test).
+
+    The Iceberg catalog stays SQLite; its data and metadata files live on S3.
+    """
+    bucket = f"lake-{abs(hash(request.node.nodeid)) % 10**10}"
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", **_keys())
+    s3.create_bucket(Bucket=bucket)
+    for key, value in {
+        "VENTUREOS_LAKE_URI": f"s3://{bucket}",
+        "VENTUREOS_WAREHOUSE": f"s3://{bucket}/warehouse",
+        "VENTUREOS_AWS_ENDPOINT_URL": moto_endpoint,
+        "VENTUREOS_AWS_ACCESS_KEY_ID": "testing",
+        "VENTUREOS_AWS_SECRET_ACCESS_KEY": "testing",
+        "VENTUREOS_SERVING_BACKEND": "dynamodb",
+        "VENTUREOS_QUEUE_BACKEND": "sqs",
+        "VENTUREOS_SERVING_PREFIX": bucket,
+        "VENTUREOS_QUEUE_NAME": bucket,
+    }.items():
+        monkeypatch.setenv(key, value)
+    return bucket
+
+
+def _keys() -> dict[str, str]:
+    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

@@ -1,0 +1,50 @@
+"""The ``ventureos`` command: one app, one module per command group.
+
+Errors are one clear line and a non-zero exit; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from ventureos.cli import demo, query, run
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app.add_typer(run.app, name="run")
+app.command(name="demo")(demo.demo)
+app.command(name="query")(query.query)
+
+
+def _environment_defaults() -> None:
+    """In-process runs need no Prefect server and no network; keep Prefect's logs quiet by default."""
+    os.environ.setdefault("POLARS_ICEBERG_PLANNER", "pyiceberg")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args.remove("--debug")
+    _environment_defaults()
+    try:
+        app(args=args, prog_name="ventureos", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if debug:
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,39 @@
+"""Printing helpers shared by the command groups."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def print_frame(frame: pl.DataFrame, title: str | None = None, max_rows: int = 50) -> None:
+    table = Table(title=title, show_lines=False)
+    for name in frame.columns:
+        table.add_column(name, overflow="fold")
+    for row in frame.head(max_rows).iter_rows():
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+    if frame.height > max_rows:
+        console.print(f"… {frame.height - max_rows} more rows")
+
+
+def print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, default=str))
+
+
+def print_report(report: dict[str, Any]) -> None:
+    counts = pl.DataFrame(report["datasets"]) if report["datasets"] else pl.DataFrame()
+    if not counts.is_empty():
+        print_frame(counts, title=f"{report['flow']} {report['run_id']}")
+    t = report["totals"]
+    status = "[green]reconciled[/green]" if report["reconciled"] else "[red]NOT RECONCILED[/red]"
+    console.print(
+        f"read {t['read']} = inserted {t['inserted']} + updated {t['updated']} + deleted {t['deleted']}"
+        f" + unchanged {t['unchanged']} + duplicates {t['duplicates']} + quarantined {t['quarantined']}: {status}"
+    )
