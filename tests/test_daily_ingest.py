@@ -1,0 +1,103 @@
+"""daily-ingest end to end: real sample rows as bronze JSON/CSV, embedded and on S3 (moto)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from flows.daily_ingest import daily_ingest
+from ventureos.lakehouse import current_lakehouse
+from ventureos.storage import Storage
+
+from .conftest import BUNDLED_SAMPLES
+
+DAY = "2024-03-05"
+PREFIX = f"bronze/daily/osha/severe_injury/{DAY}"
+
+
+def sample_reports() -> pl.DataFrame:
+    return pl.read_csv(BUNDLED_SAMPLES / "osha_severe_injury" / "severeinjury_sample.csv", infer_schema=False)
+
+
+def stage(storage: Storage, reports: pl.DataFrame, json_rows: int, malformed: dict[str, bytes]) -> None:
+    """``json_rows`` reports as one JSON file each, the rest as one cp1252 CSV, plus malformed files."""
+    for record in reports.head(json_rows).to_dicts():
+        storage.write_bytes(f"{PREFIX}/{record['ID']}.json", json.dumps(record).encode())
+    csv = reports.slice(json_rows).write_csv()
+    storage.write_bytes(f"{PREFIX}/rest.csv", csv.encode("cp1252", errors="replace"))
+    for name, data in malformed.items():
+        storage.write_bytes(f"{PREFIX}/{name}", data)
+
+
+MALFORMED = {
+    "broken.json": b'{"ID": "1", "EventDate": ',
+    "no-id.json": b'{"EventDate": "1/5/2015", "Employer": "Nobody Inc"}',
+    "bad-date.json": b'{"ID": "2099000001", "EventDate": "31/31/2015", "Employer": "Acme"}',
+    "garbage.csv": bytes(range(256)) * 8,
+    "empty.json": b"",
+}
+
+
+def silver_rows() -> pl.DataFrame:
+    return pl.from_arrow(current_lakehouse().violations().scan().to_arrow())
+
+
+def quarantine_rows() -> pl.DataFrame:
+    return pl.from_arrow(current_lakehouse().quarantine().scan().to_arrow())
+
+
+def run_and_check(storage: Storage) -> None:
+    reports = sample_reports().head(120)
+    stage(storage, reports, json_rows=20, malformed=MALFORMED)
+
+    first = daily_ingest(DAY)
+    assert first["totals"]["read"] == 120 + len(MALFORMED)  # each malformed file is one record
+    assert first["totals"]["inserted"] == 120
+    assert first["totals"]["quarantined"] == len(MALFORMED)
+    assert first["reconciled"]
+
+    silver = silver_rows()
+    assert silver.height == 120
+    assert silver["violation_id"].n_unique() == 120
+    assert set(silver["source_id"]) == set(reports["ID"])
+    assert silver["is_current"].all() and (silver["change_type"] == "INSERT").all()
+
+    reasons = dict(quarantine_rows().select("source_uri", "reason").iter_rows())
+    by_name = {uri.rsplit("/", 1)[1]: reason for uri, reason in reasons.items()}
+    assert by_name["broken.json"].startswith("unparseable JSON")
+    assert by_name["no-id.json"] == "missing ID"
+    assert by_name["bad-date.json"] == "unparseable event date"
+    assert by_name["garbage.csv"].startswith("not a text file")
+    assert by_name["empty.json"] == "empty file"
+
+    buffers = storage.list(f"silver/violations/buffer/ingest_date={DAY}")
+    assert len(buffers) == 1 and buffers[0].endswith(".parquet")
+    buffered = storage.read_parquet(buffers[0])
+    assert sorted(buffered["violation_id"]) == sorted(silver["violation_id"])
+
+    second = daily_ingest(DAY)
+    assert second["totals"]["inserted"] == 0 and second["totals"]["unchanged"] == 120
+    assert silver_rows().height == 120
+    assert quarantine_rows().height == len(MALFORMED)
+    assert storage.list(f"silver/violations/buffer/ingest_date={DAY}") == buffers
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_daily_ingest_embedded(home: Path) -> None:
+    run_and_check(current_lakehouse().storage)
+    otisville = silver_rows().filter(pl.col("source_id") == "2015010015").row(0, named=True)
+    assert otisville["state"] == "NY" and otisville["zip"] == "10963"
+    assert otisville["event_date"].isoformat() == "2015-01-01"
+
+
+@pytest.mark.aws
+@pytest.mark.usefixtures("prefect_harness")
+def test_daily_ingest_on_s3(aws_home: str) -> None:
+    storage = current_lakehouse().storage
+    assert storage.root == f"s3://{aws_home}"
+    run_and_check(storage)
+    data_files = current_lakehouse().violations().inspect.files()["file_path"].to_pylist()
+    assert data_files and all(p.startswith(f"s3://{aws_home}/warehouse/") for p in data_files)
