@@ -22,7 +22,7 @@ def daily_ingest(date: str, agency: str | None = None, dataset: str | None = Non
         get_dataset(agency, dataset)
     rid, now = run_id(), utc_now()
     targets = find_daily_datasets(day, agency, dataset)
-    batches = [normalize_batch(read_bronze(daily_prefix(a, d, day)), a, d) for a, d in targets]
+    batches = [normalize_batch(read_bronze(daily_prefix(a, d, day), a, d), a, d) for a, d in targets]
     plan, written = write_silver(batches, rid, now, day)
     write_quarantine(batches, rid, now)
     report = build_report("daily-ingest", rid, batches, plan, written)

@@ -1,6 +1,9 @@
 """Normalizers: pure Polars, one module per (agency, dataset), and the registry that names them.
 
-Adding a dataset = one module with ``normalize(raw) -> frame`` plus one entry in ``REGISTRY``.
+Adding a dataset = one module with ``normalize(raw, **lookups) -> frame`` plus one entry in ``REGISTRY``.
+Datasets published as several tables (OSHA inspections + violations, EPA cases + facilities) name their
+extra tables in ``lookups``: a bronze file whose name contains a lookup's name holds that table, every
+other file holds the records themselves.
 """
 
 from __future__ import annotations
@@ -18,11 +21,17 @@ from normalizers.osha import severe_injury
 class Dataset:
     agency: str
     dataset: str
-    normalize: Callable[[pl.DataFrame], pl.DataFrame]
+    normalize: Callable[..., pl.DataFrame]
+    lookups: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
         return f"{self.agency}/{self.dataset}"
+
+    def lookup_of(self, file_name: str) -> str | None:
+        """The lookup table a bronze file holds, or None when it holds records."""
+        name = file_name.rsplit("/", 1)[-1].lower()
+        return next((lookup for lookup in self.lookups if lookup in name), None)
 
 
 REGISTRY: dict[str, Dataset] = {
@@ -42,6 +51,8 @@ def get_dataset(agency: str, dataset: str) -> Dataset:
         raise UnknownDatasetError(f"{agency}/{dataset}") from None
 
 
-def normalize(raw: pl.DataFrame, agency: str, dataset: str) -> pl.DataFrame:
+def normalize(
+    raw: pl.DataFrame, agency: str, dataset: str, lookups: dict[str, pl.DataFrame] | None = None
+) -> pl.DataFrame:
     """Raw frame of one dataset -> normalized, finalized frame (rejects still in, with a reason)."""
-    return finalize(get_dataset(agency, dataset).normalize(raw), agency, dataset)
+    return finalize(get_dataset(agency, dataset).normalize(raw, **(lookups or {})), agency, dataset)

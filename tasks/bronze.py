@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
+from normalizers import REGISTRY
 from tasks.policy import IO_TASK
 from ventureos.bronze import RawBatch, read_raw_batch
 from ventureos.lakehouse import current_lakehouse
@@ -30,8 +31,10 @@ def find_daily_datasets(
 
 
 @task(name="read-bronze", **IO_TASK)
-def read_bronze(prefix: str) -> RawBatch:
+def read_bronze(prefix: str, agency: str, dataset: str) -> RawBatch:
     """Every file under a bronze prefix, parsed into one raw frame (unreadable files become rejects)."""
     storage = current_lakehouse().storage
-    keys = storage.list(prefix)
-    return read_raw_batch([(storage.uri(k), storage.read_bytes(k)) for k in keys])
+    files = [(storage.uri(k), storage.read_bytes(k)) for k in storage.list(prefix)]
+    spec = REGISTRY.get(f"{agency}/{dataset}")
+    # An unknown dataset still gets read: normalize quarantines its records with the reason.
+    return read_raw_batch(files, spec.lookup_of) if spec else read_raw_batch(files)

@@ -30,7 +30,7 @@ def normalize_raw_batch(raw: RawBatch, agency: str, dataset: str) -> NormalizedB
     if raw.frame.is_empty():
         return NormalizedBatch(agency, dataset, pl.DataFrame(), raw.rejects, raw.records_read)
     try:
-        normalized = normalize(raw.frame, agency, dataset)
+        normalized = normalize(raw.frame, agency, dataset, raw.lookups)
     except UnknownDatasetError as exc:
         normalized = raw.frame.select(ROW, pl.lit(str(exc)).alias("reject_reason"))
     rejects = pl.concat([raw.rejects, record_rejects(raw.frame, normalized)])

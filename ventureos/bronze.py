@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,8 @@ class RawBatch:
 
     frame: pl.DataFrame
     rejects: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECT_SCHEMA))
+    lookups: dict[str, pl.DataFrame] = field(default_factory=dict)
+    """Extra tables the normalizer joins (e.g. inspections); their rows are not records."""
 
     @property
     def records_read(self) -> int:
@@ -118,19 +121,28 @@ def parse_bronze_file(name: str, data: bytes) -> pl.DataFrame:
     return parse_json(text)
 
 
-def read_raw_batch(files: list[tuple[str, bytes]]) -> RawBatch:
-    """Parse (uri, bytes) pairs into one raw frame with lineage columns, and file-level rejects."""
-    frames, rejects = [], []
+def read_raw_batch(
+    files: list[tuple[str, bytes]], lookup_of: Callable[[str], str | None] = lambda _: None
+) -> RawBatch:
+    """Parse (uri, bytes) pairs into one raw frame with lineage columns, lookup tables and rejects.
+
+    ``lookup_of`` names the lookup table a file holds (None: it holds records).
+    """
+    frames: dict[str | None, list[pl.DataFrame]] = {}
+    rejects = []
     for uri, data in files:
         try:
             frame = parse_bronze_file(uri, data)
         except BronzeFileError as exc:
             rejects.append({"source_uri": uri, "reason": str(exc), "raw_payload": payload_text(data)})
             continue
-        frames.append(frame.with_columns(pl.lit(uri).alias(SOURCE_URI)))
-    frame = pl.concat(frames, how="diagonal") if frames else pl.DataFrame(schema={SOURCE_URI: pl.String})
-    frame = frame.with_row_index(ROW)
-    return RawBatch(frame=frame, rejects=pl.DataFrame(rejects, schema=REJECT_SCHEMA))
+        frames.setdefault(lookup_of(uri), []).append(frame.with_columns(pl.lit(uri).alias(SOURCE_URI)))
+    records = frames.pop(None, [pl.DataFrame(schema={SOURCE_URI: pl.String})])
+    return RawBatch(
+        frame=pl.concat(records, how="diagonal").with_row_index(ROW),
+        rejects=pl.DataFrame(rejects, schema=REJECT_SCHEMA),
+        lookups={name: pl.concat(parts, how="diagonal") for name, parts in frames.items()},
+    )
 
 
 def record_rejects(raw: pl.DataFrame, normalized: pl.DataFrame) -> pl.DataFrame:
