@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     batch_rows: int = 250_000
     """Rows per historical-load batch: bounds memory, not the input size."""
 
+    snapshot_retention_days: float = 7.0
+    """Iceberg maintenance expires snapshots older than this (the last ``snapshot_keep_last`` stay)."""
+    snapshot_keep_last: int = 5
+    compaction_small_file_bytes: int = 32 * 1024 * 1024
+    """Data files below this size count as small; a partition with ``compaction_min_files`` is rewritten."""
+    compaction_min_files: int = 5
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.batch_rows <= 0:
