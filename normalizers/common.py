@@ -110,7 +110,7 @@ def state_code(value: pl.Expr) -> pl.Expr:
 
 def zip5(value: pl.Expr) -> pl.Expr:
     """Five-digit ZIP, zero-padded (sources drop leading zeros); ZIP+4 keeps its first five."""
-    digits = value.str.strip_chars().str.extract(r"^(\d{1,5})(?:\.0+)?(?:-\d{4})?$")
+    digits = value.str.strip_chars().str.extract(r"^(\d{3,5})(?:\.0+)?(?:-\d{4})?$")
     return digits.str.zfill(5)
 
 

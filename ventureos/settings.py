@@ -69,8 +69,8 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.batch_rows <= 0:
             raise ValueError("batch_rows must be positive")
-        if self.catalog_type != "sql" and not self.catalog_uri and self.catalog_type == "rest":
-            raise ValueError("catalog_uri is required when catalog_type is 'rest'")
+        if self.catalog_type == "rest" and not self.catalog_uri:
+            raise ValueError(f"{ENV_PREFIX}CATALOG_URI (catalog_uri) is required when catalog_type is 'rest'")
         return self
 
     @classmethod

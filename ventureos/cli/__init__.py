@@ -19,12 +19,13 @@ app.command(name="demo")(demo.demo)
 app.command(name="query")(query.query)
 
 
-def _environment_defaults() -> None:
-    """In-process runs need no Prefect server and no network; keep Prefect's logs quiet by default."""
+def _environment_defaults(debug: bool) -> None:
+    """In-process runs need no Prefect server and no network. The command prints its own report, so
+    Prefect's logs (tracebacks included) show only with ``--debug``."""
     os.environ.setdefault("POLARS_ICEBERG_PLANNER", "pyiceberg")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if debug else "CRITICAL")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     if debug:
         args.remove("--debug")
-    _environment_defaults()
+    _environment_defaults(debug)
     try:
         app(args=args, prog_name="ventureos", standalone_mode=False)
     except click.exceptions.Abort:

@@ -1,0 +1,67 @@
+"""The ``ventureos`` command: demo, run, query, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ventureos.cli import main
+from ventureos.demo import DEMO_DATE
+
+
+def run_cli(*args: str) -> int:
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_run_daily_ingest_and_query(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ventureos.demo import stage_demo
+    from ventureos.settings import load_settings
+
+    stage_demo(load_settings())
+    assert run_cli("run", "daily-ingest", "--date", DEMO_DATE, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["totals"]["read"] == 655 and report["totals"]["inserted"] == 654
+    assert report["totals"]["quarantined"] == 1 and report["reconciled"] is True
+
+    sql = "select state, count(*) as n from silver_violations where is_current group by state order by n desc limit 2"
+    assert run_cli("query", sql, "--json") == 0
+    assert json.loads(capsys.readouterr().out) == [{"state": "TX", "n": 113}, {"state": "FL", "n": 74}]
+
+
+def test_errors_are_one_line_and_non_zero(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("run", "daily-ingest", "--date", "2024-13-01") == 1
+    err = capsys.readouterr().err
+    assert err == "error: date must be YYYY-MM-DD, got '2024-13-01'\n"
+
+    assert (
+        run_cli("run", "daily-ingest", "--date", "2024-01-01", "--agency", "osha", "--dataset", "nope") == 1
+    )
+    assert capsys.readouterr().err.startswith("error: unknown dataset 'osha/nope'")
+
+    os.environ["VENTUREOS_LAKEURI"] = "x"
+    try:
+        assert run_cli("query", "select 1") == 1
+    finally:
+        del os.environ["VENTUREOS_LAKEURI"]
+    assert capsys.readouterr().err == "error: unknown setting(s): VENTUREOS_LAKEURI\n"
+
+
+def test_demo_console_script_exits_zero_with_summary(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VENTUREOS_", "PREFECT_"))}
+    env |= {"VENTUREOS_HOME": str(tmp_path / "demo"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    script = Path(sys.executable).parent / "ventureos"
+    result = subprocess.run([str(script), "demo"], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "silver.violations: 654 rows (654 violations); quarantined: 1" in result.stdout
+    assert "Top 10 companies by violation count" in result.stdout
+    assert "reconciled" in result.stdout
