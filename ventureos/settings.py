@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -54,6 +54,16 @@ class Settings(BaseSettings):
     serving_prefix: str = "VentureOS"
     queue_backend: Literal["sqlite", "sqs"] = "sqlite"
     queue_name: str = "ventureos-feed"
+    queue_visibility_timeout: int = Field(300, ge=1, le=43_200)
+    """Seconds a received feed message stays invisible; a slow batch extends it while it works."""
+    queue_max_receives: int = Field(5, ge=1, le=1000)
+    """Receives after which a message moves to the dead-letter queue (``{queue_name}-dlq``)."""
+    queue_wait_seconds: int = Field(5, ge=0, le=20)
+    """Long polling: how long one receive waits for messages (0..20)."""
+    queue_receive_concurrency: int = Field(4, ge=1, le=10)
+    """Receive (and delete) calls of 10 messages in flight at once."""
+    feed_max_message_bytes: int = Field(262_144, ge=1024)
+    """Larger feed messages are poison (quarantined), whatever the queue accepted."""
 
     batch_rows: int = 250_000
     """Rows per historical-load batch: bounds memory, not the input size."""
