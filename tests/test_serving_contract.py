@@ -1,0 +1,149 @@
+"""One contract for both serving backends: SQLite (embedded) and DynamoDB over HTTP on a moto server."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.config import Config
+
+from ventureos.serving import ENTITIES, PROJECTS, TABLES, VIOLATIONS, ServingStore, open_store
+from ventureos.serving.dynamodb import DynamoDBStore
+from ventureos.settings import load_settings
+
+
+@pytest.fixture(params=["sqlite", pytest.param("dynamodb", marks=pytest.mark.aws)])
+def store(request: pytest.FixtureRequest, home: Path) -> ServingStore:
+    if request.param == "dynamodb":
+        request.getfixturevalue("aws_home")
+    store = open_store(load_settings())
+    assert type(store).__name__ == {"sqlite": "SqliteStore", "dynamodb": "DynamoDBStore"}[request.param]
+    assert store.create_tables() == [store.table_name(t) for t in TABLES]
+    return store
+
+
+def test_create_tables_is_idempotent_and_prefixed(store: ServingStore) -> None:
+    assert store.create_tables() == []
+    assert store.table_name(ENTITIES) == f"{store.prefix}-Entities"
+    with pytest.raises(ValueError, match="unknown serving table"):
+        store.table_name("Nope")
+
+
+def test_items_round_trip_with_exact_numbers(store: ServingStore) -> None:
+    item = {
+        "PK": "COMPANY#walmart",
+        "SK": "STATS#all",
+        "violations": 3,
+        "penalties": Decimal("12345.67"),
+        "score": 0.85,
+        "issues": ["missing_coordinates"],
+        "name": "Walmart Inc.",
+        "last_violation_date": None,
+    }
+    assert store.put_items(ENTITIES, [item]) == 1
+    got = store.get_item(ENTITIES, "COMPANY#walmart", "STATS#all")
+    assert got == {
+        "PK": "COMPANY#walmart",
+        "SK": "STATS#all",
+        "violations": 3,
+        "penalties": Decimal("12345.67"),
+        "score": Decimal("0.85"),
+        "issues": ["missing_coordinates"],
+        "name": "Walmart Inc.",
+    }
+    assert type(got["violations"]) is int
+    assert store.get_item(ENTITIES, "COMPANY#walmart", "STATS#osha") is None
+    with pytest.raises(ValueError, match="string PK and SK"):
+        store.put_items(ENTITIES, [{"PK": "COMPANY#x"}])
+
+
+def test_batches_beyond_25_dedupe_query_order_and_delete(store: ServingStore) -> None:
+    feed = [
+        {"PK": "STATE#tx", "SK": f"AGENCY#osha#DATE#2015-01-{d:02d}#osha:severe_injury:{d}", "n": d}
+        for d in range(30, 0, -1)
+    ]
+    feed.append({"PK": "STATE#tx", "SK": "AGENCY#faa#DATE#2015-02-01#faa:actions:1", "n": 99})
+    feed.append({"PK": "STATE#ny", "SK": "AGENCY#osha#DATE#2015-02-01#osha:severe_injury:7", "n": 7})
+    # The same key twice in one batch: the last write wins, counted once.
+    feed.append({**feed[0], "n": 31})
+    assert store.put_items(VIOLATIONS, feed) == 32
+
+    osha = store.query(VIOLATIONS, "STATE#tx", "AGENCY#osha#")
+    assert [i["n"] for i in osha] == [*range(1, 30), 31]
+    assert [i["SK"] for i in osha] == sorted(i["SK"] for i in osha)
+    assert len(store.query(VIOLATIONS, "STATE#tx")) == 31
+    assert store.query(VIOLATIONS, "STATE#ca") == []
+
+    doomed = [(i["PK"], i["SK"]) for i in osha[:27]]
+    assert store.delete_items(VIOLATIONS, [*doomed, doomed[0], ("STATE#tx", "AGENCY#osha#DATE#absent")]) == 28
+    assert [i["n"] for i in store.query(VIOLATIONS, "STATE#tx", "AGENCY#osha#")] == [28, 29, 31]
+    assert len(store.scan(VIOLATIONS)) == 5
+    assert store.put_items(VIOLATIONS, []) == 0 and store.delete_items(VIOLATIONS, []) == 0
+
+
+def test_put_if_newer_never_moves_backwards(store: ServingStore) -> None:
+    key = {"PK": "SYNC#gold", "SK": "WATERMARK"}
+    assert store.put_if_newer(ENTITIES, {**key, "watermark": "2024-01-02T00:00:00+00:00"}, "watermark")
+    assert not store.put_if_newer(ENTITIES, {**key, "watermark": "2024-01-01T00:00:00+00:00"}, "watermark")
+    assert not store.put_if_newer(ENTITIES, {**key, "watermark": "2024-01-02T00:00:00+00:00"}, "watermark")
+    assert store.put_if_newer(ENTITIES, {**key, "watermark": "2024-01-03T00:00:00+00:00"}, "watermark")
+    assert store.get_item(ENTITIES, "SYNC#gold", "WATERMARK")["watermark"] == "2024-01-03T00:00:00+00:00"
+
+
+def test_tables_are_separate(store: ServingStore) -> None:
+    store.put_items(PROJECTS, [{"PK": "BRAND#oshatrail", "SK": "CONFIG", "name": "OSHA Trail"}])
+    assert store.scan(ENTITIES) == [] and store.scan(VIOLATIONS) == []
+    assert store.query(PROJECTS, "BRAND#oshatrail")[0]["name"] == "OSHA Trail"
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: Any) -> Any:
+        yield self.data
+
+
+@pytest.mark.aws
+def test_dynamodb_resends_unprocessed_items_and_backs_off_on_throttling(home: Path, aws_home: str) -> None:
+    """Real HTTP to moto; the server's capacity answers are injected with botocore's event hooks."""
+    settings = load_settings()
+    client = boto3.client("dynamodb", config=Config(retries={"max_attempts": 1}), **settings.boto3_kwargs())
+    store = DynamoDBStore(client, settings.serving_prefix)
+    store.create_tables()
+    calls = {"sent": 0, "throttled": 0}
+    held: list[dict[str, Any]] = []
+
+    def hold_back_five(params: dict[str, Any], **_: Any) -> None:
+        if calls["sent"] == 0:
+            ((name, requests),) = params["RequestItems"].items()
+            held.extend(requests[-5:])
+            params["RequestItems"][name] = requests[:-5]
+        calls["sent"] += 1
+
+    def report_unprocessed(parsed: dict[str, Any], **_: Any) -> None:
+        if held and calls["sent"] == 1:
+            parsed["UnprocessedItems"] = {store.table_name(ENTITIES): list(held)}
+
+    def throttle_twice(request: Any, **_: Any) -> AWSResponse | None:
+        if calls["sent"] == 2 and calls["throttled"] < 2:
+            calls["throttled"] += 1
+            body = {"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"}
+            return AWSResponse(request.url, 400, {}, _Body(json.dumps(body).encode()))
+        return None
+
+    events = client.meta.events
+    events.register("provide-client-params.dynamodb.BatchWriteItem", hold_back_five)
+    events.register("after-call.dynamodb.BatchWriteItem", report_unprocessed)
+    events.register("before-send.dynamodb.BatchWriteItem", throttle_twice)
+
+    items = [{"PK": f"COMPANY#c{n:02d}", "SK": "STATS#all", "violations": n} for n in range(20)]
+    assert store.put_items(ENTITIES, items) == 20
+    assert calls["throttled"] == 2
+    assert len(held) == 5
+    assert sorted(i["violations"] for i in store.scan(ENTITIES)) == list(range(20))

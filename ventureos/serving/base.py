@@ -1,0 +1,142 @@
+"""One small key-value interface with the DynamoDB access patterns, for both shapes.
+
+Every table has a string partition key ``PK`` and sort key ``SK``. Items are plain dicts; the wire
+form is DynamoDB's typed JSON in both backends (SQLite stores it as text), so numbers come back as
+``int`` or ``Decimal`` and the two backends return identical items.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from ventureos.settings import Settings
+
+ENTITIES, VIOLATIONS, PROJECTS = "Entities", "Violations", "Projects"
+TABLES = (ENTITIES, VIOLATIONS, PROJECTS)
+
+Item = dict[str, Any]
+Key = tuple[str, str]
+
+_SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
+
+
+def _plain_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_plain_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain_value(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def item_key(item: Item) -> Key:
+    pk, sk = item.get("PK"), item.get("SK")
+    if not isinstance(pk, str) or not isinstance(sk, str) or not pk or not sk:
+        raise ValueError(f"serving item needs string PK and SK: {item!r}")
+    return pk, sk
+
+
+def to_wire(item: Item) -> dict[str, Any]:
+    """DynamoDB typed attributes; ``None`` attributes are left out, floats become exact decimals."""
+    item_key(item)
+    return {k: _SERIALIZER.serialize(_plain_value(v)) for k, v in item.items() if v is not None}
+
+
+def _from_number(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else value
+    if isinstance(value, list):
+        return [_from_number(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _from_number(v) for k, v in value.items()}
+    return value
+
+
+def from_wire(attributes: dict[str, Any]) -> Item:
+    return {k: _from_number(_DESERIALIZER.deserialize(v)) for k, v in attributes.items()}
+
+
+def unique_by_key(items: Iterable[Item]) -> list[Item]:
+    """Last item per (PK, SK): one batch may not hold two writes of one key."""
+    return list({item_key(i): i for i in items}.values())
+
+
+class ServingStore(ABC):
+    """Tables ``{prefix}-Entities``, ``{prefix}-Violations``, ``{prefix}-Projects``.
+
+    Writes are batched and return how many items they wrote, so callers can report (and tests can
+    assert) that a no-op run writes nothing.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def table_name(self, table: str) -> str:
+        if table not in TABLES:
+            raise ValueError(f"unknown serving table {table!r}; expected one of {', '.join(TABLES)}")
+        return f"{self.prefix}-{table}"
+
+    @abstractmethod
+    def create_tables(self) -> list[str]:
+        """Create the missing tables (idempotent); returns the names it created."""
+
+    @abstractmethod
+    def put_items(self, table: str, items: Sequence[Item]) -> int:
+        """Insert or replace items in batches; returns the number of items written."""
+
+    @abstractmethod
+    def delete_items(self, table: str, keys: Sequence[Key]) -> int:
+        """Delete by (PK, SK) in batches (absent keys are fine); returns the number of keys sent."""
+
+    @abstractmethod
+    def get_item(self, table: str, pk: str, sk: str) -> Item | None: ...
+
+    @abstractmethod
+    def query(self, table: str, pk: str, sk_prefix: str = "") -> list[Item]:
+        """Items of one partition whose SK starts with ``sk_prefix``, ascending by SK."""
+
+    @abstractmethod
+    def scan(self, table: str) -> list[Item]:
+        """Every item of a table (small tables, tests and tooling only)."""
+
+    @abstractmethod
+    def put_if_newer(self, table: str, item: Item, attribute: str) -> bool:
+        """Conditional put: only when the item is absent or its ``attribute`` is smaller than the new one.
+
+        Concurrent writers then never move a value (e.g. a sync watermark) backwards.
+        """
+
+
+_BACKENDS: dict[str, Callable[[Settings], ServingStore]] = {}
+
+
+def register_backend(
+    name: str,
+) -> Callable[[Callable[[Settings], ServingStore]], Callable[[Settings], ServingStore]]:
+    def decorate(factory: Callable[[Settings], ServingStore]) -> Callable[[Settings], ServingStore]:
+        _BACKENDS[name] = factory
+        return factory
+
+    return decorate
+
+
+def open_store(settings: Settings) -> ServingStore:
+    """The serving store of ``settings.serving_backend``."""
+    # Importing the backends registers them.
+    from ventureos.serving import dynamodb, sqlite  # noqa: F401
+
+    try:
+        factory = _BACKENDS[settings.serving_backend]
+    except KeyError:
+        raise ValueError(f"unknown serving backend {settings.serving_backend!r}") from None
+    return factory(settings)

@@ -1,0 +1,114 @@
+"""The embedded serving store: one SQLite file, one table per serving table, same keys as DynamoDB."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from ventureos.serving.base import (
+    TABLES,
+    Item,
+    Key,
+    ServingStore,
+    from_wire,
+    register_backend,
+    to_wire,
+    unique_by_key,
+)
+from ventureos.settings import Settings
+
+
+class SqliteStore(ServingStore):
+    def __init__(self, path: Path, prefix: str) -> None:
+        super().__init__(prefix)
+        self.path = path
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A short-lived connection per call: safe across Prefect's task threads and processes."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            yield conn
+        finally:
+            conn.close()
+
+    def _name(self, table: str) -> str:
+        return '"' + self.table_name(table).replace('"', '""') + '"'
+
+    def create_tables(self) -> list[str]:
+        created = []
+        with self._connect() as conn:
+            existing = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            for table in TABLES:
+                if self.table_name(table) in existing:
+                    continue
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self._name(table)} "
+                    "(pk TEXT NOT NULL, sk TEXT NOT NULL, item TEXT NOT NULL, PRIMARY KEY (pk, sk)) WITHOUT ROWID"
+                )
+                created.append(self.table_name(table))
+        return created
+
+    def put_items(self, table: str, items: Sequence[Item]) -> int:
+        rows = [(i["PK"], i["SK"], json.dumps(to_wire(i))) for i in unique_by_key(items)]
+        if rows:
+            with self._connect() as conn, conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(f"INSERT OR REPLACE INTO {self._name(table)} VALUES (?, ?, ?)", rows)
+        return len(rows)
+
+    def delete_items(self, table: str, keys: Sequence[Key]) -> int:
+        unique = list(dict.fromkeys(keys))
+        if unique:
+            with self._connect() as conn, conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(f"DELETE FROM {self._name(table)} WHERE pk = ? AND sk = ?", unique)
+        return len(unique)
+
+    def get_item(self, table: str, pk: str, sk: str) -> Item | None:
+        with self._connect() as conn:
+            row = conn.execute(
+                f"SELECT item FROM {self._name(table)} WHERE pk = ? AND sk = ?", (pk, sk)
+            ).fetchone()
+        return from_wire(json.loads(row[0])) if row else None
+
+    def query(self, table: str, pk: str, sk_prefix: str = "") -> list[Item]:
+        # BINARY collation compares UTF-8 bytes, the order DynamoDB sorts string keys in.
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT item FROM {self._name(table)} WHERE pk = ? AND substr(sk, 1, ?) = ? ORDER BY sk",
+                (pk, len(sk_prefix), sk_prefix),
+            ).fetchall()
+        return [from_wire(json.loads(r[0])) for r in rows]
+
+    def scan(self, table: str) -> list[Item]:
+        with self._connect() as conn:
+            rows = conn.execute(f"SELECT item FROM {self._name(table)} ORDER BY pk, sk").fetchall()
+        return [from_wire(json.loads(r[0])) for r in rows]
+
+    def put_if_newer(self, table: str, item: Item, attribute: str) -> bool:
+        wire = to_wire(item)
+        with self._connect() as conn, conn:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(
+                f"SELECT item FROM {self._name(table)} WHERE pk = ? AND sk = ?", (item["PK"], item["SK"])
+            ).fetchone()
+            if row is not None:
+                current = from_wire(json.loads(row[0])).get(attribute)
+                if current is not None and not current < item[attribute]:
+                    return False
+            conn.execute(
+                f"INSERT OR REPLACE INTO {self._name(table)} VALUES (?, ?, ?)",
+                (item["PK"], item["SK"], json.dumps(wire)),
+            )
+        return True
+
+
+@register_backend("sqlite")
+def _from_settings(settings: Settings) -> ServingStore:
+    return SqliteStore(settings.serving_db, settings.serving_prefix)
