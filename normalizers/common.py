@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 import polars as pl
 import polars_hash  # noqa: F401  (registers the stable .nchash namespace)
 
-from ventureos.entities import company_slug
+from ventureos.entities import resolve_companies
 
 ROW = "_row"
 SOURCE_URI = "_source_uri"
@@ -177,11 +177,11 @@ def finalize(frame: pl.DataFrame, agency: str, dataset: str) -> pl.DataFrame:
     content = pl.concat_str(
         [pl.col(c).cast(pl.String).fill_null("\x00") for c in HASHED_COLUMNS], separator="\x1f"
     )
-    return frame.with_columns(
+    # Entity resolution works on the frame's unique names (and adds its evidence to the details).
+    return resolve_companies(frame).with_columns(
         violation_id=pl.lit(f"{agency}:{dataset}:") + pl.col("source_id"),
         agency=pl.lit(agency),
         dataset=pl.lit(dataset),
-        company_slug=company_slug(pl.col("company_name")),
         quality_issues=issues,
     ).with_columns(
         quality_score=(1.0 - penalty).clip(0.0, 1.0).round(4),
