@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from normalizers.common import finalize
-from normalizers.osha import severe_injury
+from normalizers.osha import enforcement, severe_injury
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,11 @@ class Dataset:
 
 
 REGISTRY: dict[str, Dataset] = {
-    d.key: d for d in (Dataset("osha", "severe_injury", severe_injury.normalize),)
+    d.key: d
+    for d in (
+        Dataset("osha", "severe_injury", severe_injury.normalize),
+        Dataset("osha", "enforcement", enforcement.normalize, lookups=("inspection",)),
+    )
 }
 
 

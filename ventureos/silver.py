@@ -121,18 +121,25 @@ def current_versions(table: Table, violation_ids: list[str]) -> pl.DataFrame:
     return pl.from_arrow(table.scan(row_filter=row_filter).to_arrow()).cast(VIOLATIONS_POLARS)  # type: ignore[union-attr]
 
 
-def commit_scd2(table: Table, plan: Scd2Plan) -> None:
-    """One atomic commit: closed versions are rewritten with valid_to, new versions appended."""
-    if plan.is_noop:
+def commit_scd2(table: Table, plan: Scd2Plan, snapshot_properties: dict[str, str] | None = None) -> None:
+    """One atomic commit: closed versions are rewritten with valid_to, new versions appended.
+
+    ``snapshot_properties`` land in the snapshot summary of that same commit (a historical load marks
+    its batch there, so "written" and "recorded as done" are one fact); with them, a no-op plan still
+    commits an empty snapshot to carry the mark.
+    """
+    if plan.is_noop and not snapshot_properties:
         return
+    properties = snapshot_properties or {}
     rows = to_arrow(pl.concat([plan.closed, plan.added]), VIOLATIONS_ARROW)
     with table.transaction() as txn:
         if plan.closed.is_empty():
-            txn.append(rows)
+            txn.append(rows, snapshot_properties=properties)
         else:
             txn.overwrite(
                 rows,
                 overwrite_filter=And(EqualTo("is_current", True), In("violation_id", set(plan.closed_ids))),
+                snapshot_properties=properties,
             )
 
 

@@ -1,0 +1,111 @@
+"""OSHA enforcement (DOL data catalog): ``osha_violation`` rows joined to their ``osha_inspection``.
+
+One violation per (activity_nr, citation_id). The inspection gives the establishment, its site and
+NAICS code, and the open date the event date falls back to when the citation has no issuance date.
+``delete_flag = D`` means the agency withdrew the citation: an SCD2 DELETE, never a live row.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from normalizers.common import (
+    LINEAGE,
+    blank_to_null,
+    conform,
+    details_json,
+    money,
+    parse_date,
+    quality_flags,
+    reject_when,
+    state_code,
+    zip5,
+)
+
+KEY = "activity_nr"
+VIOLATION_TYPES = {"S": "serious", "W": "willful", "R": "repeat", "O": "other"}
+VIOLATION_MAPPED = (
+    KEY, "citation_id", "delete_flag", "viol_type", "issuance_date", "current_penalty",
+    "initial_penalty", "standard",
+)  # fmt: skip
+INSPECTION_MAPPED = (
+    KEY, "estab_name", "site_address", "site_city", "site_state", "site_zip", "naics_code", "open_date",
+)  # fmt: skip
+# Inspection fields kept in violation_details next to the violation's own unmapped fields.
+INSPECTION_DETAILS = ("open_date", "insp_type", "insp_scope", "owner_type", "sic_code", "reporting_id")
+
+
+def _with_columns(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
+    missing = [c for c in columns if c not in frame.columns]
+    return frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in missing)
+
+
+def inspection_sites(inspection: pl.DataFrame | None) -> pl.DataFrame:
+    """One row per activity_nr (a re-delivered inspection keeps its last version).
+
+    Mapped fields come as ``insp_*``, the detail fields under their own names, plus ``insp_found``.
+    """
+    wanted = list(dict.fromkeys((*INSPECTION_MAPPED, *INSPECTION_DETAILS)))
+    if inspection is None:
+        inspection = pl.DataFrame(schema=dict.fromkeys(wanted, pl.String))
+    inspection = _with_columns(inspection, tuple(wanted))
+    return (
+        inspection.select(wanted)
+        .with_columns(blank_to_null(wanted))
+        .filter(pl.col(KEY).is_not_null())
+        .unique(subset=KEY, keep="last", maintain_order=False)
+        .select(
+            KEY,
+            *(pl.col(c).alias(f"insp_{c}") for c in INSPECTION_MAPPED if c != KEY),
+            *INSPECTION_DETAILS,
+            insp_found=pl.lit(True),
+        )
+    )
+
+
+def normalize(raw: pl.DataFrame, inspection: pl.DataFrame | None = None) -> pl.DataFrame:
+    source_columns = [c for c in raw.columns if c not in LINEAGE]
+    raw = _with_columns(raw.with_columns(blank_to_null(source_columns)), VIOLATION_MAPPED)
+    joined = raw.join(inspection_sites(inspection), on=KEY, how="left")
+
+    issued = parse_date(pl.col("issuance_date"))
+    opened = parse_date(pl.col("insp_open_date"))
+    code = pl.col("viol_type").str.to_uppercase()
+    violation_type = code.replace_strict(VIOLATION_TYPES, default=None, return_dtype=pl.String)
+    has_inspection = pl.col("insp_found").fill_null(False)
+    unmapped = [c for c in source_columns if c not in VIOLATION_MAPPED]
+    details = [*unmapped, *(c for c in INSPECTION_DETAILS if c not in unmapped)]
+
+    normalized = joined.select(
+        pl.concat_str(KEY, "citation_id", separator="-").alias("source_id"),
+        pl.coalesce(issued, opened).alias("event_date"),
+        pl.col("insp_estab_name").alias("company_name"),
+        pl.col("insp_site_address").alias("address"),
+        pl.col("insp_site_city").str.to_uppercase().alias("city"),
+        state_code(pl.col("insp_site_state")).alias("state"),
+        zip5(pl.col("insp_site_zip")).alias("zip"),
+        pl.col("insp_naics_code").str.replace(r"\.0+$", "").alias("naics_code"),
+        violation_type.alias("violation_type"),
+        money(pl.col("current_penalty")).alias("penalty_amount"),
+        money(pl.col("initial_penalty")).alias("initial_penalty"),
+        pl.col("standard").alias("description"),
+        details_json(details).alias("violation_details"),
+        quality_flags(
+            {
+                "event_date_fallback": issued.is_null() & opened.is_not_null(),
+                "missing_inspection": ~has_inspection,
+                "unknown_violation_type": violation_type.is_null(),
+            }
+        ).alias("quality_issues"),
+        (pl.col("delete_flag").str.to_uppercase() == "D").fill_null(False).alias("is_deleted"),
+        reject_when(
+            {
+                "missing activity_nr": pl.col(KEY).is_null(),
+                "missing citation_id": pl.col("citation_id").is_null(),
+                "missing event date (no issuance_date, no inspection open_date)": issued.is_null()
+                & opened.is_null(),
+            }
+        ).alias("reject_reason"),
+        *LINEAGE,
+    )
+    return conform(normalized)
