@@ -11,12 +11,13 @@ import sys
 import click
 import typer
 
-from ventureos.cli import demo, query, run
+from ventureos.cli import demo, maintain, query, run
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(run.app, name="run")
 app.command(name="demo")(demo.demo)
 app.command(name="query")(query.query)
+app.command(name="maintain")(maintain.maintain)
 
 
 def _environment_defaults(debug: bool) -> None:

@@ -30,3 +30,30 @@ def daily_ingest(
     print_json(report) if as_json else print_report(report)
     if not report["reconciled"]:
         raise typer.Exit(1)
+
+
+@app.command("monthly-consolidate")
+def monthly_consolidate(
+    month: Annotated[str | None, typer.Option(help="Ingest month YYYY-MM (default: previous month).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    from flows.monthly_consolidate import monthly_consolidate as flow
+    from ventureos.archive import parse_month
+    from ventureos.cli.maintain import print_consolidation
+
+    report = flow(month=parse_month(month) if month else None)
+    print_json(report) if as_json else print_consolidation(report)
+
+
+@app.command("yearly-consolidate")
+def yearly_consolidate(
+    year: Annotated[str | None, typer.Option(help="Violation year YYYY (default: previous year).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Close the year before its July-1 grace.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    from flows.yearly_consolidate import yearly_consolidate as flow
+    from ventureos.archive import parse_year
+    from ventureos.cli.maintain import print_consolidation
+
+    report = flow(year=parse_year(year) if year else None, force=force)
+    print_json(report) if as_json else print_consolidation(report)

@@ -1,0 +1,447 @@
+"""Buffer -> monthly archive -> immutable yearly archive, without losing or duplicating a version.
+
+Layout (DESIGN.md contract, plus two areas this module owns):
+
+    silver/violations/buffer/ingest_date=YYYY-MM-DD/*.parquet          daily dual write (input)
+    silver/violations/archive/violation_year=YYYY/month=MM/data.parquet  one file per event month
+    silver/violations/archive/violation_year=YYYY/data.parquet           one immutable file per closed year
+    silver/violations/late/violation_year=YYYY/data.parquet              rows that arrived after YYYY closed
+    silver/violations/_consolidation/{staging,manifests}/                work area of a run in progress
+
+Rows without an event date go to ``violation_year=unknown/month=unknown``; that year is never closed.
+
+Every run is the same three-phase protocol, identical on local disk and S3 (which has no rename):
+
+1. *Stage*: each new target file is written under a unique staging key and read back; its row count
+   and content checksum must equal what was planned.
+2. *Commit*: one JSON manifest lists the staged files, their targets, counts, checksums and the source
+   files they replace. Writing it is the commit point: before it nothing visible changed; after it
+   the run only ever rolls forward.
+3. *Apply*: each staged file is swapped into place (rename locally, server-side copy on S3), the
+   target is read back and verified again, then the sources are deleted, then the manifest.
+
+Each run first applies any manifest a crashed run left behind and removes unreferenced staging
+files. Merging is idempotent (versions deduplicated by ``VERSION_KEY``), so re-reading a source whose
+rows already reached the archive adds nothing. One consolidation runs at a time (the deployments
+have a concurrency limit of one); a buffer file written during a run is not in its manifest and is
+left for the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import polars as pl
+import polars_hash  # noqa: F401  (registers .nchash)
+
+from ventureos.buffer import BUFFER_PREFIX
+from ventureos.schemas import VIOLATION_COLUMNS, VIOLATIONS_POLARS
+from ventureos.storage import Storage
+
+SILVER_PREFIX = "silver/violations"
+ARCHIVE_PREFIX = f"{SILVER_PREFIX}/archive"
+LATE_PREFIX = f"{SILVER_PREFIX}/late"
+WORK_PREFIX = f"{SILVER_PREFIX}/_consolidation"
+STAGING_PREFIX = f"{WORK_PREFIX}/staging"
+MANIFEST_PREFIX = f"{WORK_PREFIX}/manifests"
+UNKNOWN = "unknown"
+
+VERSION_KEY = ("violation_id", "record_hash", "change_type")
+"""One version of a violation: an UPDATE and the DELETE tombstone that follows it are two rows."""
+
+GRACE_MONTH = 7
+"""A year may be closed from July 1 of the next year: six months for late rows to arrive."""
+
+
+class ConsolidationError(RuntimeError):
+    """A file did not verify, or the archive is in a state the protocol cannot repair by itself."""
+
+
+class GracePeriodError(ValueError):
+    """The yearly consolidation was asked for before the grace period ended (and without force)."""
+
+
+# Keys -------------------------------------------------------------------------------------------
+
+
+def month_key(year: str, month: str) -> str:
+    return f"{ARCHIVE_PREFIX}/violation_year={year}/month={month}/data.parquet"
+
+
+def year_key(year: str) -> str:
+    return f"{ARCHIVE_PREFIX}/violation_year={year}/data.parquet"
+
+
+def late_key(year: str) -> str:
+    return f"{LATE_PREFIX}/violation_year={year}/data.parquet"
+
+
+def month_files(storage: Storage, year: str) -> list[str]:
+    """The month files of one violation year (never the year file itself)."""
+    return [k for k in storage.list(f"{ARCHIVE_PREFIX}/violation_year={year}") if "/month=" in k]
+
+
+def buffer_files(storage: Storage, month: str) -> list[str]:
+    """Buffer files whose ingest date falls in ``month`` (YYYY-MM)."""
+    prefix = f"ingest_date={month}-"
+    return [
+        key
+        for folder in storage.list_dirs(BUFFER_PREFIX)
+        if folder.startswith(prefix)
+        for key in storage.list(f"{BUFFER_PREFIX}/{folder}")
+        if key.endswith(".parquet")
+    ]
+
+
+# Parameters -------------------------------------------------------------------------------------
+
+
+def parse_month(value: str) -> str:
+    try:
+        return datetime.strptime(value, "%Y-%m").strftime("%Y-%m")
+    except ValueError:
+        raise ValueError(f"month must be YYYY-MM, got {value!r}") from None
+
+
+def parse_year(value: str | int) -> str:
+    text = str(value)
+    if not (text.isdigit() and len(text) == 4):
+        raise ValueError(f"year must be YYYY, got {value!r}")
+    return text
+
+
+def previous_month(today: date) -> str:
+    first = today.replace(day=1)
+    return f"{first.year - 1}-12" if first.month == 1 else f"{first.year}-{first.month - 1:02d}"
+
+
+def previous_year(today: date) -> str:
+    return str(today.year - 1)
+
+
+def grace_ends(year: str) -> date:
+    return date(int(year) + 1, GRACE_MONTH, 1)
+
+
+def check_grace(year: str, today: date, force: bool) -> None:
+    """Refuse to close a year before its grace period ends, unless forced."""
+    if not force and today < grace_ends(year):
+        raise GracePeriodError(
+            f"year {year} can be closed from {grace_ends(year).isoformat()} (6-month grace for late rows);"
+            " use force to close it earlier"
+        )
+
+
+# Pure planning ----------------------------------------------------------------------------------
+
+
+def conform_versions(frame: pl.DataFrame, source: str) -> pl.DataFrame:
+    """The silver.violations columns in contract order and types; a foreign file fails by name."""
+    missing = [c for c in VIOLATION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ConsolidationError(f"{source}: not a violations file, missing column(s) {', '.join(missing)}")
+    return frame.select(pl.col(c).cast(VIOLATIONS_POLARS[c]) for c in VIOLATION_COLUMNS)
+
+
+def empty_versions() -> pl.DataFrame:
+    return pl.DataFrame(schema=VIOLATIONS_POLARS)
+
+
+def dedupe_versions(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per version (the latest ``valid_from`` wins), sorted so file bytes are reproducible."""
+    return (
+        frame.sort("valid_from", nulls_last=False, maintain_order=True)
+        .unique(subset=list(VERSION_KEY), keep="last", maintain_order=True)
+        .sort("event_date", "violation_id", "valid_from", "change_type", "record_hash", nulls_last=True)
+    )
+
+
+def content_checksum(frame: pl.DataFrame) -> str:
+    """Order-independent checksum of every column of every row (what a read-back must reproduce)."""
+    if frame.is_empty():
+        return ""
+    return frame.select(
+        pl.struct(VIOLATION_COLUMNS).struct.json_encode().nchash.md5().sort().str.join("\n").nchash.md5()
+    ).item()
+
+
+def event_year_month(frame: pl.DataFrame) -> pl.DataFrame:
+    """Adds ``_year``/``_month`` (strings) of the event date; ``unknown`` when there is none."""
+    return frame.with_columns(
+        _year=pl.col("event_date").dt.year().cast(pl.String).fill_null(UNKNOWN),
+        _month=pl.col("event_date").dt.strftime("%m").fill_null(UNKNOWN),
+    )
+
+
+def route(rows: pl.DataFrame, closed_years: set[str]) -> dict[str, pl.DataFrame]:
+    """Target key -> rows: the event month's file, or the late area when that year is closed."""
+    routed = event_year_month(rows).with_columns(
+        _target=pl.when(pl.col("_year").is_in(sorted(closed_years)))
+        .then(pl.format(f"{LATE_PREFIX}/violation_year={{}}/data.parquet", "_year"))
+        .otherwise(
+            pl.format(f"{ARCHIVE_PREFIX}/violation_year={{}}/month={{}}/data.parquet", "_year", "_month")
+        )
+    )
+    return {
+        str(key): part.select(VIOLATION_COLUMNS)
+        for (key,), part in routed.partition_by("_target", as_dict=True).items()
+    }
+
+
+def merge_versions(
+    existing: pl.DataFrame, incoming: pl.DataFrame, known: pl.DataFrame
+) -> tuple[pl.DataFrame, int]:
+    """Existing file rows plus the incoming versions not already there (nor in ``known`` keys).
+
+    Returns the merged frame and how many incoming rows it adds.
+    """
+    keys = list(VERSION_KEY)
+    fresh = dedupe_versions(incoming).join(
+        pl.concat([existing.select(keys), known.select(keys)]), on=keys, how="anti", nulls_equal=True
+    )
+    return dedupe_versions(pl.concat([existing, fresh])), fresh.height
+
+
+# Result -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ConsolidationResult:
+    """What a run did; ``rows_in == rows_added + duplicates`` always holds."""
+
+    kind: str
+    scope: str
+    rows_in: int = 0
+    rows_added: int = 0
+    duplicates: int = 0
+    rows_out: int = 0
+    """Rows in the files written (existing rows they kept plus the rows added)."""
+    late_rows: int = 0
+    """Rows added to the late area because their year was already closed."""
+    files_read: int = 0
+    files_removed: int = 0
+    written: list[str] = field(default_factory=list)
+    recovered: int = 0
+    """Manifests of crashed runs this run completed before its own work."""
+
+    @property
+    def reconciled(self) -> bool:
+        return self.rows_in == self.rows_added + self.duplicates
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "flow": f"{self.kind}-consolidate",
+            "scope": self.scope,
+            "rows_in": self.rows_in,
+            "rows_added": self.rows_added,
+            "duplicates": self.duplicates,
+            "rows_out": self.rows_out,
+            "late_rows": self.late_rows,
+            "files_read": self.files_read,
+            "files_removed": self.files_removed,
+            "written": self.written,
+            "recovered": self.recovered,
+            "reconciled": self.reconciled,
+        }
+
+    def summary_line(self) -> str:
+        status = "reconciled" if self.reconciled else "NOT RECONCILED"
+        return (
+            f"rows in {self.rows_in} = added {self.rows_added} + duplicates {self.duplicates} ({status});"
+            f" rows out {self.rows_out} in {len(self.written)} file(s); late rows {self.late_rows};"
+            f" files removed {self.files_removed}"
+        )
+
+    def markdown(self) -> str:
+        lines = [f"# {self.kind}-consolidate {self.scope}", "", self.summary_line(), "", "| metric | value |"]
+        lines.append("|---|---|")
+        lines += [f"| {k} | {v} |" for k, v in self.as_dict().items() if isinstance(v, int | bool)]
+        if self.written:
+            lines += ["", "## Written", ""] + [f"- `{key}`" for key in self.written]
+        return "\n".join(lines)
+
+
+# Storage steps (each a named function, so a test can make exactly one of them fail) -------------
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    staging: str
+    rows: int
+    checksum: str
+
+
+def read_versions(storage: Storage, keys: list[str]) -> pl.DataFrame:
+    frames = [conform_versions(storage.read_parquet(key), key) for key in keys]
+    return pl.concat(frames) if frames else empty_versions()
+
+
+def verify_file(storage: Storage, key: str, rows: int, checksum: str) -> None:
+    """Read the file back; its row count and content checksum must be the planned ones."""
+    found = conform_versions(storage.read_parquet(key), key)
+    found_checksum = content_checksum(found)
+    if found.height != rows or found_checksum != checksum:
+        raise ConsolidationError(
+            f"{key}: verification failed, expected {rows} rows (checksum {checksum or '-'}),"
+            f" read back {found.height} (checksum {found_checksum or '-'})"
+        )
+
+
+def stage_target(storage: Storage, key: str, frame: pl.DataFrame) -> Target:
+    """Write the new content of ``key`` under a unique staging key and verify it."""
+    target = Target(
+        key, f"{STAGING_PREFIX}/{uuid.uuid4().hex}.parquet", frame.height, content_checksum(frame)
+    )
+    storage.write_parquet(target.staging, frame)
+    verify_file(storage, target.staging, target.rows, target.checksum)
+    return target
+
+
+def write_manifest(storage: Storage, kind: str, scope: str, targets: list[Target], sources: list[str]) -> str:
+    """The commit point of a run: from here on, it only rolls forward."""
+    created = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    key = f"{MANIFEST_PREFIX}/{created}-{kind}-{scope}-{uuid.uuid4().hex[:8]}.json"
+    body = {
+        "kind": kind,
+        "scope": scope,
+        "targets": [t.__dict__ for t in targets],
+        "sources": sources,
+    }
+    storage.write_bytes(key, json.dumps(body, indent=2).encode())
+    return key
+
+
+def swap_target(storage: Storage, target: Target) -> None:
+    """Put the staged file in place: a rename locally, a server-side copy on S3 (atomic per object)."""
+    staging, final = storage.path(target.staging), storage.path(target.key)
+    if storage.is_s3:
+        storage.fs.copy_file(staging, final)
+    else:
+        storage.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+        storage.fs.move(staging, final)
+
+
+def is_in_place(storage: Storage, target: Target) -> bool:
+    """True when the target already holds exactly the staged content (a swap done before a crash)."""
+    if not storage.exists(target.key):
+        return False
+    found = conform_versions(storage.read_parquet(target.key), target.key)
+    return found.height == target.rows and content_checksum(found) == target.checksum
+
+
+def delete_source(storage: Storage, key: str) -> None:
+    storage.delete(key)
+
+
+def finish_manifest(storage: Storage, manifest_key: str, targets: list[Target]) -> None:
+    for target in targets:
+        storage.delete(target.staging)
+    storage.delete(manifest_key)
+
+
+def apply_manifest(storage: Storage, manifest_key: str) -> int:
+    """Roll a committed run forward: swap, verify, then delete sources. Returns files removed."""
+    body = json.loads(storage.read_bytes(manifest_key))
+    targets = [Target(**t) for t in body["targets"]]
+    for target in targets:
+        if not is_in_place(storage, target):
+            if not storage.exists(target.staging):
+                raise ConsolidationError(
+                    f"{manifest_key}: staged file {target.staging} for {target.key} is gone and the target"
+                    " does not hold its content; restore it or the target before re-running"
+                )
+            swap_target(storage, target)
+        verify_file(storage, target.key, target.rows, target.checksum)
+    removed = 0
+    for source in body["sources"]:
+        if storage.exists(source):
+            delete_source(storage, source)
+            removed += 1
+    finish_manifest(storage, manifest_key, targets)
+    return removed
+
+
+def recover(storage: Storage) -> int:
+    """Complete every manifest a crashed run left, oldest first, then drop unreferenced staging files."""
+    manifests = [k for k in storage.list(MANIFEST_PREFIX) if k.endswith(".json")]
+    for key in manifests:
+        apply_manifest(storage, key)
+    for key in storage.list(STAGING_PREFIX):
+        storage.delete(key)
+    return len(manifests)
+
+
+# Runs -------------------------------------------------------------------------------------------
+
+
+def _consolidate(
+    storage: Storage,
+    result: ConsolidationResult,
+    sources: list[str],
+    planned: dict[str, pl.DataFrame],
+    known: dict[str, pl.DataFrame],
+) -> ConsolidationResult:
+    """Merge each target's rows into its current content, stage, commit, apply."""
+    targets = []
+    for key, rows in sorted(planned.items()):
+        existing = read_versions(storage, [key]) if storage.exists(key) else empty_versions()
+        merged, added = merge_versions(existing, rows, known.get(key, empty_versions()))
+        result.rows_added += added
+        if key.startswith(LATE_PREFIX):
+            result.late_rows += added
+        if added:
+            targets.append(stage_target(storage, key, merged))
+            result.rows_out += merged.height
+            result.written.append(key)
+    result.duplicates = result.rows_in - result.rows_added
+    manifest = write_manifest(storage, result.kind, result.scope, targets, sources)
+    result.files_removed = apply_manifest(storage, manifest)
+    return result
+
+
+def _year_file_keys(storage: Storage, years: set[str]) -> dict[str, pl.DataFrame]:
+    """Late-area key -> version keys already in that closed year's file (never added twice)."""
+    return {
+        late_key(y): storage.scan_parquet([year_key(y)]).select(VERSION_KEY).collect() for y in sorted(years)
+    }
+
+
+def consolidate_month(storage: Storage, month: str) -> ConsolidationResult:
+    """Buffer files ingested in ``month`` -> the archive month file of each row's event month."""
+    month = parse_month(month)
+    result = ConsolidationResult("monthly", month, recovered=recover(storage))
+    sources = buffer_files(storage, month)
+    if not sources:
+        return result
+    rows = read_versions(storage, sources)
+    result.rows_in, result.files_read = rows.height, len(sources)
+    years = set(event_year_month(rows)["_year"].unique().to_list()) - {UNKNOWN}
+    closed = {y for y in years if storage.exists(year_key(y))}
+    return _consolidate(storage, result, sources, route(rows, closed), _year_file_keys(storage, closed))
+
+
+def consolidate_year(storage: Storage, year: str, today: date, force: bool = False) -> ConsolidationResult:
+    """The year's month files -> one immutable year file; month files removed after verification.
+
+    If the year is already closed, remaining month files (a run that crashed before its manifest
+    deleted them, or rows that reached the archive another way) go to the late area, minus rows the
+    year file already holds.
+    """
+    year = parse_year(year)
+    check_grace(year, today, force)
+    result = ConsolidationResult("yearly", year, recovered=recover(storage))
+    sources = month_files(storage, year)
+    if not sources:
+        return result
+    rows = read_versions(storage, sources)
+    result.rows_in, result.files_read = rows.height, len(sources)
+    if storage.exists(year_key(year)):
+        return _consolidate(
+            storage, result, sources, {late_key(year): rows}, _year_file_keys(storage, {year})
+        )
+    return _consolidate(storage, result, sources, {year_key(year): rows}, {})

@@ -1,0 +1,45 @@
+"""``ventureos maintain``: compact small files and expire old snapshots of every silver/gold table,
+and the printing shared with ``ventureos run monthly-consolidate`` / ``yearly-consolidate``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import polars as pl
+import typer
+
+from ventureos.cli.output import console, print_frame, print_json
+
+
+def print_maintenance(rows: list[dict[str, Any]]) -> None:
+    if rows:
+        print_frame(pl.DataFrame(rows), title="Iceberg maintenance")
+    else:
+        console.print("no silver or gold tables to maintain")
+
+
+def print_consolidation(report: dict[str, Any]) -> None:
+    status = "[green]reconciled[/green]" if report["reconciled"] else "[red]NOT RECONCILED[/red]"
+    console.print(
+        f"{report['flow']} {report['scope']}: rows in {report['rows_in']} = added {report['rows_added']}"
+        f" + duplicates {report['duplicates']} ({status}); rows out {report['rows_out']}"
+        f" in {len(report['written'])} file(s); late rows {report['late_rows']};"
+        f" files removed {report['files_removed']}"
+    )
+    for key in report["written"]:
+        console.print(f"  wrote {key}")
+    print_maintenance(report["maintenance"])
+
+
+def maintain(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the per-table results as JSON.")] = False,
+) -> None:
+    """Compact partitions with many small data files and expire snapshots past the retention."""
+    from flows.common import utc_now
+    from ventureos.lakehouse import current_lakehouse
+    from ventureos.maintenance import maintain as run_maintenance
+
+    lakehouse = current_lakehouse()
+    lakehouse.violations()
+    rows = [r.as_dict() for r in run_maintenance(lakehouse.catalog, lakehouse.settings, utc_now())]
+    print_json(rows) if as_json else print_maintenance(rows)

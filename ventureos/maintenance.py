@@ -1,0 +1,156 @@
+"""Iceberg maintenance of the silver and gold tables: compact small files, expire old snapshots.
+
+pyiceberg 0.12 has no ``rewrite_data_files``. Compaction here reads the small data files of each
+partition that has too many of them and, in ONE overwrite snapshot per table, removes exactly those
+files and adds the rewritten ones (bin-packed to the table's target file size). Rows are identical
+before and after; the row counts are checked before the commit. Files carrying delete files are left
+alone (the writers here are copy-on-write, so there are none in practice).
+
+On S3 Tables the service compacts and manages snapshots by itself, so both steps are skipped there,
+with a log line saying so.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchNamespaceError
+from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
+from pyiceberg.table import FileScanTask, Table
+
+from ventureos.catalog import is_s3_tables
+from ventureos.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAINTAINED_NAMESPACES = ("silver", "gold")
+COMPACTION_PROPERTY = "ventureos.operation"
+
+
+class MaintenanceError(RuntimeError):
+    """A maintenance step would change the table's rows (nothing was committed)."""
+
+
+@dataclass
+class TableMaintenance:
+    table: str
+    files_before: int = 0
+    files_after: int = 0
+    partitions_compacted: int = 0
+    snapshots_expired: int = 0
+    skipped: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def maintained_tables(catalog: Catalog) -> list[str]:
+    """Every table of the silver and gold namespaces that exist (gold may not exist yet)."""
+    names: list[str] = []
+    for namespace in MAINTAINED_NAMESPACES:
+        try:
+            identifiers = catalog.list_tables(namespace)
+        except NoSuchNamespaceError:
+            continue
+        names += [".".join(identifier) for identifier in identifiers]
+    return sorted(names)
+
+
+def data_file_count(table: Table) -> int:
+    return sum(1 for _ in table.scan().plan_files())
+
+
+def small_file_groups(table: Table, small_file_bytes: int, min_files: int) -> list[list[FileScanTask]]:
+    """Per partition (and spec), the small data files, where there are at least ``min_files``."""
+    groups: dict[tuple[int, Any], list[FileScanTask]] = defaultdict(list)
+    for task in table.scan().plan_files():
+        if not task.delete_files and task.file.file_size_in_bytes < small_file_bytes:
+            groups[(task.file.spec_id, task.file.partition)].append(task)
+    return [tasks for tasks in groups.values() if len(tasks) >= min_files]
+
+
+def compact_table(table: Table, small_file_bytes: int, min_files: int) -> int:
+    """Rewrite every partition holding ``min_files`` small files, in one commit; returns partitions."""
+    groups = small_file_groups(table, small_file_bytes, min_files)
+    if not groups:
+        return 0
+    name, metadata = ".".join(table.name()), table.metadata
+    with table.transaction() as txn:
+        snapshot = txn.update_snapshot(snapshot_properties={COMPACTION_PROPERTY: "compaction"}).overwrite()
+        with snapshot:
+            counter = itertools.count(0)
+            for tasks in groups:
+                rows = ArrowScan(metadata, table.io, metadata.schema(), AlwaysTrue()).to_table(tasks)
+                expected = sum(t.file.record_count for t in tasks)
+                if rows.num_rows != expected:
+                    raise MaintenanceError(
+                        f"{name}: read {rows.num_rows} rows from files that hold {expected}"
+                    )
+                new_files = list(
+                    _dataframe_to_data_files(
+                        metadata, rows, table.io, write_uuid=snapshot.commit_uuid, counter=counter
+                    )
+                )
+                if sum(f.record_count for f in new_files) != expected:
+                    raise MaintenanceError(f"{name}: rewritten files do not hold {expected} rows")
+                for task in tasks:
+                    snapshot.delete_data_file(task.file)
+                for data_file in new_files:
+                    snapshot.append_data_file(data_file)
+    return len(groups)
+
+
+def expirable_snapshots(table: Table, older_than: datetime, keep_last: int) -> list[int]:
+    """Snapshots older than the cutoff, except the newest ``keep_last`` and branch/tag heads."""
+    if keep_last < 1:
+        raise ValueError("snapshot_keep_last must be at least 1")
+    snapshots = sorted(table.metadata.snapshots, key=lambda s: s.timestamp_ms)
+    kept = {s.snapshot_id for s in snapshots[-keep_last:]}
+    kept |= {ref.snapshot_id for ref in table.metadata.refs.values()}
+    cutoff = older_than.timestamp() * 1000
+    return [s.snapshot_id for s in snapshots if s.timestamp_ms < cutoff and s.snapshot_id not in kept]
+
+
+def expire_snapshots(table: Table, older_than: datetime, keep_last: int) -> int:
+    expired = expirable_snapshots(table, older_than, keep_last)
+    if expired:
+        table.maintenance.expire_snapshots().by_ids(expired).commit()
+    return len(expired)
+
+
+def maintain_table(table: Table, settings: Settings, now: datetime) -> TableMaintenance:
+    """Compact, then expire (so the pre-compaction snapshot is expired too once it is old)."""
+    name = ".".join(table.name())
+    result = TableMaintenance(name, files_before=data_file_count(table))
+    if is_s3_tables(settings):
+        log.info("%s: S3 Tables compacts and expires snapshots itself; skipping compaction and expiry", name)
+        result.files_after, result.skipped = result.files_before, "s3-tables"
+        return result
+    result.partitions_compacted = compact_table(
+        table, settings.compaction_small_file_bytes, settings.compaction_min_files
+    )
+    table.refresh()
+    result.files_after = data_file_count(table)
+    cutoff = now - timedelta(days=settings.snapshot_retention_days)
+    result.snapshots_expired = expire_snapshots(table, cutoff, settings.snapshot_keep_last)
+    log.info(
+        "%s: %d -> %d data files (%d partitions compacted), %d snapshots expired",
+        name,
+        result.files_before,
+        result.files_after,
+        result.partitions_compacted,
+        result.snapshots_expired,
+    )
+    return result
+
+
+def maintain(catalog: Catalog, settings: Settings, now: datetime) -> list[TableMaintenance]:
+    """Maintain every silver and gold table; one compaction commit and one expiry commit per table."""
+    return [maintain_table(catalog.load_table(name), settings, now) for name in maintained_tables(catalog)]
