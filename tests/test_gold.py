@@ -1,0 +1,166 @@
+"""Gold on a real SQLite-catalog Iceberg lakehouse: exact under inserts, updates, deletes and moves."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+from polars.testing import assert_frame_equal
+
+from normalizers import normalize
+from ventureos.bronze import read_raw_batch
+from ventureos.gold import LEVELS, aggregate, gold_table, read_gold, read_removals, update_gold_tables
+from ventureos.lakehouse import current_lakehouse
+from ventureos.silver import Scd2Plan, commit_scd2, current_versions, plan_scd2
+
+from .conftest import BUNDLED_SAMPLES
+
+T1, T2, T3 = (datetime(2024, 1, d, tzinfo=UTC) for d in (1, 2, 3))
+
+
+def real_rows(n: int) -> pl.DataFrame:
+    reports = pl.read_csv(
+        BUNDLED_SAMPLES / "osha_severe_injury" / "severeinjury_sample.csv", infer_schema=False
+    ).head(n)
+    raw = read_raw_batch(
+        [("s3://lake/bronze/daily/osha/severe_injury/2015-01-01/a.csv", reports.write_csv().encode())]
+    )
+    return normalize(raw.frame, "osha", "severe_injury").filter(pl.col("reject_reason").is_null())
+
+
+def edit(frame: pl.DataFrame, source_id: str, **values: object) -> pl.DataFrame:
+    """Change columns of one row; its record hash changes with them (a new version of the record)."""
+    hit = pl.col("source_id") == source_id
+    changes = [
+        pl.when(hit).then(pl.lit(v, dtype=frame.schema[c])).otherwise(pl.col(c)).alias(c)
+        for c, v in values.items()
+    ]
+    tag = pl.lit("|" + repr(sorted(values.items())))
+    return frame.with_columns(
+        *changes, record_hash=pl.when(hit).then(pl.col("record_hash") + tag).otherwise("record_hash")
+    )
+
+
+def apply(incoming: pl.DataFrame, now: datetime) -> Scd2Plan:
+    lakehouse = current_lakehouse()
+    table = lakehouse.violations()
+    plan = plan_scd2(incoming, current_versions(table, incoming["violation_id"].to_list()), now, "run")
+    commit_scd2(table, plan)
+    update_gold_tables(lakehouse.catalog, table, plan, now)
+    return plan
+
+
+def current_silver() -> pl.DataFrame:
+    rows = pl.from_arrow(current_lakehouse().violations().scan().to_arrow())
+    return rows.filter("is_current")
+
+
+def assert_gold_equals_current_silver() -> None:
+    silver = current_silver()
+    for level in LEVELS:
+        expected = aggregate(silver, level, T1).drop("updated_at").sort("entity_key", "agency")
+        got = read_gold(current_lakehouse().catalog, level).drop("updated_at").sort("entity_key", "agency")
+        assert_frame_equal(got, expected)
+
+
+def stats(level: str, key: str) -> dict[str, dict[str, object]]:
+    rows = read_gold(current_lakehouse().catalog, level).filter(pl.col("entity_key") == key)
+    return {r.pop("agency"): r for r in rows.drop("entity_key").to_dicts()}
+
+
+def commits(level: str) -> int:
+    return len(gold_table(current_lakehouse().catalog, level).metadata.metadata_log)
+
+
+def test_gold_follows_inserts_updates_deletes_exactly(home: Path) -> None:
+    base = real_rows(40)
+    ids = base["source_id"].to_list()
+    acme = {"company_slug": "acme", "company_name": "Acme", "state": "TX", "city": "AUSTIN"}
+    base = edit(base, ids[1], **acme, event_date=date(2015, 1, 5), penalty_amount=Decimal("1000.00"))
+    base = edit(base, ids[2], **acme, event_date=date(2015, 2, 10), penalty_amount=Decimal("2500.50"))
+    base = edit(base, ids[3], **acme, event_date=date(2015, 3, 15))
+    base = edit(base, ids[6], company_slug=None)  # an individual: no company entity
+    base = edit(base, ids[7], state=None)  # no state: neither state nor city stats
+    faa = edit(
+        base.filter(pl.col("source_id") == ids[5]),
+        ids[5],
+        **acme,
+        event_date=date(2015, 6, 1),
+        penalty_amount=Decimal("10000.00"),
+    )
+    faa = faa.with_columns(
+        agency=pl.lit("faa"), dataset=pl.lit("actions"), violation_id=pl.lit(f"faa:actions:{ids[5]}")
+    )
+    first = pl.concat([base, faa])
+    apply(first, T1)
+
+    assert_gold_equals_current_silver()
+    acme_t1 = stats("company", "COMPANY#acme")
+    assert {a: (s["violation_count"], s["penalty_total"]) for a, s in acme_t1.items()} == {
+        "osha": (3, Decimal("3500.50")),
+        "faa": (1, Decimal("10000.00")),
+        "all": (4, Decimal("13500.50")),
+    }
+    assert (acme_t1["all"]["first_event_date"], acme_t1["all"]["last_event_date"]) == (
+        date(2015, 1, 5),
+        date(2015, 6, 1),
+    )
+    assert acme_t1["all"]["entity_name"] == "Acme"
+    assert stats("city", "CITY#austin-tx")["all"]["violation_count"] == 4
+    individual = first.filter(pl.col("source_id") == ids[6])
+    assert individual["company_slug"].item() is None
+    state_of_individual = f"STATE#{individual['state'].item().lower()}"
+    assert (
+        stats("state", state_of_individual)["all"]["violation_count"]
+        == current_silver().filter(pl.col("state") == individual["state"].item()).height
+    )
+    company_sizes = (
+        read_gold(current_lakehouse().catalog, "company")
+        .filter(pl.col("agency") == "all")["violation_count"]
+        .sum()
+    )
+    assert company_sizes == first.height - 1  # every row but the individual's
+    lone_company = first.filter(pl.col("source_id") == ids[10])["company_slug"].item()
+    assert stats("company", f"COMPANY#{lone_company}")["all"]["violation_count"] == 1
+    before = {level: commits(level) for level in LEVELS}
+
+    # Next delivery: a reduced penalty, the earliest violation withdrawn, one moved to another company,
+    # and the only violation of a company withdrawn.
+    second = edit(base, ids[2], penalty_amount=Decimal("500.00"))
+    second = edit(second, ids[3], company_slug="globex", company_name="Globex")
+    second = second.with_columns(is_deleted=pl.col("source_id").is_in([ids[1], ids[10]]))
+    plan = apply(second, T2)
+    assert plan.counts["updated"].sum() == 2 and plan.counts["deleted"].sum() == 2
+
+    assert_gold_equals_current_silver()
+    acme_t2 = stats("company", "COMPANY#acme")
+    assert (acme_t2["osha"]["violation_count"], acme_t2["osha"]["penalty_total"]) == (1, Decimal("500.00"))
+    assert acme_t2["osha"]["first_event_date"] == acme_t2["osha"]["last_event_date"] == date(2015, 2, 10)
+    assert (acme_t2["all"]["violation_count"], acme_t2["all"]["penalty_total"]) == (2, Decimal("10500.00"))
+    assert acme_t2["all"]["first_event_date"] == date(2015, 2, 10)
+    # Unchanged stats keep their timestamp: gold-sync has nothing to push for them.
+    assert acme_t2["faa"]["updated_at"] == T1 and acme_t2["osha"]["updated_at"] == T2
+    assert stats("company", "COMPANY#globex")["osha"]["violation_count"] == 1
+    assert stats("company", f"COMPANY#{lone_company}") == {}
+    removals = read_removals(current_lakehouse().catalog).filter(
+        pl.col("entity_key").str.starts_with("COMPANY#")
+    )
+    assert sorted(removals.select("entity_key", "agency").rows()) == [
+        (f"COMPANY#{lone_company}", "all"),
+        (f"COMPANY#{lone_company}", "osha"),
+    ]
+    assert removals["removed_at"].to_list() == [T2, T2]
+    # One commit per gold table for the batch.
+    assert {level: commits(level) - before[level] for level in LEVELS} == dict.fromkeys(LEVELS, 1)
+
+    # The same delivery again: nothing to do, no commit anywhere.
+    again = apply(second, T3)
+    assert again.is_noop
+    assert {level: commits(level) - before[level] for level in LEVELS} == dict.fromkeys(LEVELS, 1)
+    assert read_gold(current_lakehouse().catalog, "company", since=T2).is_empty()
+    assert set(read_gold(current_lakehouse().catalog, "company", since=T1)["entity_key"]) == {
+        "COMPANY#acme",
+        "COMPANY#globex",
+    }

@@ -1,0 +1,240 @@
+"""Gold aggregates per entity (company, city, state) and agency, plus ``all``, kept equal to current silver.
+
+How a batch updates gold: the entity keys its SCD2 plan touches (added versions and the versions it
+closes, so an UPDATE that moves a violation to another company changes both companies) are recomputed
+from the *current* silver rows of exactly those entities. Counts and penalty totals could be patched by
+adding and subtracting deltas, but first/last event dates cannot (a delete of the earliest violation
+needs the next one), and a delta applied twice by a retried task would drift. Recomputing the touched
+entities is exact, idempotent under retries and costs the rows of the touched entities, not the table.
+
+Rows keep their ``updated_at`` when the recomputed stats are unchanged, so ``gold-sync`` pushes only what
+really changed. An (entity, agency) that loses its last current violation leaves gold (gold stays the
+plain aggregate) and is recorded in ``gold.stats_removals`` so the sync can delete it from serving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+from pyiceberg.catalog import Catalog
+from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, GreaterThan, In, Or
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+from pyiceberg.types import DateType, LongType, NestedField, StringType, TimestamptzType
+
+from ventureos.catalog import ensure_table
+from ventureos.entities import city_key, company_key, slugify, state_key
+from ventureos.schemas import MONEY, VIOLATIONS_POLARS, polars_schema, to_arrow
+from ventureos.silver import Scd2Plan
+
+GOLD_NAMESPACE = "gold"
+ALL = "all"
+LEVELS = ("company", "city", "state")
+GOLD_TABLES = {level: f"{GOLD_NAMESPACE}.{level}_stats" for level in LEVELS}
+REMOVALS = f"{GOLD_NAMESPACE}.stats_removals"
+STAT_COLUMNS = ("entity_name", "violation_count", "penalty_total", "first_event_date", "last_event_date")
+# The silver columns gold needs: reads of silver project to these.
+SILVER_COLUMNS = (
+    "violation_id", "agency", "event_date", "company_name", "company_slug", "city", "state", "penalty_amount",
+)  # fmt: skip
+
+GOLD_SCHEMA = Schema(
+    NestedField(1, "entity_key", StringType(), required=True),
+    NestedField(2, "agency", StringType(), required=True),
+    NestedField(3, "entity_name", StringType(), required=False),
+    NestedField(4, "violation_count", LongType(), required=True),
+    NestedField(5, "penalty_total", MONEY, required=True),
+    NestedField(6, "first_event_date", DateType(), required=False),
+    NestedField(7, "last_event_date", DateType(), required=False),
+    NestedField(8, "updated_at", TimestamptzType(), required=True),
+)
+REMOVALS_SCHEMA = Schema(
+    NestedField(1, "entity_key", StringType(), required=True),
+    NestedField(2, "agency", StringType(), required=True),
+    NestedField(3, "removed_at", TimestamptzType(), required=True),
+)
+GOLD_ARROW = GOLD_SCHEMA.as_arrow()
+REMOVALS_ARROW = REMOVALS_SCHEMA.as_arrow()
+GOLD_POLARS = polars_schema(GOLD_ARROW)
+SOURCE_POLARS = pl.Schema({c: VIOLATIONS_POLARS[c] for c in SILVER_COLUMNS})
+REMOVALS_POLARS = polars_schema(REMOVALS_ARROW)
+
+
+def gold_table(catalog: Catalog, level: str) -> Table:
+    if level not in GOLD_TABLES:
+        raise ValueError(f"unknown entity level {level!r}; expected one of {', '.join(LEVELS)}")
+    return ensure_table(catalog, GOLD_TABLES[level], GOLD_SCHEMA)
+
+
+def removals_table(catalog: Catalog) -> Table:
+    return ensure_table(catalog, REMOVALS, REMOVALS_SCHEMA)
+
+
+# Pure aggregation --------------------------------------------------------------------------------
+
+
+def entity_rows(silver: pl.DataFrame, level: str) -> pl.DataFrame:
+    """Silver rows keyed by their entity of ``level``; rows that are no such entity are left out.
+
+    A null company slug (e.g. an individual) is not a company; a null city or state is no city/state.
+    """
+    company, city, state = pl.col("company_slug"), pl.col("city"), pl.col("state")
+    key, name, valid = {
+        "company": (company_key(company), pl.col("company_name"), company.is_not_null()),
+        "city": (
+            city_key(city, state),
+            pl.concat_str(city, pl.lit(", "), state),
+            state.is_not_null() & (slugify(city).fill_null("") != ""),
+        ),
+        "state": (state_key(state), state, state.is_not_null()),
+    }[level]
+    return silver.filter(valid).select(
+        key.alias("entity_key"),
+        name.alias("entity_name"),
+        "agency",
+        "violation_id",
+        "event_date",
+        "penalty_amount",
+    )
+
+
+def _stats() -> list[pl.Expr]:
+    return [
+        # The name as the entity's latest violation spells it.
+        pl.col("entity_name").sort_by("event_date", "violation_id").last().alias("entity_name"),
+        pl.len().cast(pl.Int64).alias("violation_count"),
+        pl.col("penalty_amount").sum().cast(GOLD_POLARS["penalty_total"]).alias("penalty_total"),
+        pl.col("event_date").min().alias("first_event_date"),
+        pl.col("event_date").max().alias("last_event_date"),
+    ]
+
+
+def aggregate(silver: pl.DataFrame, level: str, now: datetime) -> pl.DataFrame:
+    """Gold rows of ``level`` from current silver rows: per (entity, agency) and per entity as ``all``."""
+    keyed = entity_rows(silver, level)
+    per_agency = keyed.group_by("entity_key", "agency").agg(_stats())
+    overall = keyed.group_by("entity_key").agg(_stats()).with_columns(agency=pl.lit(ALL))
+    return (
+        pl.concat([per_agency, overall], how="diagonal")
+        .with_columns(updated_at=pl.lit(now, dtype=pl.Datetime("us", "UTC")))
+        .select(pl.col(c).cast(t) for c, t in GOLD_POLARS.items())
+        .sort("entity_key", "agency")
+    )
+
+
+def touched_keys(plan: Scd2Plan, level: str) -> list[str]:
+    """Entity keys of ``level`` whose aggregate a batch may change: of added and of closed versions."""
+    changed = pl.concat([plan.added, plan.closed]).select(SILVER_COLUMNS)
+    return sorted(entity_rows(changed, level)["entity_key"].unique().to_list())
+
+
+def stamp(fresh: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
+    """Keep the stored ``updated_at`` of rows whose stats did not change (nothing for gold-sync to push)."""
+    joined = fresh.join(
+        existing.select(
+            "entity_key", "agency", *(pl.col(c).alias(f"_old_{c}") for c in (*STAT_COLUMNS, "updated_at"))
+        ),
+        on=["entity_key", "agency"],
+        how="left",
+    )
+    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"_old_{c}")) for c in STAT_COLUMNS)
+    return joined.with_columns(
+        updated_at=pl.when(same & pl.col("_old_updated_at").is_not_null())
+        .then(pl.col("_old_updated_at"))
+        .otherwise(pl.col("updated_at"))
+    ).select(GOLD_POLARS.names())
+
+
+# Table I/O ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class GoldChange:
+    """What one batch did to one gold table."""
+
+    level: str
+    entities: int
+    """Touched entities (recomputed)."""
+    changed: int
+    """(entity, agency) rows written with new stats."""
+    removed: int
+    """(entity, agency) rows that left gold (no current violation any more)."""
+
+
+def read_frame(
+    table: Table, row_filter: BooleanExpression, columns: tuple[str, ...] | None = None
+) -> pl.DataFrame:
+    scan = table.scan(row_filter=row_filter, selected_fields=columns or ("*",))
+    return pl.from_arrow(scan.to_arrow())  # type: ignore[return-value]
+
+
+def current_silver_of(violations: Table, slugs: list[str], states: list[str]) -> pl.DataFrame:
+    """Current silver rows of the given companies and states (cities lie inside their states)."""
+    parts = [
+        In(column, set(values)) for column, values in (("company_slug", slugs), ("state", states)) if values
+    ]
+    if not parts:
+        return pl.DataFrame(schema=SOURCE_POLARS)
+    match = parts[0] if len(parts) == 1 else Or(parts[0], parts[1])
+    rows = read_frame(violations, And(EqualTo("is_current", True), match), SILVER_COLUMNS)
+    return rows.cast(SOURCE_POLARS)
+
+
+def update_gold_tables(
+    catalog: Catalog, violations: Table, plan: Scd2Plan, now: datetime
+) -> list[GoldChange]:
+    """Recompute the entities a committed batch touched; one commit per gold table that changed."""
+    if plan.is_noop:
+        return []
+    keys = {level: touched_keys(plan, level) for level in LEVELS}
+    changed_rows = pl.concat([plan.added, plan.closed])
+    silver = current_silver_of(
+        violations,
+        changed_rows["company_slug"].drop_nulls().unique().to_list(),
+        changed_rows["state"].drop_nulls().unique().to_list(),
+    )
+    results, writes, removals = [], {}, []
+    for level in LEVELS:
+        if not keys[level]:
+            continue
+        table = gold_table(catalog, level)
+        key_filter = In("entity_key", set(keys[level]))
+        existing = read_frame(table, key_filter).cast(GOLD_POLARS)
+        fresh = stamp(aggregate(silver, level, now).filter(pl.col("entity_key").is_in(keys[level])), existing)
+        removed = existing.join(fresh, on=["entity_key", "agency"], how="anti")
+        new_stats = fresh.filter(pl.col("updated_at") == now).height
+        results.append(GoldChange(level, len(keys[level]), new_stats, removed.height))
+        if new_stats or not removed.is_empty():
+            writes[level] = (table, None if existing.is_empty() else key_filter, fresh)
+            removals.append(
+                removed.select(
+                    "entity_key", "agency", removed_at=pl.lit(now, dtype=GOLD_POLARS["updated_at"])
+                )
+            )
+    # Removals first: if a crash follows, the retried task finds the same removals again (gold not yet
+    # committed) and records them once more; gold-sync deletes only pairs that really left gold.
+    removed_rows = pl.concat(removals) if removals else pl.DataFrame(schema=REMOVALS_POLARS)
+    if not removed_rows.is_empty():
+        removals_table(catalog).append(to_arrow(removed_rows, REMOVALS_ARROW))
+    for table, key_filter, fresh in writes.values():
+        with table.transaction() as txn:
+            if key_filter is None:
+                txn.append(to_arrow(fresh, GOLD_ARROW))
+            elif fresh.is_empty():
+                txn.delete(key_filter)
+            else:
+                txn.overwrite(to_arrow(fresh, GOLD_ARROW), overwrite_filter=key_filter)
+    return results
+
+
+def read_gold(catalog: Catalog, level: str, since: datetime | None = None) -> pl.DataFrame:
+    """Gold rows of ``level``, or only those updated after ``since`` (what gold-sync pushes)."""
+    row_filter = GreaterThan("updated_at", since.isoformat()) if since else AlwaysTrue()
+    return read_frame(gold_table(catalog, level), row_filter).cast(GOLD_POLARS)
+
+
+def read_removals(catalog: Catalog, since: datetime | None = None) -> pl.DataFrame:
+    row_filter = GreaterThan("removed_at", since.isoformat()) if since else AlwaysTrue()
+    return read_frame(removals_table(catalog), row_filter).cast(REMOVALS_POLARS)
