@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from normalizers.common import finalize
+from normalizers.epa import echo, icis_fec
+from normalizers.faa import enforcement as faa_enforcement
 from normalizers.osha import enforcement, severe_injury
 
 
@@ -39,6 +41,9 @@ REGISTRY: dict[str, Dataset] = {
     for d in (
         Dataset("osha", "severe_injury", severe_injury.normalize),
         Dataset("osha", "enforcement", enforcement.normalize, lookups=("inspection",)),
+        Dataset("faa", "enforcement", faa_enforcement.normalize),
+        Dataset("epa", "echo", echo.normalize),
+        Dataset("epa", "icis_fec", icis_fec.normalize, lookups=("facilities",)),
     )
 }
 

@@ -1,0 +1,87 @@
+"""EPA ECHO facility exporter (``ECHO_EXPORTER.csv``: one row per facility, 134 columns).
+
+A facility with a penalty is a violation record: its last penalty (``FAC_LAST_PENALTY_AMT`` on
+``FAC_DATE_LAST_PENALTY``; ``FAC_TOTAL_PENALTIES`` covers only five years, so it is the fallback). The
+source id is the registry id plus the penalty date, so a later penalty is a new violation and the
+earlier one stays. A facility without any penalty is not a violation: it is quarantined with the
+reason ``no penalty: not a violation``, so the reconciliation still accounts for every row.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from normalizers.common import (
+    LINEAGE,
+    blank_to_null,
+    conform,
+    details_json,
+    money,
+    parse_date,
+    quality_flags,
+    reject_when,
+    state_code,
+    zip5,
+)
+
+NO_PENALTY = "no penalty: not a violation"
+MAPPED = (
+    "REGISTRY_ID", "FAC_NAME", "FAC_STREET", "FAC_CITY", "FAC_STATE", "FAC_ZIP", "FAC_LAT", "FAC_LONG",
+    "FAC_DATE_LAST_PENALTY", "FAC_LAST_PENALTY_AMT",
+)  # fmt: skip
+COLUMNS = (*MAPPED, "FAC_TOTAL_PENALTIES", "FAC_PENALTY_COUNT", "FAC_NAICS_CODES", "FEC_LAST_CASE_DATE")
+
+
+def normalize(raw: pl.DataFrame) -> pl.DataFrame:
+    source_columns = [c for c in raw.columns if c not in LINEAGE]
+    raw = raw.with_columns(blank_to_null(source_columns))
+    for column in COLUMNS:
+        if column not in raw.columns:
+            raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+
+    last_amount = money(pl.col("FAC_LAST_PENALTY_AMT"))
+    total = money(pl.col("FAC_TOTAL_PENALTIES"))
+    penalty = pl.when(last_amount > 0).then(last_amount).when(total > 0).then(total)
+    penalty_date = parse_date(pl.col("FAC_DATE_LAST_PENALTY"))
+    case_date = parse_date(pl.col("FEC_LAST_CASE_DATE"))
+    source_id = pl.concat_str(
+        pl.col("REGISTRY_ID"), penalty_date.dt.strftime("%Y%m%d").fill_null("undated"), separator=":"
+    )
+
+    normalized = raw.select(
+        source_id.alias("source_id"),
+        pl.coalesce(penalty_date, case_date).alias("event_date"),
+        pl.col("FAC_NAME").alias("company_name"),
+        pl.col("FAC_STREET").alias("address"),
+        pl.col("FAC_CITY").str.to_uppercase().alias("city"),
+        state_code(pl.col("FAC_STATE")).alias("state"),
+        zip5(pl.col("FAC_ZIP")).alias("zip"),
+        pl.col("FAC_LAT").cast(pl.Float64, strict=False).alias("latitude"),
+        pl.col("FAC_LONG").cast(pl.Float64, strict=False).alias("longitude"),
+        # The exporter lists every NAICS code of the facility; the first is the primary one.
+        pl.col("FAC_NAICS_CODES").str.extract(r"^(\d+)").alias("naics_code"),
+        pl.lit("environmental_penalty").alias("violation_type"),
+        penalty.alias("penalty_amount"),
+        pl.concat_str(
+            pl.lit("EPA penalty at facility "),
+            pl.col("REGISTRY_ID"),
+            pl.lit("; penalties in the last 5 years: ") + pl.col("FAC_PENALTY_COUNT").fill_null("0"),
+            pl.lit(", total $") + pl.col("FAC_TOTAL_PENALTIES").fill_null("0"),
+        ).alias("description"),
+        details_json([c for c in source_columns if c not in MAPPED]).alias("violation_details"),
+        quality_flags(
+            {
+                "event_date_fallback": penalty_date.is_null() & case_date.is_not_null(),
+                "missing_event_date": penalty_date.is_null() & case_date.is_null(),
+            }
+        ).alias("quality_issues"),
+        pl.lit(False).alias("is_deleted"),
+        reject_when(
+            {
+                NO_PENALTY: penalty.is_null(),
+                "missing REGISTRY_ID": pl.col("REGISTRY_ID").is_null(),
+            }
+        ).alias("reject_reason"),
+        *LINEAGE,
+    )
+    return conform(normalized)
