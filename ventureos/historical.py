@@ -1,0 +1,372 @@
+"""Historical loads: bulk CSVs -> silver in bounded batches, resumable, with an atomic ``replace``.
+
+- **Batches.** Record files are streamed with Polars (``scan_csv().collect_batches``) in chunks of
+  ``settings.batch_rows``; lookup tables (OSHA inspections) are converted once to a Parquet staging
+  file and semi-joined per batch, so memory follows the batch, not the input.
+- **Resumable.** Every batch commits with its load id, batch number and counts in the Iceberg
+  snapshot summary of that same commit: "written" and "recorded as done" are one atomic fact. A
+  re-run of the same load (same files, sizes, mode and batch size) skips the recorded batches.
+- **Append** commits each batch to ``silver.violations`` (SCD2 against the current versions).
+- **Replace** commits each batch to a staging table under the warehouse, then one transaction on
+  silver deletes the dataset's rows and adds the staged data files: readers see old or new, never a
+  mix or nothing. The staged files hold the same schema and partition spec, so nothing is rewritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow.fs as pafs
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.expressions import And, EqualTo
+from pyiceberg.table import Table
+
+from normalizers import Dataset
+from normalizers.common import ROW, SOURCE_URI
+from ventureos.catalog import TABLE_PROPERTIES
+from ventureos.schemas import VIOLATIONS_PARTITION, VIOLATIONS_SCHEMA
+from ventureos.silver import COUNT_COLUMNS as SCD2_COUNTS
+from ventureos.storage import Storage
+
+MODES = ("append", "replace")
+HISTORICAL = "bronze/historical"
+STAGING_PREFIX = "staging/historical"
+STAGING_NAMESPACE = "staging"
+
+LOAD_ID = "ventureos.load-id"
+BATCH = "ventureos.batch"
+COUNTS = "ventureos.counts"
+COMPLETE = "ventureos.load-complete"
+BATCH_COUNTS = ("read", "quarantined", *SCD2_COUNTS)
+
+
+class HistoricalSourceError(ValueError):
+    """The source cannot be loaded as given (missing, empty, unsupported or unparseable files)."""
+
+
+@dataclass(frozen=True)
+class SourceFiles:
+    """The files of one load: where they live, which hold records and which hold lookup tables."""
+
+    storage: Storage
+    records: list[str]
+    lookups: dict[str, list[str]]
+    sizes: dict[str, int]
+
+    def uri(self, key: str) -> str:
+        return self.storage.uri(key)
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What one run of a load does: its id, its batches and the ones an earlier run already did."""
+
+    load_id: str
+    agency: str
+    dataset: str
+    mode: str
+    batch_rows: int
+    files: SourceFiles
+    rows_per_file: dict[str, int]
+    done: dict[int, dict[str, int]] = field(default_factory=dict)
+    """Batch number -> its counts, for every batch already committed by this load."""
+    complete: bool = False
+    """Replace only: the final swap already happened (the run only cleans up and reports)."""
+    lookup_uris: dict[str, str] = field(default_factory=dict)
+    """Lookup name -> Parquet staging file URI."""
+
+    @property
+    def batches(self) -> int:
+        return sum(math.ceil(rows / self.batch_rows) for rows in self.rows_per_file.values())
+
+    @property
+    def rows(self) -> int:
+        return sum(self.rows_per_file.values())
+
+    @property
+    def staging_table(self) -> str:
+        return f"{STAGING_NAMESPACE}.violations_{self.agency}_{self.dataset}_{self.load_id}"
+
+    @property
+    def lookup_keys(self) -> dict[str, str]:
+        return {name: f"{STAGING_PREFIX}/{self.load_id}/{name}.parquet" for name in self.files.lookups}
+
+    def markers(self, batch: int, counts: dict[str, int]) -> dict[str, str]:
+        return {LOAD_ID: self.load_id, BATCH: str(batch), COUNTS: json.dumps(counts, sort_keys=True)}
+
+
+# Source files ------------------------------------------------------------------------------------
+
+
+def _storage_for(lake: Storage, source: str) -> tuple[Storage, str]:
+    """(storage, key): a lake key as is; an absolute path or URI becomes its own storage root."""
+    if "://" in source or Path(source).is_absolute():
+        return Storage(source.rstrip("/"), lake.settings), ""
+    return lake, source.strip("/")
+
+
+def find_source_files(lake: Storage, source: str, spec: Dataset) -> SourceFiles:
+    """The CSVs under ``source`` (a lake key, folder, prefix, absolute path or URI), split by role."""
+    storage, key = _storage_for(lake, source)
+    info = storage.fs.get_file_info(storage.path(key).rstrip("/"))
+    if info.type == pafs.FileType.File and key:
+        keys = [key]
+    elif info.type == pafs.FileType.File:
+        parent, _, name = storage.root.rpartition("/")
+        storage, keys = Storage(parent, lake.settings), [name]
+    else:
+        keys = storage.list(key)
+    if not keys:
+        raise HistoricalSourceError(f"no files under {source!r}")
+    unsupported = [k for k in keys if not k.lower().endswith(".csv")]
+    if unsupported:
+        raise HistoricalSourceError(
+            f"historical loads read CSV files only; not CSV: {', '.join(unsupported)}"
+        )
+    lookups: dict[str, list[str]] = {name: [] for name in spec.lookups}
+    records = []
+    for k in keys:
+        role = spec.lookup_of(k)
+        (lookups[role] if role else records).append(k)
+    if not records:
+        raise HistoricalSourceError(f"no record files under {source!r} (only lookups: {keys})")
+    sizes = {k: storage.fs.get_file_info(storage.path(k)).size for k in keys}
+    return SourceFiles(storage, records, {n: ks for n, ks in lookups.items() if ks}, sizes)
+
+
+def load_id(agency: str, dataset: str, mode: str, batch_rows: int, files: SourceFiles) -> str:
+    """Same files (URI and size), mode and batch size -> same id: what lets a re-run resume."""
+    identity = {
+        "agency": agency,
+        "dataset": dataset,
+        "mode": mode,
+        "batch_rows": batch_rows,
+        "files": sorted((files.uri(k), size) for k, size in files.sizes.items()),
+    }
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
+
+
+def _scan_csv(files: SourceFiles, key: str) -> pl.LazyFrame:
+    return pl.scan_csv(
+        files.uri(key),
+        infer_schema=False,
+        encoding="utf8-lossy",
+        storage_options=files.storage.polars_storage_options,
+    )
+
+
+def count_rows(files: SourceFiles) -> dict[str, int]:
+    """Rows per record file (a newline count, no parsing): fixes the batches before any is read."""
+    counts = {}
+    for key in files.records:
+        try:
+            counts[key] = _scan_csv(files, key).select(pl.len()).collect().item()
+        except pl.exceptions.PolarsError as exc:
+            raise HistoricalSourceError(f"{files.uri(key)}: {str(exc).splitlines()[0]}") from None
+    return counts
+
+
+# Reading batches ---------------------------------------------------------------------------------
+
+
+def read_batches(plan: LoadPlan) -> Iterator[tuple[int, str, pl.DataFrame]]:
+    """(batch number, file URI, raw frame) in a fixed order; numbering is stable across runs."""
+    number = 0
+    for key in plan.files.records:
+        uri = plan.files.uri(key)
+        try:
+            for frame in _scan_csv(plan.files, key).collect_batches(chunk_size=plan.batch_rows):
+                if frame.height == 0:
+                    continue
+                yield number, uri, frame
+                number += 1
+        except pl.exceptions.PolarsError as exc:
+            raise HistoricalSourceError(f"{uri}: batch {number}: {str(exc).splitlines()[0]}") from None
+
+
+def raw_frame(frame: pl.DataFrame, uri: str) -> pl.DataFrame:
+    """A batch as the normalizers expect it: every column a string, plus ``_row`` and ``_source_uri``."""
+    return frame.with_row_index(ROW).with_columns(pl.lit(uri).alias(SOURCE_URI))
+
+
+def stage_lookups(files: SourceFiles, lake: Storage, keys: dict[str, str]) -> dict[str, str]:
+    """Each lookup table's CSVs -> one Parquet file (streamed), written once per load id."""
+    uris = {}
+    for name, key in keys.items():
+        uris[name] = lake.uri(key)
+        if lake.exists(key):
+            continue
+        frames = [_scan_csv(files, k) for k in files.lookups[name]]
+        tmp = f"{key}.partial"
+        pl.concat(frames, how="diagonal").sink_parquet(
+            lake.uri(tmp), storage_options=lake.polars_storage_options, row_group_size=50_000, mkdir=True
+        )
+        lake.fs.move(lake.path(tmp), lake.path(key))
+    return uris
+
+
+def lookup_rows(uri: str, records: pl.DataFrame, lake: Storage) -> pl.DataFrame:
+    """The lookup rows a batch needs: semi-joined on the columns both tables share.
+
+    The key range of the batch prunes row groups first (bulk dumps come ordered by key).
+    """
+    lookup = pl.scan_parquet(uri, storage_options=lake.polars_storage_options)
+    keys = [c for c in lookup.collect_schema().names() if c in records.columns]
+    if not keys:
+        raise HistoricalSourceError(f"lookup {uri} shares no column with the records")
+    wanted = records.select(keys).drop_nulls().unique()
+    first = pl.col(keys[0])
+    low, high = wanted[keys[0]].min(), wanted[keys[0]].max()
+    if low is None:
+        return lookup.head(0).collect()
+    return (
+        lookup.filter(first.is_between(pl.lit(low), pl.lit(high)))
+        .join(wanted.lazy(), on=keys, how="semi")
+        .collect()
+    )
+
+
+# Markers -----------------------------------------------------------------------------------------
+
+
+def recorded_batches(table: Table | None, load: str) -> tuple[dict[int, dict[str, int]], bool]:
+    """Batches a load already committed to ``table`` (from snapshot summaries), and whether it finished."""
+    done: dict[int, dict[str, int]] = {}
+    complete = False
+    if table is None:
+        return done, complete
+    for snapshot in table.metadata.snapshots:
+        summary = snapshot.summary
+        if summary is None or summary[LOAD_ID] != load:
+            continue
+        if summary[COMPLETE] == "true":
+            complete = True
+            done |= {int(k): v for k, v in json.loads(summary[COUNTS] or "{}").items()}
+        elif summary[BATCH] is not None:
+            done[int(summary[BATCH])] = json.loads(summary[COUNTS] or "{}")
+    return done, complete
+
+
+def is_fresh(table: Table, plan: LoadPlan) -> bool:
+    """Whether the target held none of the dataset's rows when the load began (recorded per batch)."""
+    if plan.done:
+        return any(counts.get("fresh", 0) for counts in plan.done.values())
+    rows = table.scan(
+        row_filter=And(EqualTo("agency", plan.agency), EqualTo("dataset", plan.dataset)),
+        selected_fields=("violation_id",),
+        limit=1,
+    ).to_arrow()
+    return rows.num_rows == 0
+
+
+@dataclass
+class SeenIds:
+    """64-bit hashes of the violation ids written by this load: 8 bytes a row, not a lookup per id.
+
+    Into a target that was fresh when the load began, only an id seen before can have a current
+    version; the exact check then reads just those few ids from the table.
+    """
+
+    chunks: list[pl.Series] = field(default_factory=list)
+
+    @classmethod
+    def of_table(cls, table: Table, plan: LoadPlan) -> SeenIds:
+        """The ids already in the target (a resumed load), read as a stream of record batches."""
+        seen = cls()
+        if not plan.done:
+            return seen
+        reader = table.scan(
+            row_filter=And(EqualTo("agency", plan.agency), EqualTo("dataset", plan.dataset)),
+            selected_fields=("violation_id",),
+        ).to_arrow_batch_reader()
+        for batch in reader:
+            seen.add(pl.Series(batch.column(0)))
+        return seen
+
+    def add(self, ids: pl.Series) -> None:
+        if ids.len():
+            self.chunks.append(ids.hash().unique())
+
+    def candidates(self, ids: pl.Series) -> pl.Series:
+        if not self.chunks:
+            return ids.head(0)
+        known = pl.concat(self.chunks)
+        return ids.filter(ids.hash().is_in(known.implode()))
+
+
+# Replace: staging table and the atomic swap -------------------------------------------------------
+
+
+def staging_table(catalog: Catalog, plan: LoadPlan, silver: Table, create: bool = True) -> Table | None:
+    """The load's staging table, placed under silver's location (its files become silver's files)."""
+    try:
+        return catalog.load_table(plan.staging_table)
+    except NoSuchTableError:
+        if not create:
+            return None
+    try:
+        catalog.create_namespace(STAGING_NAMESPACE)
+    except Exception as exc:  # already exists: the catalogs raise different types
+        if "exist" not in str(exc).lower():
+            raise
+    return catalog.create_table(
+        plan.staging_table,
+        schema=VIOLATIONS_SCHEMA,
+        partition_spec=VIOLATIONS_PARTITION,
+        location=f"{silver.location()}/staging/{plan.load_id}",
+        properties=TABLE_PROPERTIES,
+    )
+
+
+def swap_in(silver: Table, staging: Table, plan: LoadPlan, done: dict[int, dict[str, int]]) -> int:
+    """One silver transaction: delete the dataset's rows, add the staged files. Returns files added.
+
+    The snapshot carries the load's completion mark and every batch's counts, so a re-run after a
+    crash right here knows the swap happened.
+    """
+    files = [task.file for task in staging.scan().plan_files()]
+    counts = json.dumps({str(k): v for k, v in sorted(done.items())}, sort_keys=True)
+    properties = {LOAD_ID: plan.load_id, COMPLETE: "true", COUNTS: counts}
+    with silver.transaction() as txn:
+        txn.delete(And(EqualTo("agency", plan.agency), EqualTo("dataset", plan.dataset)))
+        with txn.update_snapshot(snapshot_properties=properties).fast_append() as append:
+            for data_file in files:
+                append.append_data_file(data_file)
+    return len(files)
+
+
+def drop_staging(catalog: Catalog, plan: LoadPlan, lake: Storage) -> None:
+    """Forget the staging table (its data files now belong to silver) and the lookup files."""
+    with contextlib.suppress(NoSuchTableError):
+        catalog.drop_table(plan.staging_table)
+    for key in plan.lookup_keys.values():
+        lake.delete(key)
+
+
+# Progress ----------------------------------------------------------------------------------------
+
+ProgressListener = Callable[[int, int, str], None]
+_listeners: list[ProgressListener] = []
+
+
+def add_progress_listener(listener: ProgressListener) -> Callable[[], None]:
+    """In-process observers (the CLI's progress bar); returns the function that removes it."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener)
+
+
+def notify_progress(done: int, total: int, message: str) -> None:
+    for listener in list(_listeners):
+        listener(done, total, message)
+
+
+def sum_counts(done: dict[int, dict[str, int]]) -> dict[str, int]:
+    return {c: sum(int(counts.get(c, 0)) for counts in done.values()) for c in BATCH_COUNTS}
