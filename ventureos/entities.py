@@ -34,6 +34,7 @@ DATA = resources.files("ventureos") / "data" / "entities"
 LEGAL_SUFFIXES = (
     "INCORPORATED", "INC", "CORPORATION", "CORP", "COMPANY", "COMPANIES", "CO", "LLC", "L L C", "LTD",
     "LIMITED PARTNERSHIP", "LIMITED", "LP", "L P", "LLP", "PLLC", "PC", "PLC", "HOLDINGS", "HOLDING", "THE",
+    "USA", "U S A",
 )  # fmt: skip
 # Words after which a name goes on with a division or site ("TREND TECHNOLOGIES INC COLORADO DIV").
 _ENTITY_ENDS = ("INCORPORATED", "INC", "CORPORATION", "CORP", "LLC", "LTD", "LIMITED")
@@ -46,7 +47,17 @@ _PERSON_PATTERN = (
     r"(?:\s[A-Z][A-Z'\-]*)?(?:\s[A-Z]\.?)?(?:,?\s(?:JR|SR|II|III|IV)\.?)?$"
 )
 # Generic outlet words after a brand (KROGER STORES, STOP AND SHOP SUPERMARKET).
-_OUTLET_PATTERN = r"(?:\s+(?:STORES?|SUPER\s?MARKETS?))+$"
+_OUTLET_PATTERN = r"(?:\s+(?:STORES?|SUPER\s?MARKETS?|GROCERY))+$"
+# Spelled-out words and their usual abbreviations, one form kept.
+ABBREVIATIONS = {"BROTHERS": "BROS", "INTERNATIONAL": "INTL", "MANUFACTURING": "MFG", "DEPARTMENT": "DEPT"}
+
+
+def _abbreviate(e: pl.Expr) -> pl.Expr:
+    for word, short in ABBREVIATIONS.items():
+        e = e.str.replace_all(rf"\b{word}\b", short)
+    return e
+
+
 MAX_PREFIX_WORDS = 6
 FUZZY_THRESHOLD = 93.0
 FUZZY_MIN_LENGTH = 8
@@ -92,6 +103,7 @@ CANONICAL_STEPS: tuple[tuple[str, Callable[[pl.Expr], pl.Expr]], ...] = (
             .str.strip_chars()
         ),
     ),
+    ("abbreviate BROTHERS, INTERNATIONAL, MANUFACTURING, DEPARTMENT", _abbreviate),
     (
         "cut a division or site after a mid-name INC/LLC/CORP",
         lambda e: e.str.replace(_TRUNCATE_PATTERN, "$1"),
