@@ -7,6 +7,7 @@ file under another ingest date.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from ventureos.archive import (
 from ventureos.batch import normalize_raw_batch
 from ventureos.bronze import read_raw_batch
 from ventureos.buffer import BUFFER_PREFIX, write_buffer_files
+from ventureos.cli import main
 from ventureos.lakehouse import current_lakehouse
 from ventureos.silver import empty_violations, plan_scd2
 from ventureos.storage import Storage
@@ -328,18 +330,25 @@ def test_lost_staging_after_commit_is_reported_not_guessed(
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_flows_consolidate_and_refuse_before_grace(home: Path) -> None:
+def test_flows_and_cli_consolidate_and_refuse_before_grace(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     storage = current_lakehouse().storage
     stage_two_months(storage)
-    for month in ("2024-01", "2024-02", "2024-03"):
+    for month in ("2024-01", "2024-02"):
         report = monthly_consolidate(month=month)
         assert report["reconciled"] and report["scope"] == month
     assert report["maintenance"][0]["table"] == "silver.violations"
+    main(["run", "monthly-consolidate", "--month", "2024-03", "--json"])
+    assert json.loads(capsys.readouterr().out)["rows_added"] == 1
     assert storage.list(BUFFER_PREFIX) == []
 
     this_year = str(datetime.now(UTC).year)
     with pytest.raises(GracePeriodError):
         yearly_consolidate(year=this_year)
+    with pytest.raises(SystemExit) as refused:
+        main(["run", "yearly-consolidate", "--year", this_year])
+    assert refused.value.code == 1 and "use force" in capsys.readouterr().err
     closed = yearly_consolidate(year="2024")  # long past July 1, 2025
     assert (closed["rows_in"], closed["rows_out"], closed["files_removed"]) == (14, 14, 2)
     assert storage.list(f"{archive.ARCHIVE_PREFIX}/violation_year=2024") == [year_key("2024")]
