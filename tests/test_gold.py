@@ -11,7 +11,15 @@ from polars.testing import assert_frame_equal
 
 from normalizers import normalize
 from ventureos.bronze import read_raw_batch
-from ventureos.gold import LEVELS, aggregate, gold_table, read_gold, read_removals, update_gold_tables
+from ventureos.gold import (
+    LEVELS,
+    aggregate,
+    gold_table,
+    read_gold,
+    read_removals,
+    rebuild_gold_tables,
+    update_gold_tables,
+)
 from ventureos.lakehouse import current_lakehouse
 from ventureos.silver import Scd2Plan, commit_scd2, current_versions, plan_scd2
 
@@ -164,3 +172,28 @@ def test_gold_follows_inserts_updates_deletes_exactly(home: Path) -> None:
         "COMPANY#acme",
         "COMPANY#globex",
     }
+
+
+def test_rebuild_repairs_a_batch_whose_gold_update_was_lost(home: Path) -> None:
+    rows = real_rows(25)
+    apply(rows, T1)
+    lakehouse = current_lakehouse()
+    # A crash between the silver and the gold commit: silver moved on, gold did not.
+    ids = rows["source_id"].to_list()
+    lost = edit(rows, ids[0], penalty_amount=Decimal("75.25")).with_columns(
+        is_deleted=pl.col("source_id") == ids[1]
+    )
+    table = lakehouse.violations()
+    commit_scd2(table, plan_scd2(lost, current_versions(table, lost["violation_id"].to_list()), T2, "run"))
+    company = f"COMPANY#{rows['company_slug'][0]}"
+    assert stats("company", company)["all"]["penalty_total"] == Decimal("0.00")
+
+    changes = {c.level: c for c in rebuild_gold_tables(lakehouse.catalog, table, T3)}
+    assert_gold_equals_current_silver()
+    assert stats("company", company)["all"]["penalty_total"] == Decimal("75.25")
+    assert stats("company", company)["all"]["updated_at"] == T3
+    assert changes["company"].removed >= 2  # the deleted violation's company: its osha and all rows
+    before = {level: commits(level) for level in LEVELS}
+    again = rebuild_gold_tables(lakehouse.catalog, table, datetime(2024, 1, 4, tzinfo=UTC))
+    assert all(c.changed == 0 and c.removed == 0 for c in again)
+    assert {level: commits(level) for level in LEVELS} == before

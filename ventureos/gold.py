@@ -58,7 +58,6 @@ REMOVALS_SCHEMA = Schema(
 GOLD_ARROW = GOLD_SCHEMA.as_arrow()
 REMOVALS_ARROW = REMOVALS_SCHEMA.as_arrow()
 GOLD_POLARS = polars_schema(GOLD_ARROW)
-SOURCE_POLARS = pl.Schema({c: VIOLATIONS_POLARS[c] for c in SILVER_COLUMNS})
 REMOVALS_POLARS = polars_schema(REMOVALS_ARROW)
 
 
@@ -76,7 +75,7 @@ def removals_table(catalog: Catalog) -> Table:
 
 
 def entity_rows(silver: pl.DataFrame, level: str) -> pl.DataFrame:
-    """Silver rows keyed by their entity of ``level``; rows that are no such entity are left out.
+    """Silver rows plus ``entity_key``/``entity_name`` of ``level``; rows that are no such entity are left out.
 
     A null company slug (e.g. an individual) is not a company; a null city or state is no city/state.
     """
@@ -90,14 +89,7 @@ def entity_rows(silver: pl.DataFrame, level: str) -> pl.DataFrame:
         ),
         "state": (state_key(state), state, state.is_not_null()),
     }[level]
-    return silver.filter(valid).select(
-        key.alias("entity_key"),
-        name.alias("entity_name"),
-        "agency",
-        "violation_id",
-        "event_date",
-        "penalty_amount",
-    )
+    return silver.filter(valid).with_columns(key.alias("entity_key"), name.alias("entity_name"))
 
 
 def _stats() -> list[pl.Expr]:
@@ -170,16 +162,18 @@ def read_frame(
     return pl.from_arrow(scan.to_arrow())  # type: ignore[return-value]
 
 
-def current_silver_of(violations: Table, slugs: list[str], states: list[str]) -> pl.DataFrame:
+def current_silver_of(
+    violations: Table, slugs: list[str], states: list[str], columns: tuple[str, ...] = SILVER_COLUMNS
+) -> pl.DataFrame:
     """Current silver rows of the given companies and states (cities lie inside their states)."""
+    schema = pl.Schema({c: VIOLATIONS_POLARS[c] for c in columns})
     parts = [
         In(column, set(values)) for column, values in (("company_slug", slugs), ("state", states)) if values
     ]
     if not parts:
-        return pl.DataFrame(schema=SOURCE_POLARS)
+        return pl.DataFrame(schema=schema)
     match = parts[0] if len(parts) == 1 else Or(parts[0], parts[1])
-    rows = read_frame(violations, And(EqualTo("is_current", True), match), SILVER_COLUMNS)
-    return rows.cast(SOURCE_POLARS)
+    return read_frame(violations, And(EqualTo("is_current", True), match), columns).cast(schema)
 
 
 def update_gold_tables(
@@ -188,26 +182,49 @@ def update_gold_tables(
     """Recompute the entities a committed batch touched; one commit per gold table that changed."""
     if plan.is_noop:
         return []
-    keys = {level: touched_keys(plan, level) for level in LEVELS}
     changed_rows = pl.concat([plan.added, plan.closed])
     silver = current_silver_of(
         violations,
         changed_rows["company_slug"].drop_nulls().unique().to_list(),
         changed_rows["state"].drop_nulls().unique().to_list(),
     )
-    results, writes, removals = [], {}, []
+    return refresh_gold(catalog, silver, {level: touched_keys(plan, level) for level in LEVELS}, now)
+
+
+def rebuild_gold_tables(catalog: Catalog, violations: Table, now: datetime) -> list[GoldChange]:
+    """Every entity recomputed from all current silver rows (8 columns): the repair after a bulk swap
+    of silver that no SCD2 plan describes, or after a crash between the silver and the gold commit."""
+    silver = read_frame(violations, EqualTo("is_current", True), SILVER_COLUMNS).cast(
+        pl.Schema({c: VIOLATIONS_POLARS[c] for c in SILVER_COLUMNS})
+    )
+    return refresh_gold(catalog, silver, None, now)
+
+
+def refresh_gold(
+    catalog: Catalog, silver: pl.DataFrame, keys: dict[str, list[str]] | None, now: datetime
+) -> list[GoldChange]:
+    """Replace the gold rows of ``keys`` per level (``None``: all) by the aggregate of ``silver``.
+
+    ``silver`` must hold every current row of those entities. Unchanged rows keep their ``updated_at``;
+    a table whose rows did not change gets no commit.
+    """
+    results, writes, removals = [], [], []
     for level in LEVELS:
-        if not keys[level]:
+        if keys is not None and not keys[level]:
             continue
         table = gold_table(catalog, level)
-        key_filter = In("entity_key", set(keys[level]))
+        key_filter = AlwaysTrue() if keys is None else In("entity_key", set(keys[level]))
         existing = read_frame(table, key_filter).cast(GOLD_POLARS)
-        fresh = stamp(aggregate(silver, level, now).filter(pl.col("entity_key").is_in(keys[level])), existing)
+        fresh = aggregate(silver, level, now)
+        if keys is not None:
+            fresh = fresh.filter(pl.col("entity_key").is_in(keys[level]))
+        fresh = stamp(fresh, existing)
         removed = existing.join(fresh, on=["entity_key", "agency"], how="anti")
         new_stats = fresh.filter(pl.col("updated_at") == now).height
-        results.append(GoldChange(level, len(keys[level]), new_stats, removed.height))
+        entities = len(keys[level]) if keys is not None else fresh["entity_key"].n_unique()
+        results.append(GoldChange(level, entities, new_stats, removed.height))
         if new_stats or not removed.is_empty():
-            writes[level] = (table, None if existing.is_empty() else key_filter, fresh)
+            writes.append((table, None if existing.is_empty() else key_filter, fresh))
             removals.append(
                 removed.select(
                     "entity_key", "agency", removed_at=pl.lit(now, dtype=GOLD_POLARS["updated_at"])
@@ -218,7 +235,7 @@ def update_gold_tables(
     removed_rows = pl.concat(removals) if removals else pl.DataFrame(schema=REMOVALS_POLARS)
     if not removed_rows.is_empty():
         removals_table(catalog).append(to_arrow(removed_rows, REMOVALS_ARROW))
-    for table, key_filter, fresh in writes.values():
+    for table, key_filter, fresh in writes:
         with table.transaction() as txn:
             if key_filter is None:
                 txn.append(to_arrow(fresh, GOLD_ARROW))

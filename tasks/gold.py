@@ -1,0 +1,36 @@
+"""Gold step of every ingest path: the entities a committed batch touched get their stats recomputed."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import task
+
+from tasks.policy import IO_TASK
+from ventureos.gold import rebuild_gold_tables, update_gold_tables
+from ventureos.lakehouse import current_lakehouse
+from ventureos.silver import Scd2Plan
+
+
+@task(name="update-gold", **IO_TASK)
+def update_gold(plan: Scd2Plan) -> list[dict[str, Any]]:
+    """Call after ``write_silver`` with its plan; one commit per gold table that changed.
+
+    Idempotent: a retry (e.g. after an Iceberg commit conflict) recomputes from current silver again.
+    ``updated_at`` is stamped here, right before the commits, so gold-sync's watermark sees it late
+    only if a sync runs in the seconds between the stamp and the commit.
+    """
+    lakehouse = current_lakehouse()
+    changes = update_gold_tables(lakehouse.catalog, lakehouse.violations(), plan, datetime.now(UTC))
+    return [asdict(change) for change in changes]
+
+
+@task(name="rebuild-gold", **IO_TASK)
+def rebuild_gold() -> list[dict[str, Any]]:
+    """Every entity from all current silver: after a bulk swap of silver (historical replace) or to
+    repair a run that crashed between its silver and gold commits. Unchanged rows are not rewritten."""
+    lakehouse = current_lakehouse()
+    changes = rebuild_gold_tables(lakehouse.catalog, lakehouse.violations(), datetime.now(UTC))
+    return [asdict(change) for change in changes]
