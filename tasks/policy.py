@@ -1,40 +1,80 @@
 """Retries with judgment: transient failures are retried with backoff and jitter, permanent ones not.
 
-Only I/O tasks retry; pure steps fail once and report. No task caches: writes must never be skipped.
+Only I/O tasks retry; pure steps fail once and report. ``IO_TASK`` never caches: a write must never be
+skipped because an earlier run did it. ``BATCH_TASK`` is for the unit of work that a failed flow run
+should not redo when it is retried: its result is persisted (to the lake, see docs/operations.md) and
+reused only inside the same flow run, so retrying a run re-runs just the batches that failed.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as BotoConnectionError
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID, TASK_SOURCE
+from prefect.concurrency.sync import concurrency
 from prefect.tasks import exponential_backoff
-from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    CommitStateUnknownException,
+    ServerError,
+    ServiceUnavailableError,
+    TooManyRequestsError,
+)
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import Timeout as RequestsTimeout
+from sqlalchemy.exc import OperationalError
 
 TRANSIENT_AWS_CODES = {
     "Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "SlowDown",
+    "TooManyRequestsException", "RequestThrottled", "RequestThrottledException", "BandwidthLimitExceeded",
     "ProvisionedThroughputExceededException", "RequestTimeout", "RequestTimeoutException",
-    "InternalError", "InternalFailure", "ServiceUnavailable", "TransactionConflictException",
+    "InternalError", "InternalFailure", "InternalServerError", "ServiceUnavailable",
+    "ServiceUnavailableException", "TransactionConflictException", "PriorRequestNotComplete",
 }  # fmt: skip
+
+TRANSIENT_TYPES = (
+    CommitFailedException,  # another writer committed first: re-plan and commit again
+    CommitStateUnknownException,
+    ServiceUnavailableError,
+    ServerError,
+    TooManyRequestsError,
+    BotoConnectionError,
+    ReadTimeoutError,
+    RequestsConnectionError,
+    RequestsTimeout,
+    TimeoutError,
+    ConnectionError,
+)
+
+# pyarrow's S3 filesystem (our Storage) raises plain OSErrors that name the AWS error or HTTP status.
+_ARROW_S3_TRANSIENT = re.compile(
+    r"AWS Error (SLOW_DOWN|THROTTLING|NETWORK_CONNECTION|SERVICE_UNAVAILABLE|INTERNAL_FAILURE|REQUEST_TIMEOUT)"
+    r"|HTTP status (429|5\d\d)"
+)
+# The embedded SQLite catalog is locked while another process commits.
+_SQLITE_BUSY = re.compile(r"database is locked|database is busy")
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Throttling, 5xx, timeouts, dropped connections and Iceberg commit conflicts."""
+    """Throttling, 5xx, timeouts, dropped connections, Iceberg commit conflicts and a busy catalog.
+
+    Everything else (bad input, schema violations, missing objects, permissions) is permanent: a
+    retry would fail the same way, so the run fails at once and reports it.
+    """
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return error.get("Code") in TRANSIENT_AWS_CODES or status >= 500
-    return isinstance(
-        exc,
-        CommitFailedException
-        | CommitStateUnknownException
-        | BotoConnectionError
-        | ReadTimeoutError
-        | TimeoutError
-        | ConnectionError,
-    )
+        return error.get("Code") in TRANSIENT_AWS_CODES or status == 429 or status >= 500
+    if isinstance(exc, OperationalError):
+        return bool(_SQLITE_BUSY.search(str(exc)))
+    if isinstance(exc, TRANSIENT_TYPES):
+        return True
+    return type(exc) is OSError and bool(_ARROW_S3_TRANSIENT.search(str(exc)))
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -51,3 +91,26 @@ IO_TASK = {
     "retry_condition_fn": retry_transient,
 }
 PURE_TASK = {"cache_policy": NO_CACHE}
+BATCH_TASK = IO_TASK | {
+    # Same inputs and code inside the same flow run -> the persisted result is reused on a retry of
+    # that run; any new run (different run id) does the work again.
+    "cache_policy": INPUTS + TASK_SOURCE + RUN_ID,
+    "persist_result": True,
+}
+
+
+def commit_limit_name(table: str) -> str:
+    """Name of the global concurrency limit that serializes commits to one Iceberg table."""
+    return f"iceberg-commit-{table}"
+
+
+@contextmanager
+def iceberg_commit_slot(table: str) -> Iterator[None]:
+    """Hold the table's commit slot while committing, so concurrent runs queue instead of conflicting.
+
+    Operators create the limit (``prefect gcl create iceberg-commit-silver.violations --limit 1``);
+    where it does not exist (a laptop, tests) the slot is skipped with a warning and the optimistic
+    Iceberg commit plus ``CommitFailedException`` retries still keep the table consistent.
+    """
+    with concurrency(commit_limit_name(table), occupy=1, strict=False):
+        yield
