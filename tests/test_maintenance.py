@@ -50,6 +50,11 @@ def table_rows(identifier: str, sort: str) -> pl.DataFrame:
     return pl.from_arrow(table.scan().to_arrow()).sort(sort)  # type: ignore[union-attr]
 
 
+def parquet_files(home: Path, table: str) -> list[Path]:
+    """Data files of a table on disk, referenced or not."""
+    return [p for p in (home / "warehouse").rglob("*.parquet") if f"/{table}/" in p.as_posix()]
+
+
 def file_count(identifier: str) -> int:
     return len(current_lakehouse().catalog.load_table(identifier).inspect.files())
 
@@ -86,7 +91,8 @@ def test_compaction_and_expiry(home: Path) -> None:
     assert table_rows("silver.violations", "violation_id").equals(silver_before)
     assert table_rows("gold.sample_stats", "entity").equals(gold_before)
 
-    # A month later: everything older than 7 days goes, except the newest 3 snapshots.
+    # A month later: everything older than 7 days goes, except the newest 3 snapshots. Those still
+    # reference the small files (the appends before the compaction), so the data files stay.
     later = maintain(catalog, load_settings(snapshot_keep_last=3), NOW + timedelta(days=30))
     assert [(r.table, r.partitions_compacted, r.snapshots_expired) for r in later] == [
         ("gold.sample_stats", 0, 8),
@@ -95,7 +101,15 @@ def test_compaction_and_expiry(home: Path) -> None:
     table = catalog.load_table("silver.violations")
     assert len(table.snapshots()) == 3
     assert table.current_snapshot().summary["ventureos.operation"] == "compaction"
+    assert len(parquet_files(home, "violations")) == 105
+
+    # Keeping only the compaction snapshot: the 100 replaced small files are deleted from storage.
+    last = maintain(catalog, load_settings(snapshot_keep_last=1), NOW + timedelta(days=30))
+    assert last[1].snapshots_expired == 2 and last[1].files_deleted >= 100
+    assert len(parquet_files(home, "violations")) == 5
+    assert len(catalog.load_table("silver.violations").snapshots()) == 1
     assert table_rows("silver.violations", "violation_id").equals(silver_before)
+    assert table_rows("gold.sample_stats", "entity").equals(gold_before)
 
 
 def test_s3_tables_catalog_skips_with_a_log_line(home: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -6,6 +6,9 @@ files and adds the rewritten ones (bin-packed to the table's target file size). 
 before and after; the row counts are checked before the commit. Files carrying delete files are left
 alone (the writers here are copy-on-write, so there are none in practice).
 
+Expiry removes old snapshots in one commit and then deletes the files that only they referenced
+(the small files a compaction replaced, old manifests), so storage shrinks too.
+
 On S3 Tables the service compacts and manages snapshots by itself, so both steps are skipped there,
 with a log line saying so.
 """
@@ -24,6 +27,7 @@ from pyiceberg.exceptions import NoSuchNamespaceError
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
 from pyiceberg.table import FileScanTask, Table
+from pyiceberg.table.snapshots import Snapshot
 
 from ventureos.catalog import is_s3_tables
 from ventureos.settings import Settings
@@ -45,6 +49,8 @@ class TableMaintenance:
     files_after: int = 0
     partitions_compacted: int = 0
     snapshots_expired: int = 0
+    files_deleted: int = 0
+    """Data, manifest and manifest-list files that only expired snapshots referenced."""
     skipped: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -118,11 +124,34 @@ def expirable_snapshots(table: Table, older_than: datetime, keep_last: int) -> l
     return [s.snapshot_id for s in snapshots if s.timestamp_ms < cutoff and s.snapshot_id not in kept]
 
 
-def expire_snapshots(table: Table, older_than: datetime, keep_last: int) -> int:
-    expired = expirable_snapshots(table, older_than, keep_last)
-    if expired:
-        table.maintenance.expire_snapshots().by_ids(expired).commit()
-    return len(expired)
+def reachable_files(table: Table, snapshots: list[Snapshot]) -> set[str]:
+    """Manifest lists, manifests and live data/delete files of the given snapshots."""
+    paths: set[str] = set()
+    for snapshot in snapshots:
+        paths.add(snapshot.manifest_list)
+        for manifest in snapshot.manifests(table.io):
+            paths.add(manifest.manifest_path)
+            paths.update(e.data_file.file_path for e in manifest.fetch_manifest_entry(table.io))
+    return paths
+
+
+def expire_snapshots(table: Table, older_than: datetime, keep_last: int) -> tuple[int, int]:
+    """Expire in one commit, then delete the files only expired snapshots referenced.
+
+    Returns (snapshots expired, files deleted). A file still reachable from any remaining snapshot is
+    kept; files being written by a concurrent commit are reachable from neither set, so never touched.
+    """
+    expired_ids = set(expirable_snapshots(table, older_than, keep_last))
+    if not expired_ids:
+        return 0, 0
+    expired = [s for s in table.metadata.snapshots if s.snapshot_id in expired_ids]
+    candidates = reachable_files(table, expired)
+    table.maintenance.expire_snapshots().by_ids(sorted(expired_ids)).commit()
+    table.refresh()
+    unreferenced = candidates - reachable_files(table, table.metadata.snapshots)
+    for path in sorted(unreferenced):
+        table.io.delete(path)
+    return len(expired_ids), len(unreferenced)
 
 
 def maintain_table(table: Table, settings: Settings, now: datetime) -> TableMaintenance:
@@ -139,14 +168,17 @@ def maintain_table(table: Table, settings: Settings, now: datetime) -> TableMain
     table.refresh()
     result.files_after = data_file_count(table)
     cutoff = now - timedelta(days=settings.snapshot_retention_days)
-    result.snapshots_expired = expire_snapshots(table, cutoff, settings.snapshot_keep_last)
+    result.snapshots_expired, result.files_deleted = expire_snapshots(
+        table, cutoff, settings.snapshot_keep_last
+    )
     log.info(
-        "%s: %d -> %d data files (%d partitions compacted), %d snapshots expired",
+        "%s: %d -> %d data files (%d partitions compacted), %d snapshots expired, %d files deleted",
         name,
         result.files_before,
         result.files_after,
         result.partitions_compacted,
         result.snapshots_expired,
+        result.files_deleted,
     )
     return result
 
