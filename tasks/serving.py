@@ -1,0 +1,54 @@
+"""Serving steps: the live feed after each daily/feed batch, and gold-sync's push to Entities."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+
+from tasks.policy import IO_TASK
+from ventureos.gold import current_silver_of
+from ventureos.lakehouse import current_lakehouse
+from ventureos.serving import ServingStore, open_store
+from ventureos.serving.feed import apply_to_feed
+from ventureos.serving.sync import sync_entities as sync_entities_table
+from ventureos.settings import Settings
+from ventureos.silver import Scd2Plan
+
+
+def ready_store(settings: Settings) -> ServingStore:
+    """The serving store with its tables (created on first use; existing ones are only described)."""
+    store = open_store(settings)
+    store.create_tables()
+    return store
+
+
+@task(name="update-live-feed", **IO_TASK)
+def update_live_feed(plan: Scd2Plan) -> dict[str, Any]:
+    """Call after ``write_silver`` in daily-ingest and feed batches only (historical loads never do).
+
+    Versions not from ``bronze/daily`` or ``bronze/feed`` are filtered out again inside, and re-running
+    a day (a no-op plan) writes nothing.
+    """
+    if plan.is_noop:
+        return {"entities": 0, "written": 0, "deleted": 0}
+    lakehouse = current_lakehouse()
+    violations = lakehouse.violations()
+    change = apply_to_feed(
+        ready_store(lakehouse.settings),
+        plan.added,
+        plan.closed,
+        lambda slugs, states, columns: current_silver_of(violations, slugs, states, columns),
+    )
+    return asdict(change)
+
+
+@task(name="sync-entities", **IO_TASK)
+def sync_entities() -> dict[str, Any]:
+    """Gold rows changed since the watermark -> Entities items; a no-change sync writes nothing."""
+    lakehouse = current_lakehouse()
+    result = sync_entities_table(ready_store(lakehouse.settings), lakehouse.catalog).as_dict()
+    create_table_artifact(table=[result], key="gold-sync", description="gold-sync: items written and deleted")
+    return result

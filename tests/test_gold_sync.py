@@ -1,0 +1,192 @@
+"""Live feed and gold-sync: daily ingests, a historical batch, updates and deletes, on both shapes."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from flows.daily_ingest import daily_ingest
+from flows.gold_sync import gold_sync
+from tasks.bronze import read_bronze
+from tasks.gold import update_gold
+from tasks.normalize import normalize_batch
+from tasks.silver import write_silver
+from ventureos.gold import ALL, LEVELS, current_silver_of, read_gold
+from ventureos.lakehouse import current_lakehouse
+from ventureos.serving import ENTITIES, VIOLATIONS, ServingStore, open_store
+from ventureos.serving.feed import FEED_SIZE, apply_to_feed, feed_frame, live
+from ventureos.serving.sync import read_watermark
+from ventureos.settings import load_settings
+from ventureos.silver import Scd2Plan
+
+from .test_daily_ingest import sample_reports
+from .test_gold import T1, T2, T3, assert_gold_equals_current_silver, current_silver, edit, real_rows
+from .test_gold import apply as apply_to_silver_and_gold
+
+
+def expected_feed(silver: pl.DataFrame) -> list[tuple[str, str]]:
+    """The latest ``FEED_SIZE`` live violations per entity and agency, by event date then id."""
+    items = feed_frame(live(silver)).sort("PK", "agency", "SK", descending=[False, False, True])
+    return sorted(
+        items.group_by("PK", "agency", maintain_order=True).head(FEED_SIZE).select("PK", "SK").rows()
+    )
+
+
+def stored_feed(store: ServingStore) -> list[tuple[str, str]]:
+    return [(i["PK"], i["SK"]) for i in store.scan(VIOLATIONS)]
+
+
+def test_feed_keeps_latest_five_through_updates_deletes_and_history(home: Path) -> None:
+    store = open_store(load_settings())
+    store.create_tables()
+
+    def feed(plan: Scd2Plan) -> tuple[int, int]:
+        def read_silver(slugs: list[str], states: list[str], columns: tuple[str, ...]) -> pl.DataFrame:
+            return current_silver_of(current_lakehouse().violations(), slugs, states, columns)
+
+        change = apply_to_feed(store, plan.added, plan.closed, read_silver)
+        return change.written, change.deleted
+
+    rows = real_rows(12)
+    ids = rows["source_id"].to_list()
+    acme = {"company_slug": "acme", "company_name": "Acme", "state": "TX", "city": "AUSTIN"}
+    for day, source_id in enumerate(ids[:8], start=1):
+        rows = edit(rows, source_id, **acme, event_date=date(2015, 3, day), penalty_amount=Decimal(day))
+    written, deleted = feed(apply_to_silver_and_gold(rows, T1))
+    # One batch adds 8 violations for Acme: only the latest 5 are stored.
+    acme_feed = store.query(VIOLATIONS, "COMPANY#acme", "AGENCY#osha#")
+    assert [i["event_date"] for i in acme_feed] == [f"2015-03-0{d}" for d in range(4, 9)]
+    assert acme_feed[-1]["SK"] == f"AGENCY#osha#DATE#2015-03-08#osha:severe_injury:{ids[7]}"
+    assert acme_feed[-1]["penalty_amount"] == 8 and acme_feed[-1]["company_name"] == "Acme"
+    assert stored_feed(store) == expected_feed(current_silver())
+    assert deleted == 0 and written == len(stored_feed(store))
+
+    # The two latest withdrawn, one penalty changed in place, one moved to an earlier date.
+    second = edit(rows, ids[5], penalty_amount=Decimal("600.00"))
+    second = edit(second, ids[4], event_date=date(2015, 2, 1))
+    second = second.with_columns(is_deleted=pl.col("source_id").is_in([ids[6], ids[7]]))
+    plan = apply_to_silver_and_gold(second, T2)
+    written, deleted = feed(plan)
+    acme_feed = store.query(VIOLATIONS, "COMPANY#acme", "AGENCY#osha#")
+    assert [i["event_date"] for i in acme_feed] == [
+        "2015-03-01",
+        "2015-03-02",
+        "2015-03-03",
+        "2015-03-04",
+        "2015-03-06",
+    ]
+    assert acme_feed[-1]["penalty_amount"] == Decimal("600.00")
+    assert stored_feed(store) == expected_feed(current_silver())
+    # Redelivering the same batch changes nothing and writes nothing.
+    assert feed(apply_to_silver_and_gold(second, T3)) == (0, 0)
+
+    # A historical version (bronze/historical lineage) never enters the feed, even when newest.
+    history = edit(real_rows(14).slice(12), ids[0], company_slug="x")
+    history = edit(history, history["source_id"][0], **acme, event_date=date(2015, 9, 9))
+    history = history.with_columns(_source_uri=pl.lit("s3://lake/bronze/historical/osha/severe_injury/h.csv"))
+    before = stored_feed(store)
+    assert feed(apply_to_silver_and_gold(history, datetime(2024, 1, 4, tzinfo=UTC))) == (0, 0)
+    assert stored_feed(store) == before
+
+
+DAY1, DAY2 = "2024-03-05", "2024-03-06"
+HISTORICAL = "bronze/historical/osha/severe_injury"
+
+
+def stage_day(day: str, reports: pl.DataFrame) -> None:
+    current_lakehouse().storage.write_bytes(
+        f"bronze/daily/osha/severe_injury/{day}/reports.csv", reports.write_csv().encode()
+    )
+
+
+def historical_batch(reports: pl.DataFrame) -> None:
+    """What historical-load does per batch: silver (+ buffer) and gold, never the live feed."""
+    current_lakehouse().storage.write_bytes(f"{HISTORICAL}/part-1.csv", reports.write_csv().encode())
+    batch = normalize_batch.fn(read_bronze.fn(HISTORICAL, "osha", "severe_injury"), "osha", "severe_injury")
+    plan, _ = write_silver.fn([batch], "historical-run", datetime.now(UTC), DAY1)
+    assert plan.counts["inserted"].sum() == reports.height
+    update_gold.fn(plan)
+
+
+def gold_size(since: datetime | None = None) -> int:
+    """Entities items for gold rows (updated after ``since``): one STATS item each plus METADATA per entity."""
+    catalog = current_lakehouse().catalog
+    frames = [read_gold(catalog, level, since) for level in LEVELS]
+    return sum(f.height + f.filter(pl.col("agency") == ALL).height for f in frames)
+
+
+def run_days_history_and_syncs() -> None:
+    store = open_store(load_settings())
+    reports = sample_reports()
+    day1, history = reports.slice(0, 60), reports.slice(300, 60)
+    renamed = day1.head(1).with_columns(Employer=pl.lit("Renamed Employer LLC"))
+    day2 = pl.concat([reports.slice(60, 40), renamed])
+
+    stage_day(DAY1, day1)
+    assert daily_ingest(DAY1)["totals"]["inserted"] == 60
+    assert stored_feed(store) == expected_feed(current_silver())
+    first = gold_sync()
+    assert first["written"] == gold_size() > 100 and first["deleted"] == 0
+    watermark = read_watermark(store)
+    assert gold_sync() == {"changed_rows": 0, "written": 0, "deleted": 0, "watermark": first["watermark"]}
+
+    historical_batch(history)
+    feed_after_day1 = stored_feed(store)
+    old_company = (
+        "COMPANY#" + current_silver().filter(pl.col("source_id") == day1["ID"][0])["company_slug"].item()
+    )
+
+    stage_day(DAY2, day2)
+    totals = daily_ingest(DAY2)["totals"]
+    assert (totals["inserted"], totals["updated"]) == (40, 1)
+    assert_gold_equals_current_silver()
+    feed = stored_feed(store)
+    assert feed == expected_feed(current_silver()) and feed != feed_after_day1
+    history_ids = {f"osha:severe_injury:{i}" for i in history["ID"]}
+    assert not history_ids & {i["violation_id"] for i in store.scan(VIOLATIONS)}
+    silver = current_silver()
+    assert silver.filter(pl.col("violation_id").is_in(list(history_ids))).height == 60
+
+    # Only what changed since the first sync is pushed; the renamed report's old company leaves.
+    third = gold_sync()
+    assert third["written"] == gold_size(since=watermark) < gold_size()
+    assert (
+        third["deleted"] == 3
+    )  # STATS#osha, STATS#all and METADATA of the company that lost its only report
+    assert store.query(ENTITIES, old_company) == []
+    texas = read_gold(current_lakehouse().catalog, "state").filter(
+        (pl.col("entity_key") == "STATE#tx") & (pl.col("agency") == ALL)
+    )
+    item = store.get_item(ENTITIES, "STATE#tx", "STATS#all")
+    assert item["total_violations"] == texas["violation_count"].item() > 5
+    assert item["last_violation_date"] == texas["last_event_date"].item().isoformat()
+    assert store.get_item(ENTITIES, "STATE#tx", "METADATA")["name"] == "TX"
+    assert len(store.query(VIOLATIONS, "STATE#tx", "AGENCY#osha#")) == FEED_SIZE
+
+    # Re-running a day writes nothing new anywhere.
+    assert daily_ingest(DAY2)["totals"]["unchanged"] == 41
+    assert stored_feed(store) == feed
+    assert gold_sync()["written"] == 0
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_daily_history_and_gold_sync_embedded(home: Path) -> None:
+    run_days_history_and_syncs()
+    assert (home / "serving.db").is_file()
+
+
+@pytest.mark.aws
+@pytest.mark.usefixtures("prefect_harness")
+def test_daily_history_and_gold_sync_on_dynamodb(aws_home: str) -> None:
+    run_days_history_and_syncs()
+    store = open_store(load_settings())
+    assert (
+        store.client.describe_table(TableName=f"{aws_home}-Violations")["Table"]["BillingModeSummary"][
+            "BillingMode"
+        ]
+        == "PAY_PER_REQUEST"
+    )

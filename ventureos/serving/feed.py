@@ -1,0 +1,128 @@
+"""The live feed (``{prefix}-Violations``): the latest 5 violations per agency under each entity.
+
+Only versions that arrived through ``bronze/daily/`` or ``bronze/feed/`` qualify (the gatekeeper is the
+lineage of the version itself, so a historical load can never leak in, whoever calls this). "Latest" is
+by event date, then violation id: exactly the SK order ``AGENCY#{agency}#DATE#{YYYY-MM-DD}#{violation_id}``.
+
+A batch is applied as a small diff per touched entity: the entity's stored items, minus the items of
+versions the batch closed (updated or deleted violations), plus the batch's new versions, ranked; the
+top 5 per agency stay, the rest are deleted. When a closed item leaves a gap, the entity's older live
+violations are read back from current silver, so the feed is always exactly the latest min(5, n).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+
+from ventureos.gold import LEVELS, entity_rows
+from ventureos.serving.base import VIOLATIONS, Item, ServingStore
+
+FEED_SIZE = 5
+LIVE_SOURCES = r"(^|/)bronze/(daily|feed)/"
+DESCRIPTION_CHARS = 500
+FEED_COLUMNS = (
+    "violation_id", "agency", "dataset", "event_date", "company_name", "company_slug", "city", "state",
+    "violation_type", "penalty_amount", "description", "meta_source_uri", "is_current",
+)  # fmt: skip
+ITEM_ATTRIBUTES = (
+    "violation_id", "agency", "dataset", "event_date", "company_name", "city", "state", "violation_type",
+    "penalty_amount", "description",
+)  # fmt: skip
+
+SilverReader = Callable[[list[str], list[str], tuple[str, ...]], pl.DataFrame]
+"""(company slugs, states, columns) -> current silver rows of those entities."""
+
+
+@dataclass
+class FeedChange:
+    entities: int
+    written: int
+    deleted: int
+
+
+def from_live_source() -> pl.Expr:
+    return pl.col("meta_source_uri").str.contains(LIVE_SOURCES).fill_null(False)
+
+
+def live(rows: pl.DataFrame) -> pl.DataFrame:
+    """Current versions from daily files or the feed (tombstones and history never show)."""
+    return rows.filter(pl.col("is_current") & from_live_source())
+
+
+def feed_frame(rows: pl.DataFrame) -> pl.DataFrame:
+    """One row per (violation, entity it belongs to): ``PK``, ``SK`` and the item's attributes.
+
+    Rows without an event date cannot be ranked by date and stay out of the feed.
+    """
+    rows = rows.filter(pl.col("event_date").is_not_null())
+    keyed = [entity_rows(rows.select(FEED_COLUMNS), level).rename({"entity_key": "PK"}) for level in LEVELS]
+    return (
+        pl.concat(keyed)
+        .with_columns(
+            event_date=pl.col("event_date").dt.to_string("%Y-%m-%d"),
+            description=pl.col("description").str.slice(0, DESCRIPTION_CHARS),
+        )
+        .with_columns(SK=pl.format("AGENCY#{}#DATE#{}#{}", "agency", "event_date", "violation_id"))
+        .select("PK", "SK", *ITEM_ATTRIBUTES)
+    )
+
+
+def apply_to_feed(
+    store: ServingStore, added: pl.DataFrame, closed: pl.DataFrame, read_silver: SilverReader
+) -> FeedChange:
+    """Bring the feed of every entity a batch touched to the latest ``FEED_SIZE`` live violations."""
+    new = feed_frame(live(added))
+    old = feed_frame(closed.filter(from_live_source()))
+    gone = old.join(new.select("PK", "SK"), on=["PK", "SK"], how="anti")
+    entities = sorted(set(new["PK"]) | set(gone["PK"]))
+    if not entities:
+        return FeedChange(0, 0, 0)
+    stored = pl.DataFrame(
+        [
+            {"PK": i["PK"], "SK": i["SK"], "agency": i.get("agency")}
+            for pk in entities
+            for i in store.query(VIOLATIONS, pk)
+        ],
+        schema={"PK": pl.String, "SK": pl.String, "agency": pl.String},
+    )
+    keys = ["PK", "SK"]
+    kept = stored.join(gone, on=keys, how="anti")
+    # Where a stored item leaves, the entity's older live violations come back from current silver.
+    gaps = gone.join(stored, on=keys, how="semi")
+    refill = new.clear()
+    if not gaps.is_empty():
+        gap_rows = closed.filter(pl.col("violation_id").is_in(gaps["violation_id"].implode()))
+        silver = read_silver(
+            gap_rows["company_slug"].drop_nulls().unique().to_list(),
+            gap_rows["state"].drop_nulls().unique().to_list(),
+            FEED_COLUMNS,
+        )
+        refill = feed_frame(live(silver)).join(
+            gaps.select("PK", "agency").unique(), on=["PK", "agency"], how="semi"
+        )
+    # New versions win over what is stored (an update may change attributes), stored over refills.
+    candidates = pl.concat(
+        [
+            new.select(*keys, "agency", origin=pl.lit("new"), priority=pl.lit(0)),
+            kept.select(*keys, "agency", origin=pl.lit("stored"), priority=pl.lit(1)),
+            refill.select(*keys, "agency", origin=pl.lit("refill"), priority=pl.lit(2)),
+        ]
+    )
+    wanted = (
+        candidates.sort("priority")
+        .unique(subset=keys, keep="first")
+        .filter(pl.col("SK").rank("ordinal", descending=True).over("PK", "agency") <= FEED_SIZE)
+    )
+    to_write = pl.concat([new, refill]).unique(subset=keys, keep="first", maintain_order=True)
+    to_write = to_write.join(wanted.filter(pl.col("origin") != "stored"), on=keys, how="semi")
+    to_delete = stored.join(wanted, on=keys, how="anti")
+    written = store.put_items(VIOLATIONS, [_item(row) for row in to_write.to_dicts()])
+    deleted = store.delete_items(VIOLATIONS, list(to_delete.select(keys).iter_rows()))
+    return FeedChange(len(entities), written, deleted)
+
+
+def _item(row: dict[str, object]) -> Item:
+    return {k: v for k, v in row.items() if v is not None}
