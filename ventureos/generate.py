@@ -101,13 +101,15 @@ def _company(seed: int) -> pl.Expr:
     return pl.when(_when(0.05, seed + 7)).then(pl.lit("  ") + name + " ").otherwise(name).str.slice(0, 50)
 
 
-def inspections_frame(first: int, count: int, seed: int) -> pl.DataFrame:
+def inspections_frame(
+    first: int, count: int, seed: int, first_activity_nr: int = FIRST_ACTIVITY_NR
+) -> pl.DataFrame:
     """Inspections ``first .. first+count-1`` (index ``i``), open dates from 1972 to 2024."""
     city = (pl.col("i").hash(seed + 20) % len(CITIES)).cast(pl.Int64)
     open_days = 730 + (_uniform(seed + 21) ** 0.6 * 19_300).cast(pl.Int64)  # 1972 .. 2024, more recent
     zip_code = pl.lit(pl.Series([c[2] for c in CITIES])).gather(city)
     frame = pl.DataFrame({"i": pl.int_range(first, first + count, eager=True)}).with_columns(
-        activity_nr=(pl.col("i") + FIRST_ACTIVITY_NR).cast(pl.String),
+        activity_nr=(pl.col("i") + first_activity_nr).cast(pl.String),
         reporting_id=pl.format("0{}", 100_000 + pl.col("i").hash(seed + 22) % 900_000),
         state_flag=_pick(("F", "S"), seed + 23),
         estab_name=pl.when(_when(0.003, seed + 24)).then(pl.lit(None)).otherwise(_company(seed)),
@@ -220,8 +222,13 @@ def _blank(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(pl.when(pl.all() != "").then(pl.all()))
 
 
-def generate_osha_enforcement(rows: int, out: Path, files: int = 1, seed: int = 42) -> Generated:
-    """Write ``files`` inspection and violation CSVs holding ``rows`` violations in total."""
+def generate_osha_enforcement(
+    rows: int, out: Path, files: int = 1, seed: int = 42, first_activity_nr: int = FIRST_ACTIVITY_NR
+) -> Generated:
+    """Write ``files`` inspection and violation CSVs holding ``rows`` violations in total.
+
+    ``first_activity_nr`` numbers the inspections: distinct ranges give disjoint data sets.
+    """
     if rows <= 0 or files <= 0:
         raise ValueError("rows and files must be positive")
     out.mkdir(parents=True, exist_ok=True)
@@ -235,7 +242,7 @@ def generate_osha_enforcement(rows: int, out: Path, files: int = 1, seed: int = 
             start, stop = f * per_file, min((f + 1) * per_file, counts.len())
             for chunk in range(start, stop, CHUNK_INSPECTIONS):
                 n = min(CHUNK_INSPECTIONS, stop - chunk)
-                inspections = inspections_frame(chunk, n, seed)
+                inspections = inspections_frame(chunk, n, seed, first_activity_nr)
                 violations = violations_frame(inspections, counts.slice(chunk, n), first_row, seed)
                 first_row += violations.height
                 deleted += int((violations["delete_flag"] == "D").sum())

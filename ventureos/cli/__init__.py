@@ -11,11 +11,12 @@ import sys
 import click
 import typer
 
-from ventureos.cli import demo, entity, maintain, query, run
+from ventureos.cli import demo, entity, generate, maintain, query, run
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(run.app, name="run")
 app.add_typer(entity.app, name="entity")
+app.add_typer(generate.app, name="generate")
 app.command(name="demo")(demo.demo)
 app.command(name="query")(query.query)
 app.command(name="maintain")(maintain.maintain)

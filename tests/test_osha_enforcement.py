@@ -1,0 +1,151 @@
+"""OSHA enforcement normalizer on rows built from the DOL data dictionary's own columns and codes."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from normalizers import get_dataset, normalize
+from normalizers.osha import enforcement
+
+from .conftest import SAMPLES
+
+DICTIONARY = SAMPLES / "osha_enforcement" / "osha_data_dictionary.csv"
+
+
+def dictionary() -> pl.DataFrame:
+    return pl.read_csv(DICTIONARY, infer_schema=False).select(
+        table="table_name", column="column_name", definition="definition"
+    )
+
+
+def codes(table: str, column: str) -> dict[str, str]:
+    """``S=Serious.W=Willful...`` -> {"S": "Serious", ...} as the dictionary defines them."""
+    definition = dictionary().filter(table=table, column=column)["definition"].item()
+    return dict(re.findall(r"([A-Z])=(\w+)", definition))
+
+
+def columns(table: str) -> list[str]:
+    return dictionary().filter(table=table)["column"].to_list()
+
+
+def test_dictionary_codes_are_the_mapped_ones() -> None:
+    viol_types = codes("osha_violation", "viol_type")
+    assert viol_types == {"S": "Serious", "W": "Willful", "R": "Repeat", "O": "Other"}
+    assert {k: v.lower() for k, v in viol_types.items()} == enforcement.VIOLATION_TYPES
+    assert codes("osha_violation", "delete_flag") == {"D": "deleted"}
+    # Every column the normalizer maps exists in the catalog's tables.
+    assert set(enforcement.VIOLATION_MAPPED) <= set(columns("osha_violation"))
+    assert set(enforcement.INSPECTION_MAPPED) <= set(columns("osha_inspection"))
+
+
+def raw_violations(rows: list[dict[str, str | None]]) -> pl.DataFrame:
+    """All osha_violation columns of the dictionary as strings (blank when not given) + lineage."""
+    names = columns("osha_violation")
+    frame = pl.DataFrame(
+        [{c: r.get(c, "") for c in names} for r in rows], schema=dict.fromkeys(names, pl.String)
+    )
+    return frame.with_row_index("_row").with_columns(_source_uri=pl.lit("s3://lake/v.csv"))
+
+
+INSPECTIONS = pl.DataFrame(
+    [
+        {"activity_nr": "1553019", "estab_name": " KROGER CO (THE) ", "site_address": "12 MAIN ST",
+         "site_city": "Memphis", "site_state": "TN", "site_zip": "38103", "naics_code": "445110",
+         "open_date": "20160113", "insp_type": "B", "owner_type": "A"},
+        {"activity_nr": "1553109", "estab_name": "0423-WAL-MART STORES, INC.", "site_address": "",
+         "site_city": "NEWARK", "site_state": "nj", "site_zip": "7102", "naics_code": "452311.0",
+         "open_date": "2015-06-30", "insp_type": "A", "owner_type": "A"},
+        # A re-delivered inspection: the last version wins, no row explosion.
+        {"activity_nr": "1553109", "estab_name": "WAL-MART STORES, INC.", "site_address": "1 RIVER RD",
+         "site_city": "NEWARK", "site_state": "NJ", "site_zip": "7102", "naics_code": "452311",
+         "open_date": "20150630", "insp_type": "A", "owner_type": "A"},
+    ]
+)  # fmt: skip
+
+
+def test_normalizes_violations_joined_to_inspections() -> None:
+    raw = raw_violations(
+        [
+            {"activity_nr": "1553019", "citation_id": "01001", "viol_type": "S", "issuance_date": "20160201",
+             "current_penalty": "3500.00", "initial_penalty": "7000.00", "standard": "19100147 C04 I",
+             "gravity": "05"},
+            {"activity_nr": "1553019", "citation_id": "01002A", "viol_type": "W",
+             "issuance_date": "2016-02-01", "current_penalty": "70000.00", "initial_penalty": "70000.00"},
+            # No issuance date: the inspection's open date, flagged.
+            {"activity_nr": "1553109", "citation_id": "02001", "viol_type": "R", "issuance_date": " ",
+             "current_penalty": "", "initial_penalty": "1,250.50"},
+            {"activity_nr": "1553109", "citation_id": "03001", "viol_type": "O", "issuance_date": "20150801",
+             "delete_flag": "D", "current_penalty": "0.00", "initial_penalty": "0.00"},
+            # An inspection not in the files: kept, flagged; an unknown type code: flagged.
+            {"activity_nr": "999999999", "citation_id": "01001", "viol_type": "X",
+             "issuance_date": "19890314"},
+            {"activity_nr": "999999999", "citation_id": "01002", "viol_type": "S", "issuance_date": ""},
+            {"activity_nr": "1553019", "citation_id": "", "viol_type": "S", "issuance_date": "20160201"},
+            {"activity_nr": "", "citation_id": "01003", "viol_type": "S", "issuance_date": "20160201"},
+        ]
+    )  # fmt: skip
+    out = enforcement.normalize(raw, inspection=INSPECTIONS)
+    expected = pl.DataFrame(
+        {
+            "source_id": ["1553019-01001", "1553019-01002A", "1553109-02001", "1553109-03001",
+                          "999999999-01001", "999999999-01002", None, None],
+            "event_date": [date(2016, 2, 1), date(2016, 2, 1), date(2015, 6, 30), date(2015, 8, 1),
+                           date(1989, 3, 14), None, date(2016, 2, 1), date(2016, 2, 1)],
+            "company_name": ["KROGER CO (THE)", "KROGER CO (THE)", "WAL-MART STORES, INC.",
+                             "WAL-MART STORES, INC.", None, None, "KROGER CO (THE)", None],
+            "city": ["MEMPHIS", "MEMPHIS", "NEWARK", "NEWARK", None, None, "MEMPHIS", None],
+            "state": ["TN", "TN", "NJ", "NJ", None, None, "TN", None],
+            "zip": ["38103", "38103", "07102", "07102", None, None, "38103", None],
+            "naics_code": ["445110", "445110", "452311", "452311", None, None, "445110", None],
+            "violation_type": ["serious", "willful", "repeat", "other", None, "serious", "serious",
+                               "serious"],
+            "penalty_amount": [Decimal("3500.00"), Decimal("70000.00"), None, Decimal("0.00"), None, None,
+                               None, None],
+            "initial_penalty": [Decimal("7000.00"), Decimal("70000.00"), Decimal("1250.50"),
+                                Decimal("0.00"), None, None, None, None],
+            "quality_issues": [[], [], ["event_date_fallback"], [],
+                               ["missing_inspection", "unknown_violation_type"], ["missing_inspection"],
+                               [], ["missing_inspection"]],
+            "is_deleted": [False, False, False, True, False, False, False, False],
+            "reject_reason": [None, None, None, None, None,
+                              "missing event date (no issuance_date, no inspection open_date)",
+                              "missing citation_id", "missing activity_nr"],
+        },
+        schema_overrides={"penalty_amount": pl.Decimal(18, 2), "initial_penalty": pl.Decimal(18, 2)},
+    )  # fmt: skip
+    assert_frame_equal(out.select(expected.columns), expected)
+    assert out["description"][0] == "19100147 C04 I"
+    assert out["_row"].to_list() == list(range(8))
+    details = out["violation_details"].str.json_decode(
+        pl.Struct({"gravity": pl.String, "insp_type": pl.String, "open_date": pl.String})
+    )
+    assert details[0] == {"gravity": "05", "insp_type": "B", "open_date": "20160113"}
+
+
+def test_registry_entry_finalizes_with_ids_and_hash() -> None:
+    spec = get_dataset("osha", "enforcement")
+    assert spec.lookups == ("inspection",)
+    assert spec.lookup_of("bronze/historical/osha/enforcement/osha_inspection_001.csv") == "inspection"
+    assert spec.lookup_of("osha_violation_001.csv") is None
+    raw = raw_violations([{"activity_nr": "1553019", "citation_id": "01001", "viol_type": "S",
+                           "issuance_date": "20160201", "current_penalty": "3500.00"}])  # fmt: skip
+    first = normalize(raw, "osha", "enforcement", {"inspection": INSPECTIONS})
+    assert first["violation_id"].to_list() == ["osha:enforcement:1553019-01001"]
+    assert first["company_slug"].item() == "kroger"
+    changed = raw.with_columns(current_penalty=pl.lit("1750.00"))
+    second = normalize(changed, "osha", "enforcement", {"inspection": INSPECTIONS})
+    assert first["record_hash"].item() != second["record_hash"].item()
+
+
+@pytest.mark.parametrize("inspection", [None, INSPECTIONS.head(0)])
+def test_without_inspection_rows_every_violation_is_flagged(inspection: pl.DataFrame | None) -> None:
+    raw = raw_violations([{"activity_nr": "1553019", "citation_id": "01001", "issuance_date": "20160201"}])
+    out = enforcement.normalize(raw, inspection=inspection)
+    assert out["quality_issues"].to_list() == [["missing_inspection", "unknown_violation_type"]]
+    assert out["reject_reason"].to_list() == [None]
