@@ -13,6 +13,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, TaskRunFilter
+from prefect.client.schemas.sorting import ArtifactSort
 
 import ventureos.archive as archive
 from flows.monthly_consolidate import monthly_consolidate
@@ -349,6 +352,24 @@ def test_flows_and_cli_consolidate_and_refuse_before_grace(
     with pytest.raises(SystemExit) as refused:
         main(["run", "yearly-consolidate", "--year", this_year])
     assert refused.value.code == 1 and "use force" in capsys.readouterr().err
-    closed = yearly_consolidate(year="2024")  # long past July 1, 2025
+    state = yearly_consolidate(year="2024", return_state=True)  # long past July 1, 2025
+    closed = state.result()
     assert (closed["rows_in"], closed["rows_out"], closed["files_removed"]) == (14, 14, 2)
     assert storage.list(f"{archive.ARCHIVE_PREFIX}/violation_year=2024") == [year_key("2024")]
+
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(state.state_details.flow_run_id).name == "yearly-consolidate-2024"
+        keys = ["monthly-consolidate-report", "yearly-consolidate-report", "yearly-consolidate-maintenance"]
+        artifacts = client.read_artifacts(  # every filter explicit: this server rejects nulls
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)),
+            flow_run_filter=FlowRunFilter(),
+            task_run_filter=TaskRunFilter(),
+            limit=50,
+            offset=0,
+            sort=ArtifactSort.KEY_ASC,
+        )
+    by_key = {a.key: a for a in artifacts}
+    assert set(by_key) == set(keys)
+    assert (
+        "rows out 14 in 1 file(s); late rows 0; files removed 2" in by_key["yearly-consolidate-report"].data
+    )
