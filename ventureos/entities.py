@@ -27,7 +27,7 @@ from importlib import resources
 from typing import Any
 
 import polars as pl
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 DATA = resources.files("ventureos") / "data" / "entities"
 
@@ -190,30 +190,35 @@ def known_entities() -> tuple[pl.DataFrame, pl.DataFrame]:
     return exact, prefix
 
 
+def _digits(key: str) -> str:
+    return re.sub(r"\D", "", key)
+
+
 @cache
-def _fuzzy_choices() -> dict[str, list[tuple[str, str, str]]]:
-    """Known keys grouped by their first three characters (fuzzy matches must share them)."""
+def _fuzzy_choices() -> dict[tuple[str, str], tuple[list[str], list[tuple[str, str]]]]:
+    """Known keys grouped by first three characters and digits: a fuzzy match must share both."""
     known = pl.concat(known_entities()).unique("key", keep="first", maintain_order=True)
-    groups: dict[str, list[tuple[str, str, str]]] = {}
+    groups: dict[tuple[str, str], tuple[list[str], list[tuple[str, str]]]] = {}
     for key, slug, parent in known.select("key", "parent_slug", "parent").iter_rows():
-        groups.setdefault(key[:3], []).append((key, slug, parent))
+        keys, found = groups.setdefault((key[:3], _digits(key)), ([], []))
+        keys.append(key)
+        found.append((slug, parent))
     return groups
 
 
 @lru_cache(maxsize=1 << 18)
 def fuzzy_match(key: str) -> tuple[str, str, str, float] | None:
-    """Best known key within ``FUZZY_THRESHOLD`` (same first letters and same digits), or None."""
+    """Best known key scoring at least ``FUZZY_THRESHOLD`` (same first letters and digits), or None."""
     if len(key) < FUZZY_MIN_LENGTH:
         return None
-    digits = re.sub(r"\D", "", key)
-    best = None
-    for choice, slug, parent in _fuzzy_choices().get(key[:3], ()):
-        if re.sub(r"\D", "", choice) != digits:
-            continue
-        score = fuzz.ratio(key, choice)
-        if score >= FUZZY_THRESHOLD and (best is None or score > best[3]):
-            best = (choice, slug, parent, score)
-    return best
+    group = _fuzzy_choices().get((key[:3], _digits(key)))
+    if group is None:
+        return None
+    best = process.extractOne(key, group[0], scorer=fuzz.ratio, score_cutoff=FUZZY_THRESHOLD)
+    if best is None:
+        return None
+    choice, score, index = best
+    return (choice, *group[1][index], score)
 
 
 def _prefix_matches(names: pl.DataFrame, prefix: pl.DataFrame) -> pl.DataFrame:
@@ -269,9 +274,14 @@ def resolve_names(names: pl.Series) -> pl.DataFrame:
         pl.lit(PREFIX_CONFIDENCE).alias("confidence"),
     )  # fmt: skip
     rest = rest.filter(~pl.col("canonical").is_in(by_prefix["canonical"].implode()))
+    # Only names long enough and starting like some known key go to the (cached) fuzzy matcher.
+    fuzzy_candidates = rest.filter(
+        (pl.col("key").str.len_chars() >= FUZZY_MIN_LENGTH)
+        & pl.col("key").str.slice(0, 3).is_in(pl.Series(list({k for k, _ in _fuzzy_choices()})).implode())
+    )
     fuzzy_rows = [
         (canonical, *found[:3], "fuzzy", round(found[3] / 100, 4))
-        for canonical, key in rest.select("canonical", "key").unique().iter_rows()
+        for canonical, key in fuzzy_candidates.select("canonical", "key").unique().iter_rows()
         if (found := fuzzy_match(key)) is not None
     ]
     by_fuzzy = pl.DataFrame(fuzzy_rows, schema=by_alias.schema, orient="row")
@@ -313,7 +323,9 @@ def resolve_companies(frame: pl.DataFrame) -> pl.DataFrame:
     as a person get a null slug and the ``individual`` flag; the match evidence is added to
     ``violation_details`` under ``"entity"``.
     """
-    resolved = resolve_names(frame.get_column("company_name"))
+    # Rejected rows never become violations: their names need no resolution.
+    valid = frame.filter(pl.col("reject_reason").is_null()) if "reject_reason" in frame.columns else frame
+    resolved = resolve_names(valid.get_column("company_name"))
     evidence = resolved.select(
         "company_name",
         "company_slug",
