@@ -255,3 +255,30 @@ def read_gold(catalog: Catalog, level: str, since: datetime | None = None) -> pl
 def read_removals(catalog: Catalog, since: datetime | None = None) -> pl.DataFrame:
     row_filter = GreaterThan("removed_at", since.isoformat()) if since else AlwaysTrue()
     return read_frame(removals_table(catalog), row_filter).cast(REMOVALS_POLARS)
+
+
+RANKINGS = {"count": "violation_count", "penalty": "penalty_total"}
+
+
+def top_entities(
+    catalog: Catalog, level: str, agency: str = ALL, by: str = "count", limit: int = 10
+) -> pl.DataFrame:
+    """Bad actors of one level ranked from gold: by violation count or penalty total, ties by key."""
+    if by not in RANKINGS:
+        raise ValueError(f"unknown ranking {by!r}; expected one of {', '.join(RANKINGS)}")
+    first, second = RANKINGS[by], RANKINGS["penalty" if by == "count" else "count"]
+    return (
+        read_frame(gold_table(catalog, level), EqualTo("agency", agency))
+        .cast(GOLD_POLARS)
+        .sort([first, second, "entity_key"], descending=[True, True, False])
+        .head(limit)
+        .select(
+            "entity_key",
+            "entity_name",
+            "agency",
+            "violation_count",
+            "penalty_total",
+            "first_event_date",
+            "last_event_date",
+        )
+    )

@@ -11,7 +11,7 @@ import sys
 import click
 import typer
 
-from ventureos.cli import demo, entity, generate, maintain, query, run
+from ventureos.cli import demo, entity, generate, maintain, query, run, serving
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(run.app, name="run")
@@ -20,6 +20,8 @@ app.add_typer(generate.app, name="generate")
 app.command(name="demo")(demo.demo)
 app.command(name="query")(query.query)
 app.command(name="maintain")(maintain.maintain)
+app.add_typer(serving.app, name="serving")
+app.command(name="top")(serving.top)
 
 
 def _environment_defaults(debug: bool) -> None:

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 from ventureos.cli.output import console, print_frame, print_report
 from ventureos.cli.query import run_query
+from ventureos.cli.serving import serving_top
 from ventureos.demo import DEMO_DATE, stage_demo
 from ventureos.lakehouse import current_lakehouse
 
-TOP_COMPANIES = """
-select company_slug, first(company_name) as company, count(*) as violations,
-       count(distinct state) as states
-from silver_violations where is_current group by company_slug
-order by violations desc, company_slug limit 10
-"""
-
 
 def demo() -> None:
-    """Stage real OSHA severe-injury reports into a fresh embedded home, ingest them, summarize."""
+    """Stage real OSHA severe-injury reports into a fresh embedded home, ingest them, sync gold to the
+    serving store and end with the top 10 companies as the API reads them."""
     settings = current_lakehouse().settings
     files = stage_demo(settings)
     console.print(f"staged {len(files)} bronze files for {DEMO_DATE} under {settings.lake}")
@@ -32,5 +27,9 @@ def demo() -> None:
         f"silver.violations: {silver['rows'].item()} rows ({silver['violations'].item()} violations); "
         f"quarantined: {quarantined}"
     )
-    print_frame(run_query(TOP_COMPANIES), title="Top 10 companies by violation count")
+    from flows.gold_sync import gold_sync
+
+    synced = gold_sync()
+    console.print(f"gold-sync: {synced['written']} Entities items written to {settings.serving_backend}")
     console.print(f"catalog: {settings.sql_catalog_uri}  lake: {settings.lake}")
+    print_frame(serving_top("company", limit=10), title="Top 10 companies by violations (serving layer)")

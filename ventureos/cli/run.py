@@ -57,3 +57,19 @@ def yearly_consolidate(
 
     report = flow(year=parse_year(year) if year else None, force=force)
     print_json(report) if as_json else print_consolidation(report)
+
+
+@app.command("gold-sync")
+def gold_sync(as_json: JsonOption = False) -> None:
+    """Push the gold stats changed since the last sync to the serving Entities table."""
+    from flows.gold_sync import gold_sync as flow
+    from ventureos.cli.output import console
+
+    result = flow()
+    if as_json:
+        print_json(result)
+    else:
+        console.print(
+            f"gold-sync: {result['changed_rows']} changed gold rows; {result['written']} items written, "
+            f"{result['deleted']} deleted; watermark {result['watermark']}"
+        )
