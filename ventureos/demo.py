@@ -47,4 +47,13 @@ def stage_demo(settings: Settings) -> list[Path]:
     reports.slice(JSON_FILES).write_csv(rest)
     broken = day / "truncated-report.json"
     broken.write_text('{"ID": "2015999999", "EventDate": "10/31/2015", "Employer": "Half a rec')
-    return [*written, rest, broken]
+    return [*written, rest, broken, stage_echo(settings)]
+
+
+def stage_echo(settings: Settings) -> Path:
+    """The real ECHO exporter sample as one daily CSV: facilities with a penalty become violations."""
+    day = Path(settings.lake) / "bronze" / "daily" / "epa" / "echo" / DEMO_DATE
+    day.mkdir(parents=True, exist_ok=True)
+    path = day / "echo_exporter_sample.csv"
+    path.write_bytes((SAMPLES / "epa_echo" / "echo_exporter_sample.csv").read_bytes())
+    return path
