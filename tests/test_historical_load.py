@@ -1,0 +1,160 @@
+"""historical-load end to end on generated enforcement data: append, replace, resume, deletes, S3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import tasks.historical
+from flows.historical_load import historical_load
+from ventureos.generate import Generated, generate_osha_enforcement
+from ventureos.historical import COMPLETE, LOAD_ID, add_progress_listener
+from ventureos.lakehouse import current_lakehouse
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def silver() -> pl.DataFrame:
+    return pl.from_arrow(current_lakehouse().violations().scan().to_arrow())  # type: ignore[return-value]
+
+
+def current() -> pl.DataFrame:
+    return silver().filter("is_current")
+
+
+def commits() -> int:
+    """Metadata versions of silver: each commit (one transaction) adds exactly one."""
+    return len(current_lakehouse().violations().metadata.metadata_log)
+
+
+def live_ids(generated: Generated, rows: int | None = None) -> set[str]:
+    """Violation ids of the generated rows (the first ``rows``) that are not deleted."""
+    frame = pl.concat([pl.read_csv(p, infer_schema=False) for p in generated.violation_files])
+    frame = frame if rows is None else frame.head(rows)
+    live = frame.filter(pl.col("delete_flag").is_null())
+    return set(live.select(pl.format("osha:enforcement:{}-{}", "activity_nr", "citation_id")).to_series())
+
+
+@pytest.fixture
+def small_batches(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("VENTUREOS_BATCH_ROWS", "100")
+    return home
+
+
+def test_append_is_idempotent_and_replace_swaps_atomically(small_batches: Path, tmp_path: Path) -> None:
+    first = generate_osha_enforcement(450, tmp_path / "first", files=2, seed=1)
+    progress: list[tuple[int, int]] = []
+    remove = add_progress_listener(lambda done, total, _: progress.append((done, total)))
+    try:
+        report = historical_load("osha", "enforcement", str(tmp_path / "first"), "append")
+    finally:
+        remove()
+    live = live_ids(first)
+    assert len(live) == first.violations - first.deleted
+    assert report["reconciled"] and report["batches"] == 6  # 2 files of 225 rows, 100 per batch
+    assert report["totals"] == {
+        "read": 450, "inserted": len(live), "updated": 0, "deleted": 0,
+        "unchanged": first.deleted, "duplicates": 0, "quarantined": 0,
+    }  # fmt: skip
+    assert progress[0] == (0, 6) and progress[-1] == (6, 6)
+    assert set(current()["violation_id"]) == live and silver().height == len(live)
+    assert report["written"] and all("/silver/violations/buffer/" in uri for uri in report["written"])
+
+    again = historical_load("osha", "enforcement", str(tmp_path / "first"), "append")
+    assert again["skipped_batches"] == [0, 1, 2, 3, 4, 5]
+    assert again["totals"] == report["totals"]  # the recorded counts of the skipped batches
+    assert silver().height == len(live)
+
+    second = generate_osha_enforcement(300, tmp_path / "second", seed=2)
+    before = commits()
+    replaced = historical_load("osha", "enforcement", str(tmp_path / "second"), "replace")
+    assert replaced["reconciled"] and replaced["files_swapped_in"] > 0
+    # One silver commit: the batches went to staging, the delete + add of files is one transaction.
+    assert commits() == before + 1
+    summary = current_lakehouse().violations().current_snapshot().summary
+    assert summary[LOAD_ID] == replaced["load_id"] and summary[COMPLETE] == "true"
+    rows = silver()
+    assert set(rows["violation_id"]) == live_ids(second)
+    assert rows.height == second.violations - second.deleted and rows["is_current"].all()
+    assert not list(current_lakehouse().catalog.list_tables("staging"))
+
+
+def fail_on_call(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
+    """The ``call``-th buffer write of the run raises, as a crash half-way through a load would."""
+    real = tasks.historical.write_buffer_files
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise RuntimeError("injected failure")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tasks.historical, "write_buffer_files", flaky)
+
+
+@pytest.mark.parametrize("mode", ["append", "replace"])
+def test_resume_after_a_failed_batch(
+    small_batches: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    old = generate_osha_enforcement(120, tmp_path / "old", seed=5, first_activity_nr=900_000_000)
+    historical_load("osha", "enforcement", str(tmp_path / "old"), "replace")
+    new = generate_osha_enforcement(520, tmp_path / "new", seed=6)
+
+    with monkeypatch.context() as patch:
+        fail_on_call(patch, 4)
+        with pytest.raises(RuntimeError, match="injected failure"):
+            historical_load("osha", "enforcement", str(tmp_path / "new"), mode)
+    if mode == "replace":  # readers still see exactly the old rows
+        assert set(current()["violation_id"]) == live_ids(old) and silver().height == len(live_ids(old))
+    else:  # the three committed batches are visible, nothing more
+        assert set(current()["violation_id"]) == live_ids(old) | live_ids(new, rows=300)
+
+    resumed = historical_load("osha", "enforcement", str(tmp_path / "new"), mode)
+    assert resumed["skipped_batches"] == [0, 1, 2]
+    assert resumed["reconciled"] and resumed["totals"]["read"] == 520
+    rows = current()
+    assert rows["violation_id"].is_unique().all()
+    expected = live_ids(new) | (live_ids(old) if mode == "append" else set())
+    assert set(rows["violation_id"]) == expected
+    assert silver().height == len(expected)
+
+
+def test_delete_flag_closes_a_loaded_violation(small_batches: Path, tmp_path: Path) -> None:
+    generated = generate_osha_enforcement(200, tmp_path / "load", seed=9)
+    historical_load("osha", "enforcement", str(tmp_path / "load"), "append")
+    violations = pl.read_csv(generated.violation_files[0], infer_schema=False)
+    withdrawn = (
+        violations.filter(pl.col("delete_flag").is_null()).head(7).with_columns(delete_flag=pl.lit("D"))
+    )
+    update = tmp_path / "update"
+    update.mkdir()
+    withdrawn.write_csv(update / "osha_violation_withdrawn.csv")
+    (update / "osha_inspection.csv").write_bytes(generated.inspection_files[0].read_bytes())
+
+    report = historical_load("osha", "enforcement", str(update), "append")
+    assert report["totals"]["deleted"] == 7 and report["reconciled"]
+    ids = set(withdrawn.select(pl.format("osha:enforcement:{}-{}", "activity_nr", "citation_id")).to_series())
+    rows = silver().filter(pl.col("violation_id").is_in(list(ids)))
+    assert rows.group_by("change_type", "is_current").len().sort("change_type").rows() == [
+        ("DELETE", False, 7),
+        ("INSERT", False, 7),
+    ]
+    assert current().height == generated.violations - generated.deleted - 7
+
+
+@pytest.mark.aws
+def test_loads_from_the_lake_prefix_on_s3(
+    aws_home: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VENTUREOS_BATCH_ROWS", "150")
+    generated = generate_osha_enforcement(300, tmp_path, seed=11)
+    storage = current_lakehouse().storage
+    for path in [*generated.inspection_files, *generated.violation_files]:
+        storage.write_bytes(f"bronze/historical/osha/enforcement/{path.name}", path.read_bytes())
+    report = historical_load("osha", "enforcement", mode="replace")
+    assert report["reconciled"] and report["batches"] == 2
+    assert current().height == generated.violations - generated.deleted
+    assert storage.list("silver/violations/buffer") and not storage.list("staging/historical")
