@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +16,7 @@ from tasks.bronze import read_bronze
 from tasks.gold import update_gold
 from tasks.normalize import normalize_batch
 from tasks.silver import write_silver
+from ventureos.cli import main
 from ventureos.gold import ALL, LEVELS, current_silver_of, read_gold
 from ventureos.lakehouse import current_lakehouse
 from ventureos.serving import ENTITIES, VIOLATIONS, ServingStore, open_store
@@ -174,9 +176,30 @@ def run_days_history_and_syncs() -> None:
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_daily_history_and_gold_sync_embedded(home: Path) -> None:
+def test_daily_history_and_gold_sync_embedded(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_days_history_and_syncs()
     assert (home / "serving.db").is_file()
+
+    capsys.readouterr()
+    main(["serving", "get", "STATE#tx", "--json"])
+    got = json.loads(capsys.readouterr().out)
+    assert {i["PK"] for i in got["items"]} == {"STATE#tx"}
+    sks = [i["SK"] for i in got["items"]]
+    assert sks[:3] == ["METADATA", "STATS#all", "STATS#osha"]
+    assert len(sks) == 3 + FEED_SIZE and all(sk.startswith("AGENCY#osha#DATE#") for sk in sks[3:])
+    assert sks[3:] == sorted(sks[3:], reverse=True)  # newest first
+    stats_all = got["items"][1]
+    assert stats_all["total_violations"] > 5 and stats_all["total_penalties"] == 0
+
+    main(["top", "--entity", "state", "--by", "count", "--limit", "3", "--json"])
+    ranked = json.loads(capsys.readouterr().out)
+    counts = [r["violation_count"] for r in ranked]
+    assert len(ranked) == 3 and counts == sorted(counts, reverse=True)
+    assert ranked[0]["violation_count"] == max(
+        read_gold(current_lakehouse().catalog, "state").filter(pl.col("agency") == ALL)["violation_count"]
+    )
+    main(["serving", "init"])
+    assert capsys.readouterr().out.count(": exists") == 3
 
 
 @pytest.mark.aws

@@ -14,6 +14,7 @@ from botocore.config import Config
 
 from ventureos.serving import ENTITIES, PROJECTS, TABLES, VIOLATIONS, ServingStore, open_store
 from ventureos.serving.dynamodb import DynamoDBStore
+from ventureos.serving.projects import load_projects
 from ventureos.settings import load_settings
 
 
@@ -99,6 +100,20 @@ def test_tables_are_separate(store: ServingStore) -> None:
     store.put_items(PROJECTS, [{"PK": "BRAND#oshatrail", "SK": "CONFIG", "name": "OSHA Trail"}])
     assert store.scan(ENTITIES) == [] and store.scan(VIOLATIONS) == []
     assert store.query(PROJECTS, "BRAND#oshatrail")[0]["name"] == "OSHA Trail"
+
+
+def test_projects_load_from_the_repo_files(store: ServingStore, tmp_path: Path) -> None:
+    assert load_projects(store) == ["BRAND#oshatrail", "BRAND#transporttrail"]
+    osha = store.get_item(PROJECTS, "BRAND#oshatrail", "CONFIG")
+    assert osha["name"] == "OSHA Trail" and osha["agencies"] == ["osha"]
+    assert osha["theme"]["primary"] == "#B3261E"
+    assert store.get_item(PROJECTS, "BRAND#transporttrail", "CONFIG")["agencies"] == ["faa"]
+    # A bad file fails the whole load before anything is written.
+    (tmp_path / "a.json").write_text('{"id": "a", "name": "A", "agencies": ["epa"]}')
+    (tmp_path / "b.json").write_text('{"id": "other", "name": "B", "agencies": ["epa"]}')
+    with pytest.raises(ValueError, match="does not match the file name"):
+        load_projects(store, tmp_path)
+    assert store.get_item(PROJECTS, "BRAND#a", "CONFIG") is None
 
 
 class _Body:
