@@ -94,11 +94,11 @@ def test_methods_and_confidence():
 
 
 def test_individuals_get_no_company_slug():
-    got = resolve_names(pl.Series(["LEPPING, KURT M", "SMITH, INC", "O'BRIEN, MARY", "ACME, LLC"])).sort(
-        "company_name"
-    )
+    names = ["LEPPING, KURT M", "SMITH, INC", "O'BRIEN, MARY", "ACME, LLC", "GREENVILLE, CITY OF"]
+    got = resolve_names(pl.Series(names)).sort("company_name")
     assert got.select("company_name", "individual", "company_slug").rows() == [
         ("ACME, LLC", False, "acme"),
+        ("GREENVILLE, CITY OF", False, "greenville-city-of"),
         ("LEPPING, KURT M", True, None),
         ("O'BRIEN, MARY", True, None),
         ("SMITH, INC", False, "smith"),

@@ -40,7 +40,14 @@ LEGAL_SUFFIXES = (
 _ENTITY_ENDS = ("INCORPORATED", "INC", "CORPORATION", "CORP", "LLC", "LTD", "LIMITED")
 _SUFFIX_PATTERN = r"(?:\s+(?:" + "|".join(s.replace(" ", r"\s") for s in LEGAL_SUFFIXES) + r"))+$"
 _TRUNCATE_PATTERN = r"^(.+?\s(?:" + "|".join(_ENTITY_ENDS) + r"))\s.*$"
-_BUSINESS_WORDS = r"\b(?:" + "|".join(s.replace(" ", r"\s") for s in LEGAL_SUFFIXES) + r"|DBA|AND)\b"
+# Words that make "X, Y" an organization, not a person ("GREENVILLE, CITY OF").
+NON_PERSON_WORDS = (
+    "DBA", "AND", "OF", "CITY", "COUNTY", "TOWN", "TOWNSHIP", "VILLAGE", "STATE", "DEPT", "SCHOOL", "DISTRICT",
+    "UNIVERSITY", "BOARD", "AUTHORITY", "US", "UNITED", "AVIATION", "AIR", "AIRLINES", "SERVICES", "SERVICE",
+)  # fmt: skip
+_BUSINESS_WORDS = (
+    r"\b(?:" + "|".join(s.replace(" ", r"\s") for s in (*LEGAL_SUFFIXES, *NON_PERSON_WORDS)) + r")\b"
+)
 # "LAST, FIRST M" (optionally Jr/Sr/II): how agencies list people among companies.
 _PERSON_PATTERN = (
     r"^[A-Z][A-Z'\-]*(?:\s[A-Z][A-Z'\-]*)?(?:\s(?:JR|SR|II|III|IV))?\.?,\s*[A-Z][A-Z'\-]*"
