@@ -73,3 +73,67 @@ def gold_sync(as_json: JsonOption = False) -> None:
             f"gold-sync: {result['changed_rows']} changed gold rows; {result['written']} items written, "
             f"{result['deleted']} deleted; watermark {result['watermark']}"
         )
+
+
+@app.command("feed-poll")
+def feed_poll(
+    max_messages: Annotated[int, typer.Option(min=1, help="Messages in the batch at most.")] = 100,
+    max_seconds: Annotated[float, typer.Option(min=0.1, help="Stop receiving after this long.")] = 60.0,
+    as_json: JsonOption = False,
+) -> None:
+    """One feed batch: receive, keep raw in bronze/feed, ingest like daily data, delete the messages."""
+    from flows.feed_poll import feed_poll as flow
+
+    report = flow(max_messages=max_messages, max_seconds=max_seconds)
+    print_json(report) if as_json else print_report(report)
+    if not report["reconciled"]:
+        raise typer.Exit(1)
+
+
+@app.command("historical-load")
+def historical_load(
+    agency: Annotated[str, typer.Option(help="Agency, e.g. osha.")],
+    dataset: Annotated[str, typer.Option(help="Dataset, e.g. enforcement.")],
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="File, folder or prefix: a lake key, a local path or an s3:// URI "
+            "(default bronze/historical/AGENCY/DATASET)."
+        ),
+    ] = None,
+    mode: Annotated[
+        str, typer.Option(help="append (SCD2 merge) or replace (atomic kill-and-fill).")
+    ] = "append",
+    as_json: JsonOption = False,
+) -> None:
+    """Bulk-load files into silver in batches of VENTUREOS_BATCH_ROWS; re-run to resume a failed load."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows.historical_load import historical_load as flow
+    from ventureos.cli.output import console
+    from ventureos.historical import MODES, add_progress_listener
+
+    get_dataset(agency, dataset)
+    if mode not in MODES:
+        raise typer.BadParameter(f"must be one of {', '.join(MODES)}", param_hint="--mode")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=as_json) as bar:
+        batches = bar.add_task(f"{agency}/{dataset} {mode}: batches", total=None)
+        remove = add_progress_listener(
+            lambda done, total, _: bar.update(batches, completed=done, total=total)
+        )
+        try:
+            report = flow(agency=agency, dataset=dataset, source=source, mode=mode)
+        finally:
+            remove()
+    if as_json:
+        print_json(report)
+    else:
+        print_report(report)
+        if report["skipped_batches"]:
+            console.print(
+                f"skipped {len(report['skipped_batches'])} batches already committed by this load: "
+                f"{report['skipped_batches']}"
+            )
+    if not report["reconciled"]:
+        raise typer.Exit(1)
