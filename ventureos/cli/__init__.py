@@ -11,10 +11,11 @@ import sys
 import click
 import typer
 
-from ventureos.cli import demo, entity, generate, maintain, query, run, serving
+from ventureos.cli import demo, entity, feed, generate, maintain, query, run, serving
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(run.app, name="run")
+app.add_typer(feed.app, name="feed")
 app.add_typer(entity.app, name="entity")
 app.add_typer(generate.app, name="generate")
 app.command(name="demo")(demo.demo)

@@ -1,0 +1,49 @@
+"""feed-poll: SQS (or local) queue batches -> bronze/feed -> the daily path -> delete the messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prefect import flow
+
+from flows.common import run_id, utc_now
+from tasks.feed import delete_messages, normalize_feed, poison_batch, receive_feed, split_feed, stage_feed
+from tasks.gold import update_gold
+from tasks.report import build_report, publish_report
+from tasks.serving import update_live_feed
+from tasks.silver import write_quarantine, write_silver
+from ventureos.batch import NormalizedBatch
+from ventureos.queue import Message, current_queue
+from ventureos.report import RunReport
+
+
+def ingest_messages(messages: list[Message], rid: str, now: datetime) -> RunReport:
+    """Everything up to the last commit (a crash after it means redelivery, which changes nothing)."""
+    day = now.date().isoformat()
+    feed = split_feed(messages)
+    staged = stage_feed(feed, day, rid)
+    batches: list[NormalizedBatch] = [normalize_feed(s.raw, s.agency, s.dataset) for s in staged]
+    batches += poison_batch(feed)
+    plan, written = write_silver(batches, rid, now, day)
+    update_gold(plan)
+    update_live_feed(plan)
+    write_quarantine(batches, rid, now)
+    report = build_report("feed-poll", rid, batches, plan, written)
+    report.extra["bronze"] = [s.bronze_uri for s in staged]
+    return report
+
+
+@flow(name="feed-poll")
+def feed_poll(max_messages: int = 100, max_seconds: float = 60.0) -> dict[str, Any]:
+    """One batch: receive up to ``max_messages`` (or for ``max_seconds``), ingest, then delete."""
+    if max_messages < 1 or max_seconds <= 0:
+        raise ValueError("max_messages must be >= 1 and max_seconds > 0")
+    rid, now = run_id(), utc_now()
+    messages = receive_feed(max_messages, max_seconds)
+    with current_queue().hold(messages):
+        report = ingest_messages(messages, rid, now)
+    failed = delete_messages(messages)
+    report.extra |= {"messages": len(messages), "deleted": len(messages) - len(failed)}
+    publish_report(report, key="feed-poll")
+    return report.as_dict()

@@ -1,0 +1,75 @@
+"""``ventureos feed send|status``: enqueue records for feed-poll, and see the queue and DLQ depth."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from normalizers import get_dataset
+from ventureos.bronze import decode_text, parse_csv
+from ventureos.cli.output import console, print_json
+from ventureos.feed import envelope_json
+from ventureos.queue import current_queue
+
+app = typer.Typer(no_args_is_help=True, help="The API feed queue (SQS or the local queue).")
+
+
+def message_bodies(data: bytes, csv: bool, agency: str | None, dataset: str | None) -> list[str]:
+    """CSV rows (with agency/dataset) or JSON lines: whole envelopes, or bare records with agency/dataset.
+
+    JSON lines go out as they are when they are envelopes: feed-poll judges them (bad ones are quarantined).
+    """
+    text = decode_text(data)
+    if csv:
+        if not (agency and dataset):
+            raise typer.BadParameter("a CSV needs --agency and --dataset")
+        return [envelope_json(agency, dataset, record) for record in parse_csv(text).to_dicts()]
+    lines = [line for line in text.splitlines() if line.strip()]
+    if agency and dataset:
+        return [envelope_json(agency, dataset, json.loads(line)) for line in lines]
+    return lines
+
+
+def send(
+    source: Annotated[str, typer.Argument(help="A .csv or JSON-lines file, or - for JSON lines on stdin.")],
+    agency: Annotated[
+        str | None, typer.Option(help="Agency of the records (CSV, or bare JSON records).")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset of the records.")] = None,
+) -> None:
+    """Enqueue one message per record, ten per call."""
+    if agency and dataset:
+        get_dataset(agency, dataset)
+    data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    bodies = message_bodies(data, source.lower().endswith(".csv"), agency, dataset)
+    queue = current_queue()
+    queue.send(bodies)
+    console.print(f"sent {len(bodies)} messages to {queue.name}")
+
+
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """Messages waiting, in flight, and in the dead-letter queue."""
+    queue = current_queue()
+    depth = queue.depth()
+    result = {
+        "queue": queue.name,
+        "visible": depth.visible,
+        "in_flight": depth.in_flight,
+        "dead_letter_queue": queue.dlq_name,
+        "dead": depth.dead,
+    }
+    if as_json:
+        print_json(result)
+    else:
+        console.print(
+            f"{queue.name}: {depth.visible} waiting, {depth.in_flight} in flight; "
+            f"{queue.dlq_name}: {depth.dead} dead-lettered"
+        )
+
+
+app.command("send")(send)
+app.command("status")(status)

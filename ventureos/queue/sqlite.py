@@ -1,0 +1,117 @@
+"""The embedded shape's feed queue: SQS semantics on one SQLite file (``$VENTUREOS_HOME/queue.db``).
+
+Each queue is a set of rows keyed by queue name; the dead-letter queue is the queue ``{name}-dlq``.
+Receives run in ``BEGIN IMMEDIATE`` transactions, so concurrent consumers never get the same
+delivery; a receive hands out a fresh receipt, and only the latest receipt deletes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+
+from ventureos.queue.base import BATCH, Depth, FeedQueue, Message
+from ventureos.settings import Settings
+
+SCHEMA = """
+create table if not exists messages (
+    seq integer primary key autoincrement,
+    queue text not null,
+    message_id text not null unique,
+    body text not null,
+    sent_at real not null,
+    visible_at real not null,
+    receive_count integer not null default 0,
+    receipt text unique
+);
+create index if not exists messages_visible on messages (queue, visible_at, seq);
+"""
+POLL_INTERVAL = 0.1
+
+
+class SqliteQueue(FeedQueue):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.path = settings.queue_db
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(self.path, timeout=60)) as db:
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on a fresh connection (threads each get their own)."""
+        with closing(sqlite3.connect(self.path, timeout=60, isolation_level=None)) as db:
+            db.execute("pragma journal_mode=wal")
+            db.execute("begin immediate")
+            try:
+                yield db
+            except BaseException:
+                db.execute("rollback")
+                raise
+            db.execute("commit")
+
+    def send_batch(self, bodies: Sequence[str]) -> list[str]:
+        now = time.time()
+        ids = [str(uuid.uuid4()) for _ in bodies]
+        with self._transaction() as db:
+            db.executemany(
+                "insert into messages (queue, message_id, body, sent_at, visible_at) values (?, ?, ?, ?, ?)",
+                [(self.name, mid, body, now, now) for mid, body in zip(ids, bodies, strict=True)],
+            )
+        return ids
+
+    def _receive_once(self, count: int) -> list[Message]:
+        now = time.time()
+        with self._transaction() as db:
+            # Like SQS's redrive: a visible message already received max_receives times is dead.
+            db.execute(
+                "update messages set queue = ?, visible_at = ?, receipt = null"
+                " where queue = ? and visible_at <= ? and receive_count >= ?",
+                (self.dlq_name, now, self.name, now, self.max_receives),
+            )
+            rows = db.execute(
+                "update messages set receive_count = receive_count + 1, visible_at = ?,"
+                " receipt = lower(hex(randomblob(16)))"
+                " where seq in (select seq from messages where queue = ? and visible_at <= ?"
+                " order by seq limit ?)"
+                " returning seq, message_id, receipt, body, receive_count",
+                (now + self.visibility_timeout, self.name, now, min(count, BATCH)),
+            ).fetchall()
+        return [Message(mid, receipt, body, n) for _, mid, receipt, body, n in sorted(rows)]
+
+    def receive_batch(self, count: int, wait_seconds: int) -> list[Message]:
+        deadline = time.monotonic() + wait_seconds
+        while not (messages := self._receive_once(count)) and time.monotonic() < deadline:
+            time.sleep(POLL_INTERVAL)
+        return messages
+
+    def _by_receipt(self, sql: str, params: tuple, receipts: Sequence[str]) -> list[str]:
+        """Run ``sql`` (an update/delete ending in ``receipt in (...)``) and return unmatched receipts."""
+        marks = ", ".join("?" * len(receipts))
+        with self._transaction() as db:
+            done = {r for (r,) in db.execute(f"{sql} ({marks}) returning receipt", (*params, *receipts))}
+        return [r for r in receipts if r not in done]
+
+    def delete_batch(self, receipts: Sequence[str]) -> list[str]:
+        return self._by_receipt("delete from messages where queue = ? and receipt in", (self.name,), receipts)
+
+    def change_visibility_batch(self, receipts: Sequence[str], seconds: int) -> list[str]:
+        return self._by_receipt(
+            "update messages set visible_at = ? where queue = ? and receipt in",
+            (time.time() + seconds, self.name),
+            receipts,
+        )
+
+    def depth(self) -> Depth:
+        now = time.time()
+        with closing(sqlite3.connect(self.path, timeout=60)) as db:
+            visible, in_flight, dead = db.execute(
+                "select coalesce(sum(queue = ? and visible_at <= ?), 0),"
+                " coalesce(sum(queue = ? and visible_at > ?), 0), coalesce(sum(queue = ?), 0)"
+                " from messages where queue in (?, ?)",
+                (self.name, now, self.name, now, self.dlq_name, self.name, self.dlq_name),
+            ).fetchone()
+        return Depth(visible=visible, in_flight=in_flight, dead=dead)
