@@ -232,6 +232,9 @@ def test_bad_buffer_file_fails_by_name_and_deletes_nothing(home: Path) -> None:
     sources = buffered(storage, "2024-01")
     with pytest.raises(ConsolidationError, match=r"bad\.parquet: not a violations file"):
         consolidate_month(storage, "2024-01")
+    storage.write_bytes(bad, b"PAR1 cut off in transfer")
+    with pytest.raises(ConsolidationError, match=r"bad\.parquet: not a readable Parquet file"):
+        consolidate_month(storage, "2024-01")
     assert buffered(storage, "2024-01") == sources and archive_state(storage) == {}
 
 

@@ -22,9 +22,9 @@ Every run is the same three-phase protocol, identical on local disk and S3 (whic
 
 Each run first applies any manifest a crashed run left behind and removes unreferenced staging
 files. Merging is idempotent (versions deduplicated by ``VERSION_KEY``), so re-reading a source whose
-rows already reached the archive adds nothing. One consolidation runs at a time (the deployments
-have a concurrency limit of one); a buffer file written during a run is not in its manifest and is
-left for the next run.
+rows already reached the archive adds nothing. Run one consolidation at a time (deploy both flows
+with a shared concurrency limit of one); a buffer file written during a run is not in its manifest
+and is left for the next run.
 """
 
 from __future__ import annotations
@@ -169,23 +169,26 @@ def content_checksum(frame: pl.DataFrame) -> str:
     ).item()
 
 
-def event_year_month(frame: pl.DataFrame) -> pl.DataFrame:
-    """Adds ``_year``/``_month`` (strings) of the event date; ``unknown`` when there is none."""
-    return frame.with_columns(
-        _year=pl.col("event_date").dt.year().cast(pl.String).fill_null(UNKNOWN),
-        _month=pl.col("event_date").dt.strftime("%m").fill_null(UNKNOWN),
+EVENT_YEAR = pl.col("event_date").dt.year().cast(pl.String).fill_null(UNKNOWN)
+EVENT_MONTH = pl.col("event_date").dt.strftime("%m").fill_null(UNKNOWN)
+
+
+def target_key(closed_years: set[str]) -> pl.Expr:
+    """Where a row belongs: its event month's file, or the late area when that year is closed."""
+    return (
+        pl.when(EVENT_YEAR.is_in(sorted(closed_years)))
+        .then(pl.format(f"{LATE_PREFIX}/violation_year={{}}/data.parquet", EVENT_YEAR))
+        .otherwise(
+            pl.format(
+                f"{ARCHIVE_PREFIX}/violation_year={{}}/month={{}}/data.parquet", EVENT_YEAR, EVENT_MONTH
+            )
+        )
     )
 
 
 def route(rows: pl.DataFrame, closed_years: set[str]) -> dict[str, pl.DataFrame]:
-    """Target key -> rows: the event month's file, or the late area when that year is closed."""
-    routed = event_year_month(rows).with_columns(
-        _target=pl.when(pl.col("_year").is_in(sorted(closed_years)))
-        .then(pl.format(f"{LATE_PREFIX}/violation_year={{}}/data.parquet", "_year"))
-        .otherwise(
-            pl.format(f"{ARCHIVE_PREFIX}/violation_year={{}}/month={{}}/data.parquet", "_year", "_month")
-        )
-    )
+    """Target key -> rows (the in-memory form of what a run does target by target)."""
+    routed = rows.with_columns(_target=target_key(closed_years))
     return {
         str(key): part.select(VIOLATION_COLUMNS)
         for (key,), part in routed.partition_by("_target", as_dict=True).items()
@@ -279,6 +282,18 @@ class Target:
 def read_versions(storage: Storage, keys: list[str]) -> pl.DataFrame:
     frames = [conform_versions(storage.read_parquet(key), key) for key in keys]
     return pl.concat(frames) if frames else empty_versions()
+
+
+def scan_versions(storage: Storage, keys: list[str]) -> pl.LazyFrame:
+    """All source files as one lazy frame; each file's schema is checked first, so a foreign or
+    broken file fails the run by name before anything is written."""
+    for key in keys:
+        try:
+            schema = storage.scan_parquet([key]).collect_schema()
+        except pl.exceptions.ComputeError as exc:
+            raise ConsolidationError(f"{key}: not a readable Parquet file ({exc})") from exc
+        conform_versions(pl.DataFrame(schema=schema), key)
+    return storage.scan_parquet(keys).select(pl.col(c).cast(VIOLATIONS_POLARS[c]) for c in VIOLATION_COLUMNS)
 
 
 def verify_file(storage: Storage, key: str, rows: int, checksum: str) -> None:
@@ -383,12 +398,18 @@ def _consolidate(
     storage: Storage,
     result: ConsolidationResult,
     sources: list[str],
-    planned: dict[str, pl.DataFrame],
+    target: pl.Expr,
     known: dict[str, pl.DataFrame],
 ) -> ConsolidationResult:
-    """Merge each target's rows into its current content, stage, commit, apply."""
+    """Merge each target's rows into its current content, stage, commit, apply.
+
+    Sources are scanned once per target file, so memory holds one target's rows, not the input.
+    """
+    scan = scan_versions(storage, sources).with_columns(_target=target)
+    result.rows_in, result.files_read = scan.select(pl.len()).collect().item(), len(sources)
     targets = []
-    for key, rows in sorted(planned.items()):
+    for key in scan.select(pl.col("_target").unique().sort()).collect()["_target"]:
+        rows = scan.filter(pl.col("_target") == key).select(VIOLATION_COLUMNS).collect()
         existing = read_versions(storage, [key]) if storage.exists(key) else empty_versions()
         merged, added = merge_versions(existing, rows, known.get(key, empty_versions()))
         result.rows_added += added
@@ -418,11 +439,9 @@ def consolidate_month(storage: Storage, month: str) -> ConsolidationResult:
     sources = buffer_files(storage, month)
     if not sources:
         return result
-    rows = read_versions(storage, sources)
-    result.rows_in, result.files_read = rows.height, len(sources)
-    years = set(event_year_month(rows)["_year"].unique().to_list()) - {UNKNOWN}
-    closed = {y for y in years if storage.exists(year_key(y))}
-    return _consolidate(storage, result, sources, route(rows, closed), _year_file_keys(storage, closed))
+    years = scan_versions(storage, sources).select(EVENT_YEAR.unique()).collect()["event_date"]
+    closed = {y for y in years if y != UNKNOWN and storage.exists(year_key(y))}
+    return _consolidate(storage, result, sources, target_key(closed), _year_file_keys(storage, closed))
 
 
 def consolidate_year(storage: Storage, year: str, today: date, force: bool = False) -> ConsolidationResult:
@@ -438,10 +457,8 @@ def consolidate_year(storage: Storage, year: str, today: date, force: bool = Fal
     sources = month_files(storage, year)
     if not sources:
         return result
-    rows = read_versions(storage, sources)
-    result.rows_in, result.files_read = rows.height, len(sources)
     if storage.exists(year_key(year)):
         return _consolidate(
-            storage, result, sources, {late_key(year): rows}, _year_file_keys(storage, {year})
+            storage, result, sources, pl.lit(late_key(year)), _year_file_keys(storage, {year})
         )
-    return _consolidate(storage, result, sources, {year_key(year): rows}, {})
+    return _consolidate(storage, result, sources, pl.lit(year_key(year)), {})
