@@ -72,6 +72,11 @@ def test_companies_sharing_words_are_not_merged():
     assert got["GIANT EAGLE INC."] == "giant-eagle"
     assert got["TARGET STORES"] == "target"
     assert got["Target Ship Management"] == "target-ship-management"
+    # One-word parents are not prefixes: a different business starting with the word stays apart.
+    assert slugs("TARGET CONSTRUCTION", "APPLE VALLEY SCHOOL") == {
+        "TARGET CONSTRUCTION": "target-construction",
+        "APPLE VALLEY SCHOOL": "apple-valley-school",
+    }
 
 
 def test_methods_and_confidence():

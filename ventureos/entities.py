@@ -116,7 +116,10 @@ CANONICAL_STEPS: tuple[tuple[str, Callable[[pl.Expr], pl.Expr]], ...] = (
         lambda e: e.str.replace(_TRUNCATE_PATTERN, "$1"),
     ),
     ("drop legal suffixes (INC, LLC, CORP, CO, LTD, LP, ...)", _strip_suffixes),
-    ("drop a trailing store number (KROGER 381)", lambda e: e.str.replace(r"(?:\s+\d{3,})+$", "")),
+    (
+        "drop a trailing store number (KROGER 381, TARGET T1752)",
+        lambda e: e.str.replace(r"(?:\s+[A-Z]?\d{3,})+$", ""),
+    ),
     ("drop legal suffixes left before the number", _strip_suffixes),
     ("drop a trailing STORE(S) or SUPERMARKET(S)", lambda e: e.str.replace(_OUTLET_PATTERN, "")),
 )
