@@ -154,9 +154,16 @@ def slugify(value: pl.Expr) -> pl.Expr:
 
 
 def company_slug(name: pl.Expr) -> pl.Expr:
-    """Slug of the canonical name alone (no parent roll-up); null for no name."""
-    slug = slugify(canonical_name(name))
-    return pl.when(slug != "").then(slug)
+    """Entity slug of company names, exactly as the pipeline assigns it (parent roll-up included);
+    null for no name or a person. Resolution runs once per batch over its unique names."""
+    return name.map_batches(_slugs_of, return_dtype=pl.String)
+
+
+def _slugs_of(names: pl.Series) -> pl.Series:
+    resolved = resolve_names(names)
+    return names.cast(pl.String).replace_strict(
+        resolved["company_name"], resolved["company_slug"], default=None, return_dtype=pl.String
+    )
 
 
 @cache
