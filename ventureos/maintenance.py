@@ -74,12 +74,13 @@ def data_file_count(table: Table) -> int:
 
 
 def small_file_groups(table: Table, small_file_bytes: int, min_files: int) -> list[list[FileScanTask]]:
-    """Per partition (and spec), the small data files, where there are at least ``min_files``."""
+    """Per partition (and spec), the small data files, where there are at least ``min_files``
+    (and at least two: rewriting one file into one file gains nothing)."""
     groups: dict[tuple[int, Any], list[FileScanTask]] = defaultdict(list)
     for task in table.scan().plan_files():
         if not task.delete_files and task.file.file_size_in_bytes < small_file_bytes:
             groups[(task.file.spec_id, task.file.partition)].append(task)
-    return [tasks for tasks in groups.values() if len(tasks) >= min_files]
+    return [tasks for tasks in groups.values() if len(tasks) >= max(min_files, 2)]
 
 
 def compact_table(table: Table, small_file_bytes: int, min_files: int) -> int:
