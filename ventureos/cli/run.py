@@ -37,6 +37,7 @@ def monthly_consolidate(
     month: Annotated[str | None, typer.Option(help="Ingest month YYYY-MM (default: previous month).")] = None,
     as_json: JsonOption = False,
 ) -> None:
+    """Buffer files of one ingest month -> archive month files (verified, then buffers deleted)."""
     from flows.monthly_consolidate import monthly_consolidate as flow
     from ventureos.archive import parse_month
     from ventureos.cli.maintain import print_consolidation
@@ -51,6 +52,7 @@ def yearly_consolidate(
     force: Annotated[bool, typer.Option("--force", help="Close the year before its July-1 grace.")] = False,
     as_json: JsonOption = False,
 ) -> None:
+    """A year's month files -> one immutable year file (after the July-1 grace unless --force)."""
     from flows.yearly_consolidate import yearly_consolidate as flow
     from ventureos.archive import parse_year
     from ventureos.cli.maintain import print_consolidation
