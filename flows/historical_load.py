@@ -11,6 +11,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from flows.common import run_id, utc_now
 from normalizers import get_dataset
+from tasks.gold import rebuild_gold
 from tasks.historical import clean_up, commit_replace, load_batch, open_target, plan_load
 from tasks.report import publish_report
 from ventureos.historical import HISTORICAL, notify_progress, read_batches, sum_counts
@@ -53,6 +54,10 @@ def historical_load(
             notify_progress(len(done), plan.batches, f"batch {number} committed")
     swapped = commit_replace(plan, done) if plan.mode == "replace" and not plan.complete else 0
     clean_up(plan)
+    # A bulk load touches nearly every entity: one rebuild from current silver instead of a per-batch
+    # update (which re-reads the touched entities' rows every batch). Every run does it, so a re-run
+    # also repairs gold after a crash between the last silver commit and this step.
+    gold = rebuild_gold()
     totals = sum_counts(done)
     report = RunReport(
         flow="historical-load",
@@ -72,6 +77,7 @@ def historical_load(
             "batches": plan.batches,
             "skipped_batches": skipped,
             "files_swapped_in": swapped,
+            "gold": gold,
         },
     )
     publish_report(report, key=f"historical-load-{agency}-{dataset}")
