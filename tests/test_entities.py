@@ -164,3 +164,20 @@ def test_cli_entity_explain_text(capsys):
     main(["entity", "explain", "LEPPING, KURT M"])
     out = capsys.readouterr().out
     assert "individual" in out and "LEPPING KURT M" in out
+
+
+def test_parents_differing_only_in_suffix_claim_no_names():
+    resolved = resolve_names(pl.Series(["HEICO CORP", "Heico Companies LLC"]))
+    assert resolved["company_slug"].to_list() == ["heico", "heico"]
+    assert resolved["parent"].to_list() == [None, None]
+
+
+def test_curated_operating_company_names_roll_up():
+    assert slugs(
+        "DOLGENCORP LLC", "UNITED STATES POSTAL SERVICE", "UPS GROUND FREIGHT INC", "UPSTATE NIAGARA"
+    ) == {
+        "DOLGENCORP LLC": "dollar-general",
+        "UNITED STATES POSTAL SERVICE": "us-postal-service",
+        "UPS GROUND FREIGHT INC": "united-parcel-service",
+        "UPSTATE NIAGARA": "upstate-niagara",
+    }

@@ -180,7 +180,11 @@ def known_entities() -> tuple[pl.DataFrame, pl.DataFrame]:
         raise ValueError(f"aliases.csv names unknown parents: {sorted(unknown['parent_slug'].unique())}")
     names = parents.select(pl.col("name").alias("alias"), pl.col("slug").alias("parent_slug"))
     canonical = canonical_name(pl.col("alias"))
-    from_parents = names.with_columns(pl.lit(1).alias("priority"), pl.lit("exact").alias("match"))
+    # Two parents whose names differ only in legal suffixes (Heico Companies, Heico Corporation) are
+    # ambiguous: neither claims the shared key, so no name is rolled up to the wrong one.
+    from_parents = names.filter(
+        pl.col("parent_slug").n_unique().over(match_key(canonical)) == 1
+    ).with_columns(pl.lit(1).alias("priority"), pl.lit("exact").alias("match"))
     keyed = (
         pl.concat(
             [
