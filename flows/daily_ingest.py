@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.runtime import flow_run
 
 from flows.common import parse_day, run_id, utc_now
 from normalizers import get_dataset
@@ -16,10 +17,22 @@ from tasks.serving import update_live_feed
 from tasks.silver import write_quarantine, write_silver
 
 
-@flow(name="daily-ingest", flow_run_name="daily-ingest-{date}")
-def daily_ingest(date: str, agency: str | None = None, dataset: str | None = None) -> dict[str, Any]:
-    """Ingest every dataset present under bronze/daily for ``date`` (or only the one named)."""
-    day = parse_day(date)
+def _run_name() -> str:
+    return f"daily-ingest-{flow_run.parameters.get('date') or utc_now().date().isoformat()}"
+
+
+@flow(name="daily-ingest", flow_run_name=_run_name)
+def daily_ingest(
+    date: str | None = None, agency: str | None = None, dataset: str | None = None
+) -> dict[str, Any]:
+    """Ingest every dataset present under bronze/daily for ``date`` (or only the one named).
+
+    Args:
+        date: The bronze/daily folder to load, YYYY-MM-DD; default today (UTC), what the schedule runs.
+        agency: Only this agency's datasets (e.g. osha).
+        dataset: Only this dataset of the agency (e.g. severe_injury).
+    """
+    day = parse_day(date or utc_now().date().isoformat())
     if agency and dataset:
         get_dataset(agency, dataset)
     rid, now = run_id(), utc_now()

@@ -6,10 +6,15 @@ from typing import Any
 
 from prefect import flow
 
+from flows.common import utc_now
 from tasks.serving import sync_entities
 
 
-@flow(name="gold-sync")
+def _run_name() -> str:
+    return f"gold-sync-{utc_now():%Y-%m-%dT%H%M}"
+
+
+@flow(name="gold-sync", flow_run_name=_run_name)
 def gold_sync() -> dict[str, Any]:
     """Push only the entities whose stats changed since the watermark; returns the counts."""
     return sync_entities()
