@@ -10,7 +10,7 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from normalizers import normalize
-from normalizers.faa.enforcement import repair_words
+from normalizers.faa.enforcement import faa_date, repair_words
 from ventureos.batch import normalize_raw_batch
 from ventureos.bronze import read_raw_batch
 
@@ -123,4 +123,24 @@ def test_missing_columns_do_not_fail():
     )
     assert out.select("company_slug", "violation_type", "event_date", "reject_reason").row(0) == (
         "avantair", "civil_penalty", None, None,
+    )  # fmt: skip
+
+
+def test_dates_with_two_digit_years_and_timestamps():
+    values = pl.Series(["19-JUN-06", "2006-06-19 00:00:00", "6/19/2006 0:00", "6/19/06", " 1/2/99 ", None])
+    assert pl.select(faa_date(pl.lit(values))).to_series().to_list() == [
+        date(2006, 6, 19), date(2006, 6, 19), date(2006, 6, 19), date(2006, 6, 19), date(1999, 1, 2), None,
+    ]  # fmt: skip
+
+
+def test_column_names_in_other_case_or_separators_are_recognized():
+    raw = pl.DataFrame(
+        {"Case_Number": ["2015CE100001"], "Name": ["FEDEX"], "Action": ["CIVIL PENALTY"], "Sanction Amount": ["$1,500"],
+         "sanction": ["Dollars"], "Date Known": ["1/2/2015"]}
+    )  # fmt: skip
+    out = normalize(
+        raw.with_row_index("_row").with_columns(_source_uri=pl.lit("x.csv")), "faa", "enforcement"
+    )
+    assert out.select("source_id", "company_slug", "penalty_amount", "event_date").row(0) == (
+        "2015CE100001:civil-penalty:dollars", "fedex", Decimal("1500.00"), date(2015, 1, 2),
     )  # fmt: skip
