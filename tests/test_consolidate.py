@@ -29,6 +29,7 @@ from ventureos.archive import (
     content_checksum,
     dedupe_versions,
     late_key,
+    merge_versions,
     month_key,
     route,
     year_key,
@@ -141,6 +142,19 @@ def test_dedupe_keeps_update_and_tombstone_and_latest_redelivery(home: Path) -> 
     assert redone.height == 14 and (redone["meta_run_id"] == "again").all()
     assert content_checksum(distinct) == content_checksum(distinct.reverse())
     assert content_checksum(distinct) != content_checksum(distinct.head(13))
+
+
+def test_merge_keeps_one_row_per_version_and_the_latest_delivery(home: Path) -> None:
+    feed, _ = stage_two_months(current_lakehouse().storage)
+    existing = dedupe_versions(all_buffer_rows(feed.storage)).head(10)
+    again = existing.head(3).with_columns(
+        valid_from=pl.col("valid_from") + pl.duration(hours=1), meta_run_id=pl.lit("redelivered")
+    )
+    merged, added = merge_versions(existing, again, known=empty_violations())
+    assert (merged.height, added) == (10, 0)
+    assert (merged["meta_run_id"] == "redelivered").sum() == 3
+    merged, added = merge_versions(existing, existing.head(3), known=existing.head(2))
+    assert (added, merged.equals(existing)) == (0, True)  # nothing to rewrite
 
 
 def test_route_by_event_month_and_closed_years(home: Path) -> None:

@@ -198,15 +198,15 @@ def route(rows: pl.DataFrame, closed_years: set[str]) -> dict[str, pl.DataFrame]
 def merge_versions(
     existing: pl.DataFrame, incoming: pl.DataFrame, known: pl.DataFrame
 ) -> tuple[pl.DataFrame, int]:
-    """Existing file rows plus the incoming versions not already there (nor in ``known`` keys).
+    """Existing file rows plus the incoming versions, one row per version wherever it came from
+    (the latest ``valid_from`` wins); incoming versions listed in ``known`` are left out.
 
-    Returns the merged frame and how many incoming rows it adds.
+    Returns the merged frame and how many versions it adds to the existing file.
     """
     keys = list(VERSION_KEY)
-    fresh = dedupe_versions(incoming).join(
-        pl.concat([existing.select(keys), known.select(keys)]), on=keys, how="anti", nulls_equal=True
-    )
-    return dedupe_versions(pl.concat([existing, fresh])), fresh.height
+    fresh = incoming.join(known.select(keys), on=keys, how="anti", nulls_equal=True)
+    merged = dedupe_versions(pl.concat([existing, fresh]))
+    return merged, merged.join(existing.select(keys), on=keys, how="anti", nulls_equal=True).height
 
 
 # Result -----------------------------------------------------------------------------------------
@@ -400,12 +400,14 @@ def _consolidate(
     sources: list[str],
     target: pl.Expr,
     known: dict[str, pl.DataFrame],
+    scan: pl.LazyFrame | None = None,
 ) -> ConsolidationResult:
     """Merge each target's rows into its current content, stage, commit, apply.
 
-    Sources are scanned once per target file, so memory holds one target's rows, not the input.
+    Sources are scanned once per target file, so memory holds one target's rows, not the input. A
+    target whose content would not change is not rewritten.
     """
-    scan = scan_versions(storage, sources).with_columns(_target=target)
+    scan = (scan if scan is not None else scan_versions(storage, sources)).with_columns(_target=target)
     result.rows_in, result.files_read = scan.select(pl.len()).collect().item(), len(sources)
     targets = []
     for key in scan.select(pl.col("_target").unique().sort()).collect()["_target"]:
@@ -415,7 +417,7 @@ def _consolidate(
         result.rows_added += added
         if key.startswith(LATE_PREFIX):
             result.late_rows += added
-        if added:
+        if not merged.equals(existing):
             targets.append(stage_target(storage, key, merged))
             result.rows_out += merged.height
             result.written.append(key)
@@ -439,17 +441,17 @@ def consolidate_month(storage: Storage, month: str) -> ConsolidationResult:
     sources = buffer_files(storage, month)
     if not sources:
         return result
-    years = scan_versions(storage, sources).select(EVENT_YEAR.unique()).collect()["event_date"]
+    scan = scan_versions(storage, sources)
+    years = scan.select(EVENT_YEAR.unique()).collect()["event_date"]
     closed = {y for y in years if y != UNKNOWN and storage.exists(year_key(y))}
-    return _consolidate(storage, result, sources, target_key(closed), _year_file_keys(storage, closed))
+    return _consolidate(storage, result, sources, target_key(closed), _year_file_keys(storage, closed), scan)
 
 
 def consolidate_year(storage: Storage, year: str, today: date, force: bool = False) -> ConsolidationResult:
     """The year's month files -> one immutable year file; month files removed after verification.
 
-    If the year is already closed, remaining month files (a run that crashed before its manifest
-    deleted them, or rows that reached the archive another way) go to the late area, minus rows the
-    year file already holds.
+    If the year is already closed, month files still there (written around the close, e.g. by a
+    monthly run that started before it) go to the late area, minus rows the year file already holds.
     """
     year = parse_year(year)
     check_grace(year, today, force)
