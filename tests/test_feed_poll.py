@@ -1,0 +1,235 @@
+"""feed-poll end to end: real OSHA rows as feed messages, poison, a crash before the delete, API call counts."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from flows.common import utc_now
+from flows.feed_poll import feed_poll, ingest_messages
+from ventureos.cli import main
+from ventureos.feed import PoisonMessage, envelope_json, parse_envelope
+from ventureos.lakehouse import current_lakehouse
+from ventureos.queue import Depth, current_queue
+
+from .conftest import BUNDLED_SAMPLES
+
+SAMPLE_CSV = BUNDLED_SAMPLES / "osha_severe_injury" / "severeinjury_sample.csv"
+SENT_AT = "2024-03-05T10:00:00+00:00"
+
+
+def sample_records(n: int) -> list[dict[str, str | None]]:
+    reports = pl.read_csv(SAMPLE_CSV, infer_schema=False).filter(pl.col("ID").is_not_null())
+    return reports.head(n).to_dicts()
+
+
+def silver_rows() -> pl.DataFrame:
+    return pl.from_arrow(current_lakehouse().violations().scan().to_arrow())
+
+
+def quarantine_rows() -> pl.DataFrame:
+    return pl.from_arrow(current_lakehouse().quarantine().scan().to_arrow())
+
+
+def run_cli(*args: str) -> int:
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+@pytest.fixture
+def sqs_queue_home(home: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Embedded lake, feed queue on SQS (moto); returns the queue name."""
+    name = f"feed-{uuid.uuid4().hex[:12]}"
+    for key, value in {
+        "VENTUREOS_QUEUE_BACKEND": "sqs",
+        "VENTUREOS_QUEUE_NAME": name,
+        "VENTUREOS_QUEUE_WAIT_SECONDS": "1",
+        "VENTUREOS_AWS_ENDPOINT_URL": moto_endpoint,
+        "VENTUREOS_AWS_ACCESS_KEY_ID": "testing",
+        "VENTUREOS_AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(key, value)
+    return name
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("{oops", "invalid JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
+        ("[1, 2]", "invalid envelope: not a JSON object"),
+        (
+            json.dumps({"agency": "osha", "dataset": "severe_injury", "sent_at": SENT_AT}),
+            "invalid envelope: missing record",
+        ),
+        (envelope_json("osha", "nope", {"ID": "1"}), "unknown dataset 'osha/nope'; known: "),
+        (
+            envelope_json("osha", "severe_injury", []),
+            "invalid envelope: record must be a non-empty JSON object",
+        ),  # type: ignore[arg-type]
+        (
+            json.dumps(
+                {"agency": "osha", "dataset": "severe_injury", "record": {"ID": "1"}, "sent_at": "yesterday"}
+            ),
+            "invalid envelope: sent_at is not an ISO-8601 time: 'yesterday'",
+        ),
+        (
+            envelope_json("osha", "severe_injury", {"ID": "1", "Final Narrative": "x" * 2000}),
+            "oversized message: 2",
+        ),
+    ],
+)
+def test_poison_reasons(body: str, reason: str) -> None:
+    with pytest.raises(PoisonMessage) as caught:
+        parse_envelope(body, "queue-id", max_bytes=2000)
+    assert str(caught.value).startswith(reason)
+
+
+def test_envelope_identity_is_the_senders_message_id() -> None:
+    record = {"ID": "2015010015"}
+    assert parse_envelope(envelope_json("osha", "severe_injury", record), "q-1", 2000).message_id == "q-1"
+    given = envelope_json("osha", "severe_injury", record, message_id="osha-2015010015")
+    parsed = parse_envelope(given, "q-2", 2000)
+    assert parsed.message_id == "osha-2015010015" and parsed.record == record
+
+
+def crash_and_redeliver(storage_prefix: str) -> None:
+    """35 messages (30 good, 1 record the normalizer rejects, 4 poison): ingested, then the process
+    dies before the delete; the redelivered batch must change nothing."""
+    records = sample_records(31)
+    good = [envelope_json("osha", "severe_injury", r, message_id=f"osha-{r['ID']}") for r in records[:10]]
+    good += [envelope_json("osha", "severe_injury", r) for r in records[10:30]]
+    no_id = envelope_json("osha", "severe_injury", {**records[30], "ID": None})
+    poison = [
+        "{oops",
+        envelope_json("faa", "nope", records[0]),
+        envelope_json("osha", "severe_injury", {**records[1], "Final Narrative": "x" * 20_000}),
+        json.dumps({"agency": "osha", "dataset": "severe_injury", "sent_at": SENT_AT}),
+    ]
+    queue = current_queue()
+    queue.send([*good, no_id, *poison])
+
+    messages = queue.receive(max_messages=100, max_seconds=10)
+    assert len(messages) == 35
+    first = ingest_messages(messages, "run-that-crashed", utc_now())
+    assert first.totals["inserted"] == 30 and first.totals["quarantined"] == 5 and first.reconciled
+    queue.release(messages)  # the crash: never deleted, and the visibility timeout has passed
+
+    report = feed_poll()
+    assert report["messages"] == 35 and report["deleted"] == 35
+    assert report["totals"] == {
+        "read": 35, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 30, "duplicates": 0, "quarantined": 5,
+    }  # fmt: skip
+    assert report["reconciled"]
+    assert queue.depth() == Depth(visible=0, in_flight=0, dead=0)
+
+    silver = silver_rows()
+    assert silver.height == 30 and silver["violation_id"].n_unique() == 30
+    assert set(silver["source_id"]) == {r["ID"] for r in records[:30]}
+    lineage = silver.filter(pl.col("source_id") == records[0]["ID"])["meta_source_uri"].item()
+    assert lineage.startswith(f"{storage_prefix}/bronze/feed/osha/severe_injury/")
+    assert lineage.endswith(f".jsonl#osha-{records[0]['ID']}")
+
+    quarantined = quarantine_rows()
+    assert quarantined.height == 5
+    assert quarantined["source_uri"].str.starts_with(f"feed://{queue.name}/").all()
+    reasons = sorted(quarantined["reason"])
+    assert reasons[0] == "invalid JSON: Expecting property name enclosed in double quotes at line 1 column 2"
+    assert reasons[1] == "invalid envelope: missing record"
+    assert reasons[2] == "missing ID"
+    assert reasons[3].startswith("oversized message: ")
+    assert reasons[4].startswith("unknown dataset 'faa/nope'")
+
+    storage = current_lakehouse().storage
+    batches = storage.list("bronze/feed/osha/severe_injury")
+    assert len(batches) == 2  # the crashed batch and its redelivery: bronze keeps both as received
+    lines = [json.loads(line) for line in storage.read_bytes(batches[0]).decode().splitlines()]
+    assert len(lines) == 31
+    assert {line["message_id"] for line in lines} >= {f"osha-{r['ID']}" for r in records[:10]}
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_poison_and_crash_before_delete_embedded(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VENTUREOS_QUEUE_WAIT_SECONDS", "0")
+    monkeypatch.setenv("VENTUREOS_FEED_MAX_MESSAGE_BYTES", "16384")
+    crash_and_redeliver(current_lakehouse().storage.root)
+
+
+@pytest.mark.aws
+@pytest.mark.usefixtures("prefect_harness")
+def test_poison_and_crash_before_delete_on_aws(aws_home: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VENTUREOS_QUEUE_WAIT_SECONDS", "1")
+    monkeypatch.setenv("VENTUREOS_FEED_MAX_MESSAGE_BYTES", "16384")
+    crash_and_redeliver(f"s3://{aws_home}")
+
+
+@pytest.mark.aws
+@pytest.mark.usefixtures("prefect_harness")
+def test_backlog_is_received_and_deleted_ten_at_a_time(sqs_queue_home: str) -> None:
+    """Real HTTP calls counted on the client: one receive and one delete per ten messages.
+
+    200 messages, not 10,000: moto recomputes queue attributes over every message for each message
+    sent or received, so its cost grows with the square of the backlog. The count is linear: a
+    10,000-message backlog is 1,000 receives and 1,000 deletes.
+    """
+    calls: Counter[str] = Counter()
+    queue = current_queue()
+    queue.client.meta.events.register("before-call.sqs.*", lambda event_name, **_: calls.update([event_name]))
+    records = sample_records(200)
+    queue.send([envelope_json("osha", "severe_injury", r) for r in records])
+    assert calls["before-call.sqs.SendMessageBatch"] == 20
+
+    report = feed_poll(max_messages=200)
+    assert report["totals"]["inserted"] == 200 and report["deleted"] == 200
+    assert calls["before-call.sqs.ReceiveMessage"] == 20
+    assert calls["before-call.sqs.DeleteMessageBatch"] == 20
+    assert silver_rows()["violation_id"].n_unique() == 200
+    assert queue.depth() == Depth(0, 0, 0)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_cli_send_csv_poll_and_status(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The acceptance path: real severe-injury rows through `feed send`, `run feed-poll`, `feed status`."""
+    monkeypatch.setenv("VENTUREOS_QUEUE_WAIT_SECONDS", "0")
+    expected = pl.read_csv(SAMPLE_CSV, infer_schema=False)
+    assert run_cli("feed", "send", str(SAMPLE_CSV), "--agency", "osha", "--dataset", "severe_injury") == 0
+    assert capsys.readouterr().out.startswith(f"sent {expected.height} messages")
+    assert run_cli("feed", "status", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["visible"] == expected.height
+
+    assert run_cli("run", "feed-poll", "--max-messages", "1000", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["totals"]["read"] == expected.height == report["totals"]["inserted"]
+    silver = silver_rows()
+    assert silver.height == expected.height and silver["violation_id"].n_unique() == expected.height
+    assert sorted(silver["source_id"]) == sorted(expected["ID"])
+    [bronze] = current_lakehouse().storage.list("bronze/feed/osha/severe_injury")
+    assert len(current_lakehouse().storage.read_bytes(bronze).splitlines()) == expected.height
+
+    # JSON lines on stdin: one bare record, an update of a violation already in silver.
+    changed = {**expected.row(0, named=True), "Final Narrative": "Corrected narrative."}
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(json.dumps(changed).encode())))
+    assert run_cli("feed", "send", "-", "--agency", "osha", "--dataset", "severe_injury") == 0
+    capsys.readouterr()
+    assert run_cli("run", "feed-poll", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["totals"]["updated"] == 1
+    current = silver_rows().filter(pl.col("is_current"))
+    assert current.height == expected.height
+    assert (
+        current.filter(pl.col("source_id") == changed["ID"])["description"].item() == "Corrected narrative."
+    )
+
+    assert run_cli("feed", "status", "--json") == 0
+    status = json.loads(capsys.readouterr().out)
+    assert (status["visible"], status["in_flight"], status["dead"]) == (0, 0, 0)
