@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from tasks.policy import IO_TASK, iceberg_commit_slot
 from ventureos.lakehouse import current_lakehouse
@@ -17,9 +17,19 @@ def maintain_tables(now: datetime) -> list[dict]:
     a commit conflict with a writer outside the slot is retried (the task re-plans from the new state)."""
     lakehouse = current_lakehouse()
     lakehouse.violations()  # the silver table exists from the first run on
-    results = []
+    logger, results = get_run_logger(), []
     for name in maintained_tables(lakehouse.catalog):
         with iceberg_commit_slot(name):
-            table = lakehouse.catalog.load_table(name)
-            results.append(maintain_table(table, lakehouse.settings, now).as_dict())
+            result = maintain_table(lakehouse.catalog.load_table(name), lakehouse.settings, now)
+        if result.skipped:
+            logger.info("%s: catalog is S3 Tables, which compacts itself: compaction skipped", name)
+        else:
+            logger.info(
+                "%s: %d -> %d data files, %d snapshots expired",
+                name,
+                result.files_before,
+                result.files_after,
+                result.snapshots_expired,
+            )
+        results.append(result.as_dict())
     return results
