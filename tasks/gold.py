@@ -32,5 +32,7 @@ def rebuild_gold() -> list[dict[str, Any]]:
     """Every entity from all current silver: after a bulk swap of silver (historical replace) or to
     repair a run that crashed between its silver and gold commits. Unchanged rows are not rewritten."""
     lakehouse = current_lakehouse()
-    changes = rebuild_gold_tables(lakehouse.catalog, lakehouse.violations(), datetime.now(UTC))
+    changes = rebuild_gold_tables(
+        lakehouse.catalog, lakehouse.violations(), datetime.now(UTC), lakehouse.storage.polars_storage_options
+    )
     return [asdict(change) for change in changes]

@@ -12,10 +12,7 @@ import pytest
 
 from flows.daily_ingest import daily_ingest
 from flows.gold_sync import gold_sync
-from tasks.bronze import read_bronze
-from tasks.gold import update_gold
-from tasks.normalize import normalize_batch
-from tasks.silver import write_silver
+from flows.historical_load import historical_load
 from ventureos.cli import main
 from ventureos.gold import ALL, LEVELS, current_silver_of, read_gold
 from ventureos.lakehouse import current_lakehouse
@@ -106,12 +103,9 @@ def stage_day(day: str, reports: pl.DataFrame) -> None:
 
 
 def historical_batch(reports: pl.DataFrame) -> None:
-    """What historical-load does per batch: silver (+ buffer) and gold, never the live feed."""
+    """The historical-load flow: silver (+ buffer) and gold, never the live feed."""
     current_lakehouse().storage.write_bytes(f"{HISTORICAL}/part-1.csv", reports.write_csv().encode())
-    batch = normalize_batch.fn(read_bronze.fn(HISTORICAL, "osha", "severe_injury"), "osha", "severe_injury")
-    plan, _ = write_silver.fn([batch], "historical-run", datetime.now(UTC), DAY1)
-    assert plan.counts["inserted"].sum() == reports.height
-    update_gold.fn(plan)
+    assert historical_load("osha", "severe_injury")["totals"]["inserted"] == reports.height
 
 
 def gold_size(since: datetime | None = None) -> int:

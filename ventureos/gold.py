@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import polars as pl
 from pyiceberg.catalog import Catalog
@@ -28,6 +29,8 @@ from ventureos.catalog import ensure_table
 from ventureos.entities import city_key, company_key, slugify, state_key
 from ventureos.schemas import MONEY, VIOLATIONS_POLARS, polars_schema, to_arrow
 from ventureos.silver import Scd2Plan
+
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 GOLD_NAMESPACE = "gold"
 ALL = "all"
@@ -74,7 +77,7 @@ def removals_table(catalog: Catalog) -> Table:
 # Pure aggregation --------------------------------------------------------------------------------
 
 
-def entity_rows(silver: pl.DataFrame, level: str) -> pl.DataFrame:
+def entity_rows(silver: Frame, level: str) -> Frame:
     """Silver rows plus ``entity_key``/``entity_name`` of ``level``; rows that are no such entity are left out.
 
     A null company slug (e.g. an individual) is not a company; a null city or state is no city/state.
@@ -103,9 +106,12 @@ def _stats() -> list[pl.Expr]:
     ]
 
 
-def aggregate(silver: pl.DataFrame, level: str, now: datetime) -> pl.DataFrame:
-    """Gold rows of ``level`` from current silver rows: per (entity, agency) and per entity as ``all``."""
-    keyed = entity_rows(silver, level)
+def aggregate(silver: pl.DataFrame | pl.LazyFrame, level: str, now: datetime) -> pl.DataFrame:
+    """Gold rows of ``level`` from current silver rows: per (entity, agency) and per entity as ``all``.
+
+    Runs on Polars' streaming engine: a lazy scan of all of silver needs memory for the groups only.
+    """
+    keyed = entity_rows(silver.lazy(), level)
     per_agency = keyed.group_by("entity_key", "agency").agg(_stats())
     overall = keyed.group_by("entity_key").agg(_stats()).with_columns(agency=pl.lit(ALL))
     return (
@@ -113,6 +119,7 @@ def aggregate(silver: pl.DataFrame, level: str, now: datetime) -> pl.DataFrame:
         .with_columns(updated_at=pl.lit(now, dtype=pl.Datetime("us", "UTC")))
         .select(pl.col(c).cast(t) for c, t in GOLD_POLARS.items())
         .sort("entity_key", "agency")
+        .collect(engine="streaming")
     )
 
 
@@ -191,17 +198,25 @@ def update_gold_tables(
     return refresh_gold(catalog, silver, {level: touched_keys(plan, level) for level in LEVELS}, now)
 
 
-def rebuild_gold_tables(catalog: Catalog, violations: Table, now: datetime) -> list[GoldChange]:
-    """Every entity recomputed from all current silver rows (8 columns): the repair after a bulk swap
-    of silver that no SCD2 plan describes, or after a crash between the silver and the gold commit."""
-    silver = read_frame(violations, EqualTo("is_current", True), SILVER_COLUMNS).cast(
-        pl.Schema({c: VIOLATIONS_POLARS[c] for c in SILVER_COLUMNS})
+def rebuild_gold_tables(
+    catalog: Catalog, violations: Table, now: datetime, storage_options: dict[str, str] | None = None
+) -> list[GoldChange]:
+    """Every entity recomputed from all current silver rows (a streamed scan of 8 columns): after a bulk
+    load or swap of silver, or to repair a crash between a silver and its gold commit.
+
+    ``storage_options`` are Polars' object-store options (``Storage.polars_storage_options``): Polars
+    reads the data files itself and does not see pyiceberg's S3 endpoint.
+    """
+    silver = (
+        pl.scan_iceberg(violations, storage_options=storage_options)
+        .filter(pl.col("is_current"))
+        .select(SILVER_COLUMNS)
     )
     return refresh_gold(catalog, silver, None, now)
 
 
 def refresh_gold(
-    catalog: Catalog, silver: pl.DataFrame, keys: dict[str, list[str]] | None, now: datetime
+    catalog: Catalog, silver: pl.DataFrame | pl.LazyFrame, keys: dict[str, list[str]] | None, now: datetime
 ) -> list[GoldChange]:
     """Replace the gold rows of ``keys`` per level (``None``: all) by the aggregate of ``silver``.
 
