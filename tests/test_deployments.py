@@ -168,14 +168,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def deployed(server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """Both pools, the queue and limits from the operator guide, then `prefect deploy --all`."""
+    # The ECS pool through the CLI: its type must come from the installed prefect-aws. The rest of
+    # the guide's setup through the API (each CLI start costs seconds on a loaded machine).
     server.cli(
         "work-pool", "create", "ventureos-ecs", "--type", "ecs",
         "--base-job-template", "deployments/ecs-base-job-template.json",
     )  # fmt: skip
-    server.cli("work-pool", "create", "ventureos-local", "--type", "process")
+    server.post("/work_pools/", {"name": "ventureos-local", "type": "process"})
     for pool in ("ventureos-ecs", "ventureos-local"):
-        server.cli("work-queue", "create", "consolidation", "--pool", pool, "--limit", "1")
-    server.cli("gcl", "create", "iceberg-commit-silver.violations", "--limit", "1")
+        server.post(f"/work_pools/{pool}/queues", {"name": "consolidation", "concurrency_limit": 1})
+    server.post("/v2/concurrency_limits/", {"name": "iceberg-commit-silver.violations", "limit": 1})
 
     config = yaml.safe_load((REPO / "prefect.yaml").read_text())
     assert config["build"] and config["push"]  # what the trimmed copy leaves out
@@ -362,3 +364,16 @@ def test_operator_guide_names_what_the_test_creates() -> None:
     ):
         assert command in guide
     assert shutil.which("prefect", path=str(Path(PREFECT).parent))
+
+
+def test_gold_sync_followed_the_daily_ingest(server: Server, deployed: dict[str, dict[str, Any]]) -> None:
+    """The automation from prefect.yaml ran gold-sync/local when daily-ingest/local completed."""
+    if not exists(FLOWS["gold-sync"][0]) or not server.flow_runs(deployed["daily-ingest/local"]["id"]):
+        pytest.skip("needs flows/gold_sync.py and the daily-ingest run of this module")
+    deadline = time.monotonic() + TIMEOUT
+    while not (runs := server.flow_runs(deployed["gold-sync/local"]["id"])):
+        assert time.monotonic() < deadline, "no gold-sync run after the daily ingest"
+        time.sleep(1)
+    run = server.wait(runs[0]["id"], {"COMPLETED", "FAILED", "CRASHED"})
+    assert run["state_type"] == "COMPLETED"
+    assert run["name"].startswith("gold-sync-")

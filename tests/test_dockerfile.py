@@ -1,0 +1,126 @@
+"""The worker image, checked statically (no Docker engine here): pinned base, pinned dependencies
+without dev tools, non-root, and every deployment entrypoint inside the image."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import subprocess
+import sys
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+REPO = Path(__file__).resolve().parents[1]
+DOCKERFILE = (REPO / "docker" / "Dockerfile").read_text()
+INSTRUCTIONS = [
+    line.strip() for line in re.sub(r"\\\n", " ", DOCKERFILE).splitlines() if line.strip() and line[0] != "#"
+]
+PINS = {
+    canonicalize_name(Requirement(line).name): Requirement(line)
+    for line in (REPO / "docker" / "requirements.txt").read_text().splitlines()
+    if line and not line.startswith("#")
+}
+
+
+def instructions(keyword: str) -> list[str]:
+    return [i.split(None, 1)[1] for i in INSTRUCTIONS if i.split(None, 1)[0].upper() == keyword]
+
+
+def copied_sources() -> list[str]:
+    return [src for args in instructions("COPY") for src in args.split()[:-1] if not src.startswith("--")]
+
+
+def test_base_image_is_the_official_prefect_image_pinned_to_the_tested_versions() -> None:
+    (base,) = instructions("FROM")
+    match = re.fullmatch(r"prefecthq/prefect:(\d+\.\d+\.\d+)-python(\d+\.\d+)", base)
+    assert match, f"base image must be prefecthq/prefect:<x.y.z>-python<x.y>, got {base!r}"
+    assert match.group(1) == version("prefect")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert Requirement(f"python{project['requires-python']}").specifier.contains(match.group(2))
+
+
+def test_runs_as_a_non_root_user() -> None:
+    users = instructions("USER")
+    assert users and users[-1] not in {"root", "0", "0:0"}
+    last_user = max(i for i, line in enumerate(INSTRUCTIONS) if line.startswith("USER"))
+    last_run = max(i for i, line in enumerate(INSTRUCTIONS) if line.startswith("RUN"))
+    assert last_user > last_run  # nothing runs as root after the switch, and the container does not
+
+
+def test_project_installed_without_dev_dependencies_and_without_caches() -> None:
+    runs = instructions("RUN")
+    installs = [cmd for run in runs for cmd in run.split("&&") if "pip install" in cmd]
+    assert installs and all("--no-cache-dir" in cmd for cmd in installs)
+    assert any(re.search(r"pip install --no-cache-dir -r docker/requirements.txt", c) for c in installs)
+    assert any(re.search(r"pip install --no-cache-dir --no-deps \.(\s|$)", c) for c in installs)
+    assert not any("[dev" in cmd or "[bench" in cmd or "-e " in cmd for cmd in installs)
+
+
+def test_every_dependency_is_pinned_and_no_dev_tool_is_in_the_image() -> None:
+    assert all(str(req.specifier).startswith("==") and len(req.specifier) == 1 for req in PINS.values())
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for dep in project["dependencies"]:
+        req = Requirement(dep)
+        name = canonicalize_name(req.name)
+        assert name in PINS, f"{req.name} is a dependency but not pinned in docker/requirements.txt"
+        assert req.specifier.contains(next(iter(PINS[name].specifier)).version), f"{name} pin out of range"
+    dev = {canonicalize_name(Requirement(d).name) for d in project["optional-dependencies"]["dev"]}
+    assert not dev & set(PINS)
+    assert PINS["prefect"].specifier == Requirement(f"prefect=={version('prefect')}").specifier
+
+
+def test_every_copied_path_exists_and_passes_the_dockerignore() -> None:
+    rules = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+    def included(path: str) -> bool:
+        keep = True
+        for rule in rules:
+            negate, pattern = rule.startswith("!"), rule.lstrip("!").rstrip("/")
+            if fnmatch.fnmatch(path, pattern) or path.startswith(pattern + "/"):
+                keep = negate
+        return keep
+
+    for src in copied_sources():
+        assert (REPO / src).exists(), f"COPY {src}: no such file"
+        assert included(src), f"COPY {src}: excluded by .dockerignore"
+    for heavy in (".venv", ".git", "tests", "bench", ".ventureos", "flows/__pycache__/x.pyc"):
+        assert not included(heavy), f".dockerignore lets {heavy} into the build context"
+
+
+def test_every_deployment_entrypoint_is_in_the_image_where_the_pull_step_looks() -> None:
+    (workdir,) = instructions("WORKDIR")
+    config = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    pull = config["pull"][0]["prefect.deployments.steps.set_working_directory"]["directory"]
+    assert pull == workdir
+    copied = copied_sources()
+    for deployment in config["deployments"]:
+        module = deployment["entrypoint"].split(":")[0]
+        assert module.split("/")[0] in copied, f"{module} is not copied into the image"
+    assert "tasks" in copied and "normalizers" in copied and "ventureos" in copied
+
+
+def test_build_step_uses_this_dockerfile() -> None:
+    config = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    build = config["build"][0]["prefect_docker.deployments.steps.build_docker_image"]
+    assert build["dockerfile"] == "docker/Dockerfile"
+    assert build["image_name"].endswith("/ventureos-worker")
+    push = config["push"][-1]["prefect_docker.deployments.steps.push_docker_image"]
+    assert push["image_name"] == "{{ build-image.image_name }}"
+
+
+def test_pins_are_the_versions_the_tests_run() -> None:
+    lock = subprocess.run(
+        [sys.executable, "docker/lock.py"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert (REPO / "docker" / "requirements.txt").read_text() == lock, (
+        "docker/requirements.txt is stale: .venv/bin/python docker/lock.py > docker/requirements.txt"
+    )
