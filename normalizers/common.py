@@ -85,7 +85,15 @@ USPS_STATES = {
 }  # fmt: skip
 USPS_CODES = sorted(set(USPS_STATES.values()))
 
-DATE_FORMATS = ("%m/%d/%Y", "%Y-%m-%d", "%Y%m%d", "%m/%d/%y", "%d-%b-%Y", "%d-%b-%y")
+# Each format only applies to text of its own shape: chrono would read the "06" of "6/19/06" as year 6.
+DATE_FORMATS = {
+    r"^\d{1,2}/\d{1,2}/\d{4}$": "%m/%d/%Y",
+    r"^\d{1,2}/\d{1,2}/\d{2}$": "%m/%d/%y",
+    r"^\d{4}-\d{1,2}-\d{1,2}$": "%Y-%m-%d",
+    r"^\d{8}$": "%Y%m%d",
+    r"^\d{1,2}-[A-Za-z]{3}-\d{4}$": "%d-%b-%Y",
+    r"^\d{1,2}-[A-Za-z]{3}-\d{2}$": "%d-%b-%y",
+}
 
 
 def blank_to_null(columns: Iterable[str]) -> list[pl.Expr]:
@@ -97,7 +105,10 @@ def blank_to_null(columns: Iterable[str]) -> list[pl.Expr]:
 def parse_date(value: pl.Expr) -> pl.Expr:
     """A date from any of the agencies' formats; timestamps keep their date part."""
     date_part = value.str.strip_chars().str.extract(r"^([^\sT]+)")
-    return pl.coalesce(*(date_part.str.to_date(fmt, strict=False) for fmt in DATE_FORMATS))
+    return pl.coalesce(
+        pl.when(date_part.str.contains(shape)).then(date_part.str.to_date(fmt, strict=False))
+        for shape, fmt in DATE_FORMATS.items()
+    )
 
 
 def state_code(value: pl.Expr) -> pl.Expr:
@@ -178,12 +189,16 @@ def finalize(frame: pl.DataFrame, agency: str, dataset: str) -> pl.DataFrame:
         [pl.col(c).cast(pl.String).fill_null("\x00") for c in HASHED_COLUMNS], separator="\x1f"
     )
     # Entity resolution works on the frame's unique names (and adds its evidence to the details).
-    return resolve_companies(frame).with_columns(
-        violation_id=pl.lit(f"{agency}:{dataset}:") + pl.col("source_id"),
-        agency=pl.lit(agency),
-        dataset=pl.lit(dataset),
-        quality_issues=issues,
-    ).with_columns(
-        quality_score=(1.0 - penalty).clip(0.0, 1.0).round(4),
-        record_hash=content.nchash.md5(),
+    return (
+        resolve_companies(frame)
+        .with_columns(
+            violation_id=pl.lit(f"{agency}:{dataset}:") + pl.col("source_id"),
+            agency=pl.lit(agency),
+            dataset=pl.lit(dataset),
+            quality_issues=issues,
+        )
+        .with_columns(
+            quality_score=(1.0 - penalty).clip(0.0, 1.0).round(4),
+            record_hash=content.nchash.md5(),
+        )
     )

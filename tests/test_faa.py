@@ -10,7 +10,8 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from normalizers import normalize
-from normalizers.faa.enforcement import faa_date, repair_words
+from normalizers.common import parse_date
+from normalizers.faa.enforcement import repair_words
 from ventureos.batch import normalize_raw_batch
 from ventureos.bronze import read_raw_batch
 
@@ -128,7 +129,7 @@ def test_missing_columns_do_not_fail():
 
 def test_dates_with_two_digit_years_and_timestamps():
     values = pl.Series(["19-JUN-06", "2006-06-19 00:00:00", "6/19/2006 0:00", "6/19/06", " 1/2/99 ", None])
-    assert pl.select(faa_date(pl.lit(values))).to_series().to_list() == [
+    assert pl.select(parse_date(pl.lit(values))).to_series().to_list() == [
         date(2006, 6, 19), date(2006, 6, 19), date(2006, 6, 19), date(2006, 6, 19), date(1999, 1, 2), None,
     ]  # fmt: skip
 

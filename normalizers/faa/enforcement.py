@@ -64,19 +64,6 @@ def repair_words(value: pl.Expr) -> pl.Expr:
     return padded.str.replace_many(_REPAIRS).str.replace_many(_REPAIRS).str.strip_chars()
 
 
-def faa_date(value: pl.Expr) -> pl.Expr:
-    """A date in any of the quarters' formats. Two-digit years (``6/19/06``, ``19-JUN-06``) are read
-    as such first: the shared four-digit formats would take ``06`` for the year 6."""
-    text = value.str.strip_chars()
-    return (
-        pl.when(text.str.contains(r"^\d{1,2}/\d{1,2}/\d{2}$"))
-        .then(text.str.to_date("%m/%d/%y", strict=False))
-        .when(text.str.contains(r"^\d{1,2}-[A-Za-z]{3}-\d{2}$"))
-        .then(text.str.to_date("%d-%b-%y", strict=False))
-        .otherwise(parse_date(text))
-    )
-
-
 def _canonical_columns(raw: pl.DataFrame) -> pl.DataFrame:
     """Report columns under their usual names whatever the case or separator (``Case_Number``)."""
     wanted = {c.replace(" ", ""): c for c in COLUMNS}
@@ -98,8 +85,8 @@ def normalize(raw: pl.DataFrame) -> pl.DataFrame:
     raw = raw.with_columns(repair_words(pl.col(c)).alias(f"_{c}") for c in CATEGORICAL)
 
     action, sanction = pl.col("_ACTION"), pl.col("_SANCTION")
-    known_date = faa_date(pl.col("DATE KNOWN"))
-    closed_date = faa_date(pl.col("CLOSED DATE"))
+    known_date = parse_date(pl.col("DATE KNOWN"))
+    closed_date = parse_date(pl.col("CLOSED DATE"))
     violation_type = slugify(action).str.replace_all("-", "_")
     for wording, kind in reversed(ACTION_TYPES.items()):
         violation_type = (
