@@ -32,4 +32,4 @@ def demo() -> None:
     synced = gold_sync()
     console.print(f"gold-sync: {synced['written']} Entities items written to {settings.serving_backend}")
     console.print(f"catalog: {settings.sql_catalog_uri}  lake: {settings.lake}")
-    print_frame(serving_top("company", limit=10), title="Top 10 companies by violations (serving layer)")
+    print_frame(serving_top("company", limit=10), title="Top 10 companies by violation count (serving layer)")
