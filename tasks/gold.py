@@ -8,8 +8,8 @@ from typing import Any
 
 from prefect import task
 
-from tasks.policy import IO_TASK
-from ventureos.gold import rebuild_gold_tables, update_gold_tables
+from tasks.policy import IO_TASK, iceberg_commit_slot
+from ventureos.gold import GOLD_TABLES, REMOVALS, rebuild_gold_tables, update_gold_tables
 from ventureos.lakehouse import current_lakehouse
 from ventureos.silver import Scd2Plan
 
@@ -23,7 +23,8 @@ def update_gold(plan: Scd2Plan) -> list[dict[str, Any]]:
     only if a sync runs in the seconds between the stamp and the commit.
     """
     lakehouse = current_lakehouse()
-    changes = update_gold_tables(lakehouse.catalog, lakehouse.violations(), plan, datetime.now(UTC))
+    with iceberg_commit_slot(*GOLD_TABLES.values(), REMOVALS):
+        changes = update_gold_tables(lakehouse.catalog, lakehouse.violations(), plan, datetime.now(UTC))
     return [asdict(change) for change in changes]
 
 
@@ -32,7 +33,11 @@ def rebuild_gold() -> list[dict[str, Any]]:
     """Every entity from all current silver: after a bulk swap of silver (historical replace) or to
     repair a run that crashed between its silver and gold commits. Unchanged rows are not rewritten."""
     lakehouse = current_lakehouse()
-    changes = rebuild_gold_tables(
-        lakehouse.catalog, lakehouse.violations(), datetime.now(UTC), lakehouse.storage.polars_storage_options
-    )
+    with iceberg_commit_slot(*GOLD_TABLES.values(), REMOVALS):
+        changes = rebuild_gold_tables(
+            lakehouse.catalog,
+            lakehouse.violations(),
+            datetime.now(UTC),
+            lakehouse.storage.polars_storage_options,
+        )
     return [asdict(change) for change in changes]

@@ -11,7 +11,7 @@ from prefect import task
 from pyiceberg.table import Table
 
 from normalizers import get_dataset
-from tasks.policy import IO_TASK
+from tasks.policy import IO_TASK, iceberg_commit_slot
 from ventureos.batch import normalize_raw_batch
 from ventureos.bronze import RawBatch
 from ventureos.buffer import write_buffer_files
@@ -32,6 +32,7 @@ from ventureos.historical import (
     swap_in,
 )
 from ventureos.lakehouse import current_lakehouse
+from ventureos.schemas import QUARANTINE, VIOLATIONS
 from ventureos.silver import (
     COUNT_COLUMNS,
     Scd2Plan,
@@ -125,7 +126,8 @@ def load_batch(
         scd2 = plan_scd2(batch.valid, current, now, run_id)
     if not batch.rejects.is_empty():
         rejects = quarantine_frame(batch.rejects, plan.agency, plan.dataset, run_id, now)
-        append_quarantine(lakehouse.quarantine(), rejects)
+        with iceberg_commit_slot(QUARANTINE):
+            append_quarantine(lakehouse.quarantine(), rejects)
     written = (
         write_buffer_files(lakehouse.storage, scd2.added, now.date().isoformat())
         if not scd2.added.is_empty()
@@ -133,7 +135,8 @@ def load_batch(
     )
     counts = {"read": batch.records_read, "quarantined": batch.rejects.height}
     counts |= dict.fromkeys(COUNT_COLUMNS, 0) | _scd2_counts(scd2) | {"fresh": int(target.fresh)}
-    commit_scd2(target.table, scd2, snapshot_properties=plan.markers(number, counts))
+    with iceberg_commit_slot(".".join(target.table.name())):
+        commit_scd2(target.table, scd2, snapshot_properties=plan.markers(number, counts))
     target.seen.add(scd2.added["violation_id"])
     quality = (
         batch.valid["quality_issues"].explode().drop_nulls().value_counts()
@@ -150,7 +153,8 @@ def commit_replace(plan: LoadPlan, done: dict[int, dict[str, int]]) -> int:
     silver = lakehouse.violations()
     staging = staging_table(lakehouse.catalog, plan, silver)
     assert staging is not None
-    files = swap_in(silver, staging, plan, done)
+    with iceberg_commit_slot(VIOLATIONS):
+        files = swap_in(silver, staging, plan, done)
     drop_staging(lakehouse.catalog, plan, lakehouse.storage)
     return files
 

@@ -105,12 +105,13 @@ def commit_limit_name(table: str) -> str:
 
 
 @contextmanager
-def iceberg_commit_slot(table: str) -> Iterator[None]:
-    """Hold the table's commit slot while committing, so concurrent runs queue instead of conflicting.
+def iceberg_commit_slot(*tables: str) -> Iterator[None]:
+    """Hold the commit slot of each table while committing, so concurrent runs queue, not conflict.
 
-    Operators create the limit (``prefect gcl create iceberg-commit-silver.violations --limit 1``);
-    where it does not exist (a laptop, tests) the slot is skipped with a warning and the optimistic
-    Iceberg commit plus ``CommitFailedException`` retries still keep the table consistent.
+    Operators create the limits (``prefect gcl create iceberg-commit-silver.violations --limit 1``);
+    where one does not exist (a laptop, tests) its slot is skipped with a warning and the optimistic
+    Iceberg commit plus the ``CommitFailedException`` retries still keep the table consistent.
+    Several tables are acquired together, in one request, so two writers cannot deadlock.
     """
-    with concurrency(commit_limit_name(table), occupy=1, strict=False):
+    with concurrency([commit_limit_name(t) for t in tables], occupy=1, strict=False):
         yield

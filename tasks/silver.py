@@ -7,10 +7,11 @@ from datetime import datetime
 import polars as pl
 from prefect import task
 
-from tasks.policy import IO_TASK
+from tasks.policy import IO_TASK, iceberg_commit_slot
 from ventureos.batch import NormalizedBatch
 from ventureos.buffer import write_buffer_files
 from ventureos.lakehouse import current_lakehouse
+from ventureos.schemas import QUARANTINE, VIOLATIONS
 from ventureos.silver import (
     Scd2Plan,
     append_quarantine,
@@ -46,7 +47,8 @@ def write_silver(
     written = (
         write_buffer_files(lakehouse.storage, plan.added, ingest_date) if not plan.added.is_empty() else []
     )
-    commit_scd2(table, plan)
+    with iceberg_commit_slot(VIOLATIONS):
+        commit_scd2(table, plan)
     return plan, written
 
 
@@ -60,4 +62,5 @@ def write_quarantine(batches: list[NormalizedBatch], run_id: str, now: datetime)
     ]
     if not frames:
         return 0
-    return append_quarantine(current_lakehouse().quarantine(), pl.concat(frames))
+    with iceberg_commit_slot(QUARANTINE):
+        return append_quarantine(current_lakehouse().quarantine(), pl.concat(frames))
