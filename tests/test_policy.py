@@ -162,3 +162,26 @@ def test_iceberg_commit_slot_is_held_while_committing_and_skipped_without_limit(
             assert client.read_global_concurrency_limit_by_name(name).active_slots == 0
         finally:
             client.delete_global_concurrency_limit_by_name(name)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_retried_flow_run_reruns_only_the_batch_that_failed(tmp_path: Path) -> None:
+    """Flow-level retry = the same flow run again: finished batches come from the persisted results."""
+    attempts: list[int] = []
+    broken = {2}
+
+    @task(**BATCH_TASK)
+    def load_batch(number: int) -> int:
+        attempts.append(number)
+        if number in broken:
+            broken.clear()  # fixed before the retry
+            raise ValueError(f"batch {number}: bad input")
+        return number
+
+    @flow(retries=1, retry_delay_seconds=0)
+    def load() -> list[int]:
+        return [load_batch(n) for n in (1, 2, 3)]
+
+    with temporary_settings({PREFECT_RESULTS_LOCAL_STORAGE_PATH: tmp_path / "results"}):
+        assert load() == [1, 2, 3]
+    assert attempts == [1, 2, 2, 3]  # 1 reused on the retry, 2 re-run, 3 first run on the retry
