@@ -167,38 +167,52 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def finalize(frame: pl.DataFrame, agency: str, dataset: str) -> pl.DataFrame:
-    """Add the columns every source shares: ids, entity key, generic quality, hash."""
-    generic_issues = quality_flags(
-        {
-            "missing_company": pl.col("company_name").is_null(),
-            "unknown_state": pl.col("state").is_null(),
-            "missing_coordinates": pl.col("latitude").is_null() | pl.col("longitude").is_null(),
-            "invalid_zip": pl.col("zip").is_null(),
-            "missing_city": pl.col("city").is_null(),
-            "missing_naics": pl.col("naics_code").is_null(),
-        }
-    )
-    issues = pl.concat_list(pl.col("quality_issues").fill_null([]), generic_issues).list.unique(
-        maintain_order=True
-    )
+def _with_quality(frame: pl.DataFrame, generic: dict[str, pl.Expr]) -> pl.DataFrame:
+    """Merged ``quality_issues`` (source flags + generic ones, deduplicated) and ``quality_score``.
+
+    List operations are slow per row, but a frame holds few distinct combinations of flags: they are
+    computed once per combination and joined back.
+    """
+    keys = {"_issues_key": pl.col("quality_issues").fill_null([]).list.join("\x1f")}
+    keys |= {f"_is_{name}": check for name, check in generic.items()}
+    keyed = frame.with_columns(**keys)
+    source = pl.col("_issues_key").str.split("\x1f").list.filter(pl.element() != "")
+    issues = pl.concat_list(
+        source, quality_flags({name: pl.col(f"_is_{name}") for name in generic})
+    ).list.unique(maintain_order=True)
     penalty = issues.list.eval(
         pl.element().replace_strict(QUALITY_WEIGHTS, default=DEFAULT_QUALITY_WEIGHT, return_dtype=pl.Float64)
     ).list.sum()
+    combos = (
+        keyed.select(list(keys))
+        .unique()
+        .with_columns(quality_issues=issues, quality_score=(1.0 - penalty).clip(0.0, 1.0).round(4))
+    )
+    columns = [*frame.columns, "quality_score"]
+    return (
+        keyed.drop("quality_issues")
+        .join(combos, on=list(keys), how="left", maintain_order="left")
+        .select(columns)
+    )
+
+
+def finalize(frame: pl.DataFrame, agency: str, dataset: str) -> pl.DataFrame:
+    """Add the columns every source shares: ids, entity key, generic quality, hash."""
+    generic = {
+        "missing_company": pl.col("company_name").is_null(),
+        "unknown_state": pl.col("state").is_null(),
+        "missing_coordinates": pl.col("latitude").is_null() | pl.col("longitude").is_null(),
+        "invalid_zip": pl.col("zip").is_null(),
+        "missing_city": pl.col("city").is_null(),
+        "missing_naics": pl.col("naics_code").is_null(),
+    }
     content = pl.concat_str(
         [pl.col(c).cast(pl.String).fill_null("\x00") for c in HASHED_COLUMNS], separator="\x1f"
     )
     # Entity resolution works on the frame's unique names (and adds its evidence to the details).
-    return (
-        resolve_companies(frame)
-        .with_columns(
-            violation_id=pl.lit(f"{agency}:{dataset}:") + pl.col("source_id"),
-            agency=pl.lit(agency),
-            dataset=pl.lit(dataset),
-            quality_issues=issues,
-        )
-        .with_columns(
-            quality_score=(1.0 - penalty).clip(0.0, 1.0).round(4),
-            record_hash=content.nchash.md5(),
-        )
+    resolved = resolve_companies(frame).with_columns(
+        violation_id=pl.lit(f"{agency}:{dataset}:") + pl.col("source_id"),
+        agency=pl.lit(agency),
+        dataset=pl.lit(dataset),
     )
+    return _with_quality(resolved, generic).with_columns(record_hash=content.nchash.md5())

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,7 +336,8 @@ def swap_in(silver: Table, staging: Table, plan: LoadPlan, done: dict[int, dict[
     files = [task.file for task in staging.scan().plan_files()]
     counts = json.dumps({str(k): v for k, v in sorted(done.items())}, sort_keys=True)
     properties = {LOAD_ID: plan.load_id, COMPLETE: "true", COUNTS: counts}
-    with silver.transaction() as txn:
+    with silver.transaction() as txn, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Delete operation did not match any records")  # a first load
         txn.delete(And(EqualTo("agency", plan.agency), EqualTo("dataset", plan.dataset)))
         with txn.update_snapshot(snapshot_properties=properties).fast_append() as append:
             for data_file in files:

@@ -15,7 +15,6 @@ from normalizers.common import (
     conform,
     details_json,
     money,
-    parse_date,
     quality_flags,
     reject_when,
     state_code,
@@ -40,10 +39,20 @@ def _with_columns(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame
     return frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in missing)
 
 
+def catalog_date(value: pl.Expr) -> pl.Expr:
+    """The catalog's ``yyyymmdd``, or ISO (a timestamp keeps its date): two formats, not every agency's."""
+    text = value.str.strip_chars()
+    return pl.coalesce(
+        text.str.to_date("%Y%m%d", strict=False),
+        text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False),
+    )
+
+
 def inspection_sites(inspection: pl.DataFrame | None) -> pl.DataFrame:
     """One row per activity_nr (a re-delivered inspection keeps its last version).
 
-    Mapped fields come as ``insp_*``, the detail fields under their own names, plus ``insp_found``.
+    Site fields come mapped as ``insp_*`` (derived here, once per inspection rather than once per
+    violation), the detail fields under their own names, plus ``insp_found``.
     """
     wanted = list(dict.fromkeys((*INSPECTION_MAPPED, *INSPECTION_DETAILS)))
     if inspection is None:
@@ -56,8 +65,14 @@ def inspection_sites(inspection: pl.DataFrame | None) -> pl.DataFrame:
         .unique(subset=KEY, keep="last", maintain_order=False)
         .select(
             KEY,
-            *(pl.col(c).alias(f"insp_{c}") for c in INSPECTION_MAPPED if c != KEY),
             *INSPECTION_DETAILS,
+            insp_estab_name=pl.col("estab_name"),
+            insp_site_address=pl.col("site_address"),
+            insp_city=pl.col("site_city").str.to_uppercase(),
+            insp_state=state_code(pl.col("site_state")),
+            insp_zip=zip5(pl.col("site_zip")),
+            insp_naics=pl.col("naics_code").str.replace(r"\.0+$", ""),
+            insp_opened=catalog_date(pl.col("open_date")),
             insp_found=pl.lit(True),
         )
     )
@@ -68,8 +83,8 @@ def normalize(raw: pl.DataFrame, inspection: pl.DataFrame | None = None) -> pl.D
     raw = _with_columns(raw.with_columns(blank_to_null(source_columns)), VIOLATION_MAPPED)
     joined = raw.join(inspection_sites(inspection), on=KEY, how="left")
 
-    issued = parse_date(pl.col("issuance_date"))
-    opened = parse_date(pl.col("insp_open_date"))
+    issued = catalog_date(pl.col("issuance_date"))
+    opened = pl.col("insp_opened")
     code = pl.col("viol_type").str.to_uppercase()
     violation_type = code.replace_strict(VIOLATION_TYPES, default=None, return_dtype=pl.String)
     has_inspection = pl.col("insp_found").fill_null(False)
@@ -81,10 +96,10 @@ def normalize(raw: pl.DataFrame, inspection: pl.DataFrame | None = None) -> pl.D
         pl.coalesce(issued, opened).alias("event_date"),
         pl.col("insp_estab_name").alias("company_name"),
         pl.col("insp_site_address").alias("address"),
-        pl.col("insp_site_city").str.to_uppercase().alias("city"),
-        state_code(pl.col("insp_site_state")).alias("state"),
-        zip5(pl.col("insp_site_zip")).alias("zip"),
-        pl.col("insp_naics_code").str.replace(r"\.0+$", "").alias("naics_code"),
+        pl.col("insp_city").alias("city"),
+        pl.col("insp_state").alias("state"),
+        pl.col("insp_zip").alias("zip"),
+        pl.col("insp_naics").alias("naics_code"),
         violation_type.alias("violation_type"),
         money(pl.col("current_penalty")).alias("penalty_amount"),
         money(pl.col("initial_penalty")).alias("initial_penalty"),
