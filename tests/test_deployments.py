@@ -323,6 +323,8 @@ def test_retrying_a_failed_historical_load_reruns_only_the_failed_batches(
     flow_run_id = run_deployment(server, "historical-load/local", "agency=osha", "dataset=severe_injury")
     failed = server.wait(flow_run_id, {"COMPLETED", "FAILED", "CRASHED"})
     assert failed["state_type"] == "FAILED"
+    assert failed["name"] == "historical-load-osha-severe_injury-append"
+    assert "part-2.csv: batch 2" in failed["state"]["message"]
     monkeypatch.setenv("VENTUREOS_HOME", str(worker))
     table = current_lakehouse().violations()
     loaded = pl.from_arrow(table.scan().to_arrow()).filter(pl.col("meta_run_id") == flow_run_id)
