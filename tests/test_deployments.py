@@ -9,7 +9,9 @@ left out of that copy and listed in the skip reason of their check.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -379,3 +381,74 @@ def test_gold_sync_followed_the_daily_ingest(server: Server, deployed: dict[str,
     run = server.wait(runs[0]["id"], {"COMPLETED", "FAILED", "CRASHED"})
     assert run["state_type"] == "COMPLETED"
     assert run["name"].startswith("gold-sync-")
+
+
+# Static checks of the deployment assets (no server needed) --------------------------------------
+
+IAM = sorted((REPO / "deployments" / "iam").glob("*.json"))
+# Actions that take no resource-level permission: "*" is the only valid Resource for them.
+RESOURCELESS = {
+    "ecr:GetAuthorizationToken",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVpcs",
+    "ecs:RegisterTaskDefinition",
+    "ecs:DescribeTaskDefinition",
+    "ecs:DeregisterTaskDefinition",
+    "ecs:ListTaskDefinitions",
+}
+
+
+def as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+@pytest.mark.parametrize("path", IAM, ids=lambda p: p.name)
+def test_iam_policy_is_least_privilege(path: Path) -> None:
+    policy = json.loads(path.read_text())
+    assert policy["Version"] == "2012-10-17"
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow" and statement["Sid"]
+        actions, resources = as_list(statement["Action"]), as_list(statement["Resource"])
+        assert all(a != "*" and not a.endswith(":*") for a in actions), f"{statement['Sid']}: wildcard action"
+        if "*" in resources:
+            assert set(actions) <= RESOURCELESS, f"{statement['Sid']}: '*' resource for {actions}"
+        for resource in resources:
+            if resource.startswith("arn:aws:s3:::"):  # the lake bucket, or one prefix of it: never all
+                assert re.fullmatch(r"arn:aws:s3:::\$\{LAKE_BUCKET\}(/[a-z-]+(/[a-z-]+)*/\*)?", resource), (
+                    resource
+                )
+
+
+def test_task_role_reaches_every_store_the_flows_use() -> None:
+    policy = json.loads((REPO / "deployments" / "iam" / "flow-task-role.json").read_text())
+    granted = {
+        (action, resource)
+        for s in policy["Statement"]
+        for action in as_list(s["Action"])
+        for resource in as_list(s["Resource"])
+    }
+    lake = "arn:aws:s3:::${LAKE_BUCKET}"
+    assert ("s3:GetObject", f"{lake}/bronze/*") in granted
+    assert ("s3:PutObject", f"{lake}/bronze/*") not in granted  # bronze is immutable
+    assert ("s3:PutObject", f"{lake}/bronze/feed/*") in granted
+    for prefix in ("silver", "staging", "warehouse", "prefect-results"):
+        assert ("s3:DeleteObject", f"{lake}/{prefix}/*") in granted
+    tables = "arn:aws:dynamodb:${AWS_REGION}:${AWS_ACCOUNT_ID}:table/${SERVING_PREFIX}"
+    assert ("dynamodb:BatchWriteItem", f"{tables}-Entities") in granted
+    assert ("dynamodb:BatchWriteItem", f"{tables}-Projects") not in granted
+    assert ("sqs:DeleteMessage", "arn:aws:sqs:${AWS_REGION}:${AWS_ACCOUNT_ID}:${QUEUE_NAME}") in granted
+    assert any(a == "s3tables:UpdateTableMetadataLocation" for a, _ in granted)
+
+
+def test_ecs_job_variables_exist_in_the_base_job_template() -> None:
+    template = json.loads((REPO / "deployments" / "ecs-base-job-template.json").read_text())
+    variables = template["variables"]["properties"]
+    config = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    ecs = [d for d in config["deployments"] if d["work_pool"]["name"] == "ventureos-ecs"]
+    assert len(ecs) == len(FLOWS)
+    for deployment in ecs:
+        assert set(deployment["work_pool"]["job_variables"]) <= set(variables), deployment["entrypoint"]
+    rendered = json.dumps(template["job_configuration"])
+    for name in ("image", "cpu", "memory", "task_role_arn", "execution_role_arn", "network_configuration"):
+        assert "{{ " + name + " }}" in rendered
+    assert variables["cloudwatch_logs_options"]["default"]["awslogs-group"] == "/ventureos/flows"
