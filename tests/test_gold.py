@@ -116,6 +116,9 @@ def test_gold_follows_inserts_updates_deletes_exactly(home: Path) -> None:
         date(2015, 6, 1),
     )
     assert acme_t1["all"]["entity_name"] == "Acme"
+    naics = dict(first.select("violation_id", "naics_code").iter_rows())
+    assert acme_t1["all"]["industry"] == naics[f"faa:actions:{ids[5]}"]  # of the latest violation
+    assert acme_t1["osha"]["industry"] == naics[f"osha:severe_injury:{ids[3]}"]
     assert stats("city", "CITY#austin-tx")["all"]["violation_count"] == 4
     individual = first.filter(pl.col("source_id") == ids[6])
     assert individual["company_slug"].item() is None

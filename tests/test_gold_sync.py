@@ -161,6 +161,11 @@ def run_days_history_and_syncs() -> None:
     assert item["total_violations"] == texas["violation_count"].item() > 5
     assert item["last_violation_date"] == texas["last_event_date"].item().isoformat()
     assert store.get_item(ENTITIES, "STATE#tx", "METADATA")["name"] == "TX"
+    walmart = store.get_item(ENTITIES, "COMPANY#walmart", "METADATA")
+    walmart_rows = silver.filter(pl.col("company_slug") == "walmart").sort("event_date", "violation_id")
+    assert walmart_rows.height >= 2
+    assert walmart["entity_type"] == "company"
+    assert walmart["industry"] == walmart_rows["naics_code"].drop_nulls()[-1]
     assert len(store.query(VIOLATIONS, "STATE#tx", "AGENCY#osha#")) == FEED_SIZE
 
     # Re-running a day writes nothing new anywhere.

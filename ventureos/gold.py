@@ -37,10 +37,13 @@ ALL = "all"
 LEVELS = ("company", "city", "state")
 GOLD_TABLES = {level: f"{GOLD_NAMESPACE}.{level}_stats" for level in LEVELS}
 REMOVALS = f"{GOLD_NAMESPACE}.stats_removals"
-STAT_COLUMNS = ("entity_name", "violation_count", "penalty_total", "first_event_date", "last_event_date")
+STAT_COLUMNS = (
+    "entity_name", "industry", "violation_count", "penalty_total", "first_event_date", "last_event_date",
+)  # fmt: skip
 # The silver columns gold needs: reads of silver project to these.
 SILVER_COLUMNS = (
-    "violation_id", "agency", "event_date", "company_name", "company_slug", "city", "state", "penalty_amount",
+    "violation_id", "agency", "event_date", "company_name", "company_slug", "city", "state", "naics_code",
+    "penalty_amount",
 )  # fmt: skip
 
 GOLD_SCHEMA = Schema(
@@ -52,6 +55,8 @@ GOLD_SCHEMA = Schema(
     NestedField(6, "first_event_date", DateType(), required=False),
     NestedField(7, "last_event_date", DateType(), required=False),
     NestedField(8, "updated_at", TimestamptzType(), required=True),
+    # NAICS code of the entity's latest violation that has one (the METADATA "industry").
+    NestedField(9, "industry", StringType(), required=False),
 )
 REMOVALS_SCHEMA = Schema(
     NestedField(1, "entity_key", StringType(), required=True),
@@ -96,9 +101,11 @@ def entity_rows(silver: Frame, level: str) -> Frame:
 
 
 def _stats() -> list[pl.Expr]:
+    latest = ("event_date", "violation_id")
     return [
-        # The name as the entity's latest violation spells it.
-        pl.col("entity_name").sort_by("event_date", "violation_id").last().alias("entity_name"),
+        # The name as the entity's latest violation spells it; the industry of the latest that has one.
+        pl.col("entity_name").sort_by(*latest).last().alias("entity_name"),
+        pl.col("naics_code").sort_by(*latest).drop_nulls().last().alias("industry"),
         pl.len().cast(pl.Int64).alias("violation_count"),
         pl.col("penalty_amount").sum().cast(GOLD_POLARS["penalty_total"]).alias("penalty_total"),
         pl.col("event_date").min().alias("first_event_date"),

@@ -58,6 +58,7 @@ def stats_items(gold: pl.DataFrame, level: str) -> list[Item]:
         SK=pl.lit(METADATA),
         entity_type=pl.lit(level),
         name="entity_name",
+        industry=pl.col("industry") if level == "company" else pl.lit(None, dtype=pl.String),
         last_updated=pl.col("updated_at").dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ"),
     )
     return [
