@@ -76,6 +76,7 @@ def get(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object with every item.")] = False,
 ) -> None:
     """Metadata, stats and the recent feed of one entity, as the API reads them."""
+    entity_key = entity_key.removeprefix("ENTITY#")
     items = entity_items(store(), entity_key)
     if as_json:
         print_json({"entity_key": entity_key, "items": [jsonable(i) for i in items]})
