@@ -215,4 +215,7 @@ def finalize(frame: pl.DataFrame, agency: str, dataset: str) -> pl.DataFrame:
         agency=pl.lit(agency),
         dataset=pl.lit(dataset),
     )
-    return _with_quality(resolved, generic).with_columns(record_hash=content.nchash.md5())
+    # xxh3-128 (polars-hash: stable across versions), as a decimal string: change detection needs no
+    # cryptographic hash, and md5 was half of a historical load's time.
+    record_hash = content.nchash.xxh3_128().cast(pl.String)
+    return _with_quality(resolved, generic).with_columns(record_hash=record_hash)
