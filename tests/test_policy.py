@@ -185,3 +185,41 @@ def test_a_retried_flow_run_reruns_only_the_batch_that_failed(tmp_path: Path) ->
     with temporary_settings({PREFECT_RESULTS_LOCAL_STORAGE_PATH: tmp_path / "results"}):
         assert load() == [1, 2, 3]
     assert attempts == [1, 2, 2, 3]  # 1 reused on the retry, 2 re-run, 3 first run on the retry
+
+
+@pytest.mark.aws
+@pytest.mark.usefixtures("prefect_harness")
+def test_batch_results_persist_to_the_lake_bucket_in_the_aws_shape(moto_endpoint: str, aws_home: str) -> None:
+    """The ECS setting (PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK -> S3Bucket over prefect-results/ of the
+    lake bucket), against S3 on moto: results land there and a retried run reuses them."""
+    from prefect.settings import PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK
+    from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
+
+    credentials = AwsCredentials(
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+        aws_client_parameters=AwsClientParameters(endpoint_url=moto_endpoint),
+    )
+    S3Bucket(bucket_name=aws_home, bucket_folder="prefect-results", credentials=credentials).save(
+        "ventureos-results-test", overwrite=True
+    )
+    attempts: list[str] = []
+
+    @task(**BATCH_TASK)
+    def load_batch(name: str) -> str:
+        attempts.append(name)
+        if name == "b" and attempts.count("b") == 1:
+            raise ValueError("bad input")
+        return name.upper()
+
+    @flow(retries=1, retry_delay_seconds=0)
+    def load() -> list[str]:
+        return [load_batch(n) for n in ("a", "b")]
+
+    with temporary_settings({PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK: "s3-bucket/ventureos-results-test"}):
+        assert load() == ["A", "B"]
+    assert attempts == ["a", "b", "b"]
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=aws_home)["Contents"]]
+    assert len(keys) >= 2 and all(k.startswith("prefect-results/") for k in keys)  # + flow/failure states
