@@ -37,11 +37,15 @@ def ingest_messages(messages: list[Message], rid: str, now: datetime) -> RunRepo
 @flow(name="feed-poll")
 def feed_poll(max_messages: int = 100, max_seconds: float = 60.0) -> dict[str, Any]:
     """One batch: receive up to ``max_messages`` (or for ``max_seconds``), ingest, then delete."""
-    if max_messages < 1 or max_seconds <= 0:
-        raise ValueError("max_messages must be >= 1 and max_seconds > 0")
+    queue = current_queue()
+    if max_messages < 1 or not 0 < max_seconds < queue.visibility_timeout:
+        # Receiving longer than the visibility timeout would let the first messages come back mid-batch.
+        raise ValueError(
+            f"max_messages must be >= 1 and 0 < max_seconds < the visibility timeout ({queue.visibility_timeout} s)"
+        )
     rid, now = run_id(), utc_now()
     messages = receive_feed(max_messages, max_seconds)
-    with current_queue().hold(messages):
+    with queue.hold(messages):
         report = ingest_messages(messages, rid, now)
     failed = delete_messages(messages)
     report.extra |= {"messages": len(messages), "deleted": len(messages) - len(failed)}

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from ventureos.queue import BATCH, Depth, FeedQueue, open_queue
-from ventureos.queue.base import send_chunks
+from ventureos.queue.base import Message, send_chunks
+from ventureos.queue.sqlite import SqliteQueue
 from ventureos.settings import load_settings
 
 MakeQueue = Callable[..., FeedQueue]
@@ -126,3 +128,27 @@ def test_batches_of_ten_and_the_request_size_limit() -> None:
     assert [len(g) for g in send_chunks(["x"] * 25)] == [10, 10, 5]
     big = "y" * 100_000
     assert [len(g) for g in send_chunks([big, big, big, "z"])] == [2, 2]
+
+
+def test_local_queue_drains_10000_messages_in_1000_receives_and_1000_deletes(home: Path) -> None:
+    """The batching is the backends' shared code; counted here on the local queue at full scale."""
+    calls: Counter[str] = Counter()
+
+    class Counted(SqliteQueue):
+        def receive_batch(self, count: int, wait_seconds: int) -> list[Message]:
+            calls["receive"] += 1
+            return super().receive_batch(count, wait_seconds)
+
+        def delete_batch(self, receipts: Sequence[str]) -> list[str]:
+            calls["delete"] += 1
+            return super().delete_batch(receipts)
+
+    queue = Counted(load_settings(queue_wait_seconds=0))
+    queue.send([f"m{i}" for i in range(10_000)])
+    drained = 0
+    while batch := queue.receive(max_messages=100, max_seconds=30):  # feed-poll's default batch
+        assert queue.delete(batch) == []
+        drained += len(batch)
+    assert drained == 10_000
+    assert calls == {"receive": 1000 + 4, "delete": 1000}  # + the last round that found nothing
+    assert queue.depth() == Depth(0, 0, 0)

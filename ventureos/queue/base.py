@@ -118,21 +118,22 @@ class FeedQueue(ABC):
         """Receive until ``max_messages``, an empty queue or ``max_seconds``.
 
         Each round keeps up to ``concurrency`` receives of ten in flight; a round that comes back
-        short means the queue has nothing more visible right now.
+        short means the queue has nothing more visible right now. Delivery is at least once: a message
+        that comes twice (SQS may do that, even across concurrent receives) is kept once.
         """
         deadline = time.monotonic() + max_seconds
-        received: list[Message] = []
+        received: dict[str, Message] = {}
         with ThreadPoolExecutor(self.concurrency) as pool:
             while len(received) < max_messages and (left := deadline - time.monotonic()) > 0:
                 wanted = max_messages - len(received)
-                counts = [min(BATCH, wanted - BATCH * i) for i in range(math.ceil(wanted / BATCH))]
-                counts = counts[: self.concurrency]
+                calls = min(self.concurrency, math.ceil(wanted / BATCH))
+                counts = [min(BATCH, wanted - BATCH * i) for i in range(calls)]
                 waits = [min(self.wait_seconds, int(left))] * len(counts)
                 got = [m for batch in pool.map(self.receive_batch, counts, waits) for m in batch]
-                received += got
+                received |= {m.message_id: m for m in got}
                 if len(got) < sum(counts):
                     break
-        return received
+        return list(received.values())
 
     def delete(self, messages: Sequence[Message]) -> list[str]:
         """Delete delivered messages, ten per call with several calls in flight; returns failed receipts."""

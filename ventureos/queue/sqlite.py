@@ -8,10 +8,11 @@ delivery; a receive hands out a fresh receipt, and only the latest receipt delet
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 
 from ventureos.queue.base import BATCH, Depth, FeedQueue, Message
 from ventureos.settings import Settings
@@ -37,21 +38,30 @@ class SqliteQueue(FeedQueue):
         super().__init__(settings)
         self.path = settings.queue_db
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.path, timeout=60)) as db:
-            db.executescript(SCHEMA)
+        # One connection for the queue's lifetime: closing the last one checkpoints the WAL (an fsync).
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
+        # WAL + synchronous=normal: a commit survives a crash of the process (not of the machine).
+        self._db.execute("pragma journal_mode=wal")
+        self._db.execute("pragma synchronous=normal")
+        self._db.executescript(SCHEMA)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction on a fresh connection (threads each get their own)."""
-        with closing(sqlite3.connect(self.path, timeout=60, isolation_level=None)) as db:
-            db.execute("pragma journal_mode=wal")
-            db.execute("begin immediate")
+        """One write transaction. This process's threads share the connection and take turns on a
+        lock; other processes wait in SQLite's busy handler."""
+        with self._lock:
+            self._db.execute("begin immediate")
             try:
-                yield db
+                yield self._db
             except BaseException:
-                db.execute("rollback")
+                self._db.execute("rollback")
                 raise
-            db.execute("commit")
+            self._db.execute("commit")
+
+    def send(self, bodies: Sequence[str]) -> list[str]:
+        """All in one transaction: a local queue has no per-call size limit."""
+        return self.send_batch(bodies)
 
     def send_batch(self, bodies: Sequence[str]) -> list[str]:
         now = time.time()
@@ -64,22 +74,30 @@ class SqliteQueue(FeedQueue):
         return ids
 
     def _receive_once(self, count: int) -> list[Message]:
+        """Deliver the oldest visible messages; like SQS's redrive, one already received
+        ``max_receives`` times goes to the dead-letter queue instead (index range scans only)."""
         now = time.time()
+        rows: list[tuple] = []
         with self._transaction() as db:
-            # Like SQS's redrive: a visible message already received max_receives times is dead.
-            db.execute(
-                "update messages set queue = ?, visible_at = ?, receipt = null"
-                " where queue = ? and visible_at <= ? and receive_count >= ?",
-                (self.dlq_name, now, self.name, now, self.max_receives),
-            )
-            rows = db.execute(
-                "update messages set receive_count = receive_count + 1, visible_at = ?,"
-                " receipt = lower(hex(randomblob(16)))"
-                " where seq in (select seq from messages where queue = ? and visible_at <= ?"
-                " order by seq limit ?)"
-                " returning seq, message_id, receipt, body, receive_count",
-                (now + self.visibility_timeout, self.name, now, min(count, BATCH)),
-            ).fetchall()
+            while len(rows) < min(count, BATCH):
+                candidates = db.execute(
+                    "select seq, receive_count >= ? from messages where queue = ? and visible_at <= ?"
+                    " order by visible_at, seq limit ?",
+                    (self.max_receives, self.name, now, min(count, BATCH) - len(rows)),
+                ).fetchall()
+                if not candidates:
+                    break
+                dead = [(self.dlq_name, now, seq) for seq, is_dead in candidates if is_dead]
+                db.executemany(
+                    "update messages set queue = ?, visible_at = ?, receipt = null where seq = ?", dead
+                )
+                live = [seq for seq, is_dead in candidates if not is_dead]
+                rows += db.execute(
+                    "update messages set receive_count = receive_count + 1, visible_at = ?,"
+                    f" receipt = lower(hex(randomblob(16))) where seq in ({', '.join('?' * len(live))})"
+                    " returning seq, message_id, receipt, body, receive_count",
+                    (now + self.visibility_timeout, *live),
+                ).fetchall()
         return [Message(mid, receipt, body, n) for _, mid, receipt, body, n in sorted(rows)]
 
     def receive_batch(self, count: int, wait_seconds: int) -> list[Message]:
@@ -107,8 +125,8 @@ class SqliteQueue(FeedQueue):
 
     def depth(self) -> Depth:
         now = time.time()
-        with closing(sqlite3.connect(self.path, timeout=60)) as db:
-            visible, in_flight, dead = db.execute(
+        with self._lock:
+            visible, in_flight, dead = self._db.execute(
                 "select coalesce(sum(queue = ? and visible_at <= ?), 0),"
                 " coalesce(sum(queue = ? and visible_at > ?), 0), coalesce(sum(queue = ?), 0)"
                 " from messages where queue in (?, ?)",
