@@ -9,16 +9,26 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from pyiceberg.expressions import EqualTo
 
 from flows.daily_ingest import daily_ingest
 from flows.gold_sync import gold_sync
 from flows.historical_load import historical_load
 from ventureos.cli import main
-from ventureos.gold import ALL, LEVELS, current_silver_of, read_gold
+from ventureos.gold import (
+    ALL,
+    LEVELS,
+    REMOVALS_ARROW,
+    current_silver_of,
+    gold_table,
+    read_gold,
+    removals_table,
+)
 from ventureos.lakehouse import current_lakehouse
+from ventureos.schemas import to_arrow
 from ventureos.serving import ENTITIES, VIOLATIONS, ServingStore, open_store
 from ventureos.serving.feed import FEED_SIZE, apply_to_feed, feed_frame, live
-from ventureos.serving.sync import read_watermark
+from ventureos.serving.sync import iso, read_watermarks, sync_entities
 from ventureos.settings import load_settings
 from ventureos.silver import Scd2Plan
 
@@ -108,10 +118,11 @@ def historical_batch(reports: pl.DataFrame) -> None:
     assert historical_load("osha", "severe_injury")["totals"]["inserted"] == reports.height
 
 
-def gold_size(since: datetime | None = None) -> int:
-    """Entities items for gold rows (updated after ``since``): one STATS item each plus METADATA per entity."""
+def gold_size(marks: dict[str, datetime] | None = None) -> int:
+    """Entities items for gold rows (newer than their table's watermark): one STATS item each plus
+    METADATA per entity."""
     catalog = current_lakehouse().catalog
-    frames = [read_gold(catalog, level, since) for level in LEVELS]
+    frames = [read_gold(catalog, level, (marks or {}).get(level)) for level in LEVELS]
     return sum(f.height + f.filter(pl.col("agency") == ALL).height for f in frames)
 
 
@@ -127,8 +138,9 @@ def run_days_history_and_syncs() -> None:
     assert stored_feed(store) == expected_feed(current_silver())
     first = gold_sync()
     assert first["written"] == gold_size() > 100 and first["deleted"] == 0
-    watermark = read_watermark(store)
-    assert gold_sync() == {"changed_rows": 0, "written": 0, "deleted": 0, "watermark": first["watermark"]}
+    marks = read_watermarks(store)
+    assert sorted(marks) == ["city", "company", "state"]  # nothing removed yet
+    assert gold_sync() == {"changed_rows": 0, "written": 0, "deleted": 0, "watermarks": first["watermarks"]}
 
     historical_batch(history)
     feed_after_day1 = stored_feed(store)
@@ -149,7 +161,7 @@ def run_days_history_and_syncs() -> None:
 
     # Only what changed since the first sync is pushed; the renamed report's old company leaves.
     third = gold_sync()
-    assert third["written"] == gold_size(since=watermark) < gold_size()
+    assert third["written"] == gold_size(marks) < gold_size()
     assert (
         third["deleted"] == 3
     )  # STATS#osha, STATS#all and METADATA of the company that lost its only report
@@ -212,3 +224,29 @@ def test_daily_history_and_gold_sync_on_dynamodb(aws_home: str) -> None:
         ]
         == "PAY_PER_REQUEST"
     )
+
+
+def test_sync_holds_a_removal_until_its_gold_commit_is_visible(home: Path) -> None:
+    store = open_store(load_settings())
+    store.create_tables()
+    catalog = current_lakehouse().catalog
+    rows = real_rows(6)
+    apply_to_silver_and_gold(rows, T1)
+    assert sync_entities(store, catalog).written == gold_size()
+    lone = f"COMPANY#{rows['company_slug'][0]}"
+    assert [i["SK"] for i in store.query(ENTITIES, lone)] == ["METADATA", "STATS#all", "STATS#osha"]
+
+    # update_gold logs a removal just before its gold commit; a sync in between must not lose it.
+    logged = pl.DataFrame({"entity_key": [lone, lone], "agency": ["osha", "all"], "removed_at": [T2, T2]})
+    removals_table(catalog).append(to_arrow(logged, REMOVALS_ARROW))
+    waiting = sync_entities(store, catalog)
+    assert (waiting.written, waiting.deleted) == (0, 0)
+    assert waiting.watermarks["removals"] < iso(T2)
+    assert len(store.query(ENTITIES, lone)) == 3
+
+    gold_table(catalog, "company").delete(EqualTo("entity_key", lone))  # the gold commit lands
+    done = sync_entities(store, catalog)
+    assert (done.written, done.deleted) == (0, 3)
+    assert done.watermarks["removals"] == iso(T2)
+    assert store.query(ENTITIES, lone) == []
+    assert (sync_entities(store, catalog).written, sync_entities(store, catalog).deleted) == (0, 0)

@@ -73,7 +73,7 @@ def gold_sync(as_json: JsonOption = False) -> None:
     else:
         console.print(
             f"gold-sync: {result['changed_rows']} changed gold rows; {result['written']} items written, "
-            f"{result['deleted']} deleted; watermark {result['watermark']}"
+            f"{result['deleted']} deleted; watermarks {result['watermarks']}"
         )
 
 

@@ -1,14 +1,18 @@
 """gold-sync: gold stats that changed since the last sync -> the Entities table.
 
-The watermark (the newest ``updated_at``/``removed_at`` already pushed) lives in the Entities table
-itself, next to what it describes: a fresh serving store has no watermark and gets a full sync. It is
-advanced with a conditional write, so two overlapping syncs never move it backwards.
+One watermark per source (each gold table and the removals log): the newest ``updated_at`` /
+``removed_at`` already pushed. Each gold table is committed atomically and stamped inside the task
+that commits it (a conflicting concurrent commit fails and the retry stamps again), so within one
+table nothing newer can appear below its watermark; a single watermark across the three tables could
+skip rows of a table read just before a batch committed it. The watermarks live in the Entities table
+itself (PK ``SYNC#gold-sync``), next to what they describe: a fresh serving store gets a full sync.
+They advance with conditional writes, so overlapping syncs never move them backwards.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 from pyiceberg.catalog import Catalog
@@ -17,27 +21,37 @@ from pyiceberg.expressions import In
 from ventureos.gold import ALL, LEVELS, gold_table, read_frame, read_gold, read_removals
 from ventureos.serving.base import ENTITIES, Item, Key, ServingStore
 
-WATERMARK_KEY = ("SYNC#gold-sync", "WATERMARK")
+SYNC_PK = "SYNC#gold-sync"
+WATERMARK = "WATERMARK#"
+REMOVALS_SOURCE = "removals"
 METADATA = "METADATA"
 
 
 @dataclass
 class SyncResult:
     changed_rows: int
-    """Gold (entity, agency) rows newer than the watermark."""
+    """Gold (entity, agency) rows newer than their table's watermark."""
     written: int
     """Entities items put (STATS and METADATA)."""
     deleted: int
     """Entities items deleted (stats of entities/agencies that left gold)."""
-    watermark: str | None
+    watermarks: dict[str, str] = field(default_factory=dict)
+    """Per source (company, city, state, removals): the newest change pushed."""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def read_watermark(store: ServingStore) -> datetime | None:
-    item = store.get_item(ENTITIES, *WATERMARK_KEY)
-    return datetime.fromisoformat(item["watermark"]) if item else None
+def iso(ts: datetime) -> str:
+    """Fixed-width UTC timestamps: string order is time order (conditional writes compare strings)."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def read_watermarks(store: ServingStore) -> dict[str, datetime]:
+    return {
+        item["SK"].removeprefix(WATERMARK): datetime.fromisoformat(item["watermark"])
+        for item in store.query(ENTITIES, SYNC_PK, WATERMARK)
+    }
 
 
 def stats_items(gold: pl.DataFrame, level: str) -> list[Item]:
@@ -67,49 +81,54 @@ def stats_items(gold: pl.DataFrame, level: str) -> list[Item]:
     ]
 
 
-def removed_keys(catalog: Catalog, removals: pl.DataFrame) -> list[Key]:
-    """Entities keys of removed (entity, agency) pairs that are still absent from gold."""
-    removed = removals.select("entity_key", "agency").unique()
-    if removed.is_empty():
-        return []
-    keys = set(removed["entity_key"])
+def settle_removals(catalog: Catalog, removals: pl.DataFrame) -> tuple[list[Key], datetime | None]:
+    """Entities keys to delete for logged removals, and how far the removals watermark may advance.
+
+    A removal is logged just before its gold commit. A pair absent from gold is gone (delete its
+    items); present with a newer ``updated_at`` it came back (the STATS put covers it); present and
+    older, its gold commit is not visible yet: the watermark stays below it, so the next sync looks again.
+    """
+    if removals.is_empty():
+        return [], None
+    keys = set(removals["entity_key"])
     present = pl.concat(
         [
-            read_frame(gold_table(catalog, level), In("entity_key", keys), ("entity_key", "agency"))
+            read_frame(
+                gold_table(catalog, level), In("entity_key", keys), ("entity_key", "agency", "updated_at")
+            )
             for level in LEVELS
         ]
     )
-    gone = removed.join(present, on=["entity_key", "agency"], how="anti")
+    joined = removals.join(present, on=["entity_key", "agency"], how="left")
+    pending = joined.filter(pl.col("updated_at") <= pl.col("removed_at"))
+    gone = joined.filter(pl.col("updated_at").is_null()).select("entity_key", "agency").unique()
     stats = gone.select("entity_key", pl.lit("STATS#") + pl.col("agency"))
     metadata = gone.filter(pl.col("agency") == ALL).select("entity_key", pl.lit(METADATA))
-    return sorted(tuple(row) for row in (*stats.iter_rows(), *metadata.iter_rows()))
-
-
-def iso(ts: datetime) -> str:
-    """Fixed-width UTC timestamps: their string order is their time order (conditional writes compare strings)."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    doomed = sorted(tuple(row) for row in (*stats.iter_rows(), *metadata.iter_rows()))
+    if pending.is_empty():
+        return doomed, removals["removed_at"].max()
+    return doomed, pending["removed_at"].min() - timedelta(microseconds=1)
 
 
 def sync_entities(store: ServingStore, catalog: Catalog) -> SyncResult:
-    """Push changed gold rows, delete removed ones, then advance the watermark (only forward)."""
-    since = read_watermark(store)
-    changed = {level: read_gold(catalog, level, since) for level in LEVELS}
-    removals = read_removals(catalog, since)
+    """Push changed gold rows, delete removed ones, then advance the watermarks (only forward)."""
+    marks = read_watermarks(store)
+    changed = {level: read_gold(catalog, level, marks.get(level)) for level in LEVELS}
+    removals = read_removals(catalog, marks.get(REMOVALS_SOURCE))
     items = [item for level, frame in changed.items() for item in stats_items(frame, level)]
+    doomed, removals_mark = settle_removals(catalog, removals)
     written = store.put_items(ENTITIES, items)
-    deleted = store.delete_items(ENTITIES, removed_keys(catalog, removals))
-    stamps = [frame["updated_at"].max() for frame in changed.values() if not frame.is_empty()]
-    stamps += [removals["removed_at"].max()] if not removals.is_empty() else []
-    watermark = max(stamps, default=since)
-    if watermark is not None and watermark != since:
-        store.put_if_newer(
-            ENTITIES,
-            {"PK": WATERMARK_KEY[0], "SK": WATERMARK_KEY[1], "watermark": iso(watermark)},
-            "watermark",
-        )
+    deleted = store.delete_items(ENTITIES, doomed)
+    advanced = {level: frame["updated_at"].max() for level, frame in changed.items() if not frame.is_empty()}
+    if removals_mark is not None:
+        advanced[REMOVALS_SOURCE] = removals_mark
+    for source, mark in advanced.items():
+        if source not in marks or mark > marks[source]:
+            item = {"PK": SYNC_PK, "SK": f"{WATERMARK}{source}", "watermark": iso(mark)}
+            store.put_if_newer(ENTITIES, item, "watermark")
     return SyncResult(
         changed_rows=sum(frame.height for frame in changed.values()),
         written=written,
         deleted=deleted,
-        watermark=iso(watermark) if watermark else None,
+        watermarks={source: iso(mark) for source, mark in (marks | advanced).items()},
     )
