@@ -18,9 +18,8 @@ from ventureos.silver import Scd2Plan
 def update_gold(plan: Scd2Plan) -> list[dict[str, Any]]:
     """Call after ``write_silver`` with its plan; one commit per gold table that changed.
 
-    Idempotent: a retry (e.g. after an Iceberg commit conflict) recomputes from current silver again.
-    ``updated_at`` is stamped here, right before the commits, so gold-sync's watermark sees it late
-    only if a sync runs in the seconds between the stamp and the commit.
+    Idempotent: a retry (e.g. after an Iceberg commit conflict) recomputes from current silver again
+    and stamps ``updated_at`` again, so no row lands below a gold table's gold-sync watermark.
     """
     lakehouse = current_lakehouse()
     with iceberg_commit_slot(*GOLD_TABLES.values(), REMOVALS):
