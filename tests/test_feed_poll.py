@@ -11,15 +11,20 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import typer
 
 from flows.common import utc_now
 from flows.feed_poll import feed_poll, ingest_messages
 from ventureos.cli import main
+from ventureos.cli.feed import message_bodies
 from ventureos.feed import PoisonMessage, envelope_json, parse_envelope
 from ventureos.lakehouse import current_lakehouse
 from ventureos.queue import Depth, current_queue
+from ventureos.serving import VIOLATIONS, open_store
+from ventureos.settings import load_settings
 
 from .conftest import BUNDLED_SAMPLES
+from .test_gold import assert_gold_equals_current_silver
 
 SAMPLE_CSV = BUNDLED_SAMPLES / "osha_severe_injury" / "severeinjury_sample.csv"
 SENT_AT = "2024-03-05T10:00:00+00:00"
@@ -139,6 +144,11 @@ def crash_and_redeliver(storage_prefix: str) -> None:
     assert lineage.startswith(f"{storage_prefix}/bronze/feed/osha/severe_injury/")
     assert lineage.endswith(f".jsonl#osha-{records[0]['ID']}")
 
+    # Gold and the live feed followed silver through both deliveries, without double counting.
+    assert_gold_equals_current_silver()
+    live_ids = {item["SK"].rsplit("#", 1)[1] for item in open_store(load_settings()).scan(VIOLATIONS)}
+    assert len(live_ids) >= 25 and live_ids <= set(silver["violation_id"])
+
     quarantined = quarantine_rows()
     assert quarantined.height == 5
     assert quarantined["source_uri"].str.starts_with(f"feed://{queue.name}/").all()
@@ -241,3 +251,15 @@ def test_cli_send_csv_poll_and_status(
     assert run_cli("feed", "status", "--json") == 0
     status = json.loads(capsys.readouterr().out)
     assert (status["visible"], status["in_flight"], status["dead"]) == (0, 0, 0)
+
+
+def test_send_accepts_envelopes_bare_records_and_csv() -> None:
+    envelope = envelope_json("osha", "severe_injury", {"ID": "1"}, message_id="m-1")
+    assert message_bodies(f"{envelope}\n\n{{oops\n".encode(), False, None, None) == [envelope, "{oops"]
+    [wrapped] = message_bodies(b'{"ID": "7"}\n', False, "osha", "severe_injury")
+    assert parse_envelope(wrapped, "q", 2000).record == {"ID": "7"}
+    csv = "ID,Employer\n8,Caf\xe9 Inc\n".encode("cp1252")
+    [row] = message_bodies(csv, True, "osha", "severe_injury")
+    assert parse_envelope(row, "q", 2000).record == {"ID": "8", "Employer": "Caf\xe9 Inc"}
+    with pytest.raises(typer.BadParameter, match="--agency and --dataset"):
+        message_bodies(csv, True, None, None)
