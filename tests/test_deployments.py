@@ -43,6 +43,7 @@ DEPLOY_ENV = {
     "ECS_SUBNET_B": "subnet-0bbb",
     "ECS_SECURITY_GROUP": "sg-0ccc",
     "LAKE_BUCKET": "ventureos-lake-test",
+    "TABLE_BUCKET": "ventureos-tables-test",
     "VENTUREOS_CODE_DIR": str(REPO),
 }
 # flow -> (entrypoint, parameters required, schedule kind and value)
@@ -223,6 +224,10 @@ def test_deploy_creates_both_variants(flow: str, deployed: dict[str, dict[str, A
     assert job["cloudwatch_logs_options"]["awslogs-group"] == "/ventureos/flows"
     assert job["network_configuration"]["awsvpcConfiguration"]["subnets"] == ["subnet-0aaa", "subnet-0bbb"]
     assert job["env"]["VENTUREOS_LAKE_URI"] == "s3://ventureos-lake-test"
+    assert (
+        job["env"]["VENTUREOS_WAREHOUSE"]
+        == "arn:aws:s3tables:us-east-1:123456789012:bucket/ventureos-tables-test"
+    )
     assert job["env"]["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"] == "s3-bucket/ventureos-results"
 
 
