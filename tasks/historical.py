@@ -105,6 +105,12 @@ def _scd2_counts(plan: Scd2Plan) -> dict[str, int]:
     return {c: int(row[c].item() or 0) for c in COUNT_COLUMNS} if not plan.counts.is_empty() else {}
 
 
+def _quality_counts(valid: pl.DataFrame) -> dict[str, int]:
+    if valid.is_empty():
+        return {}
+    return dict(valid["quality_issues"].explode().drop_nulls().value_counts().iter_rows())
+
+
 @task(name="load-batch", task_run_name="load-batch-{number}", **IO_TASK)
 def load_batch(
     plan: LoadPlan, target: Target, number: int, uri: str, frame: pl.DataFrame, run_id: str, now: datetime
@@ -117,6 +123,8 @@ def load_batch(
     lakehouse = current_lakehouse()
     lookups = {name: lookup_rows(u, frame, lakehouse.storage) for name, u in plan.lookup_uris.items()}
     batch = normalize_raw_batch(RawBatch(raw_frame(frame, uri), lookups=lookups), plan.agency, plan.dataset)
+    quality = _quality_counts(batch.valid)
+    counts = {"read": batch.records_read, "quarantined": batch.rejects.height}
     target.table.refresh()
     scd2 = Scd2Plan.empty()
     if not batch.valid.is_empty():
@@ -124,26 +132,23 @@ def load_batch(
         candidates = target.seen.candidates(ids) if target.fresh else ids.unique()
         current = current_versions(target.table, candidates.unique().to_list())
         scd2 = plan_scd2(batch.valid, current, now, run_id)
-    if not batch.rejects.is_empty():
-        rejects = quarantine_frame(batch.rejects, plan.agency, plan.dataset, run_id, now)
+    rejects = batch.rejects
+    del batch, lookups  # memory: from here on the plan holds everything left to write
+    if not rejects.is_empty():
         with iceberg_commit_slot(QUARANTINE):
-            append_quarantine(lakehouse.quarantine(), rejects)
+            append_quarantine(
+                lakehouse.quarantine(), quarantine_frame(rejects, plan.agency, plan.dataset, run_id, now)
+            )
     written = (
         write_buffer_files(lakehouse.storage, scd2.added, now.date().isoformat())
         if not scd2.added.is_empty()
         else []
     )
-    counts = {"read": batch.records_read, "quarantined": batch.rejects.height}
     counts |= dict.fromkeys(COUNT_COLUMNS, 0) | _scd2_counts(scd2) | {"fresh": int(target.fresh)}
     with iceberg_commit_slot(".".join(target.table.name())):
         commit_scd2(target.table, scd2, snapshot_properties=plan.markers(number, counts))
     target.seen.add(scd2.added["violation_id"])
-    quality = (
-        batch.valid["quality_issues"].explode().drop_nulls().value_counts()
-        if not batch.valid.is_empty()
-        else pl.DataFrame(schema={"quality_issues": pl.String, "count": pl.UInt32})
-    )
-    return BatchOutcome(number, counts, dict(quality.iter_rows()), written)
+    return BatchOutcome(number, counts, quality, written)
 
 
 @task(name="swap-in-replace", **IO_TASK)
