@@ -157,6 +157,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--work", type=Path, help="Scratch folder (default: a new temporary one).")
+    parser.add_argument(
+        "--batch-rows", type=int, help="VENTUREOS_BATCH_ROWS for the pipeline (default: the setting's)."
+    )
     parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -166,6 +169,11 @@ def main() -> None:
 
     from ventureos.generate import generate_osha_enforcement
 
+    if args.batch_rows:
+        os.environ["VENTUREOS_BATCH_ROWS"] = str(args.batch_rows)
+    from ventureos.settings import load_settings
+
+    batch_rows = load_settings().batch_rows
     work = args.work or Path(tempfile.mkdtemp(prefix="ventureos-bench-"))
     source = work / f"input-{args.rows}"
     if not (source / "osha_violation.csv").exists():
@@ -178,13 +186,15 @@ def main() -> None:
         print(f"running {step} ...", flush=True)
         results[step] = measure(step, source, step_work)
     rate = {step: args.rows / r["seconds"] for step, r in results.items()}
-    print(f"\n{'step':<10}{'seconds':>10}{'rows/s':>14}{'peak RSS MB':>14}")
+    print(f"\nrows {args.rows:,}, pipeline batch_rows {batch_rows:,}, {os.cpu_count()} CPUs")
+    print(f"{'step':<10}{'seconds':>10}{'rows/s':>14}{'peak RSS MB':>14}")
     for step, r in results.items():
         print(f"{step:<10}{r['seconds']:>10.2f}{rate[step]:>14,.0f}{r['peak_rss_mb']:>14,.0f}")
     print(
         json.dumps(
             {
                 "rows": args.rows,
+                "batch_rows": batch_rows,
                 "pipeline_rows_per_s": round(rate["pipeline"]),
                 "floor_rows_per_s": round(rate["floor"]),
                 "duckdb_rows_per_s": round(rate["duckdb"]),
