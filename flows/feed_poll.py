@@ -34,7 +34,11 @@ def ingest_messages(messages: list[Message], rid: str, now: datetime) -> RunRepo
     return report
 
 
-@flow(name="feed-poll")
+def _run_name() -> str:
+    return f"feed-poll-{utc_now():%Y-%m-%dT%H%M}"
+
+
+@flow(name="feed-poll", flow_run_name=_run_name)
 def feed_poll(max_messages: int = 100, max_seconds: float = 60.0) -> dict[str, Any]:
     """One batch: receive up to ``max_messages`` (or for ``max_seconds``), ingest, then delete."""
     queue = current_queue()
