@@ -40,7 +40,12 @@ def _run_name() -> str:
 
 @flow(name="feed-poll", flow_run_name=_run_name)
 def feed_poll(max_messages: int = 100, max_seconds: float = 60.0) -> dict[str, Any]:
-    """One batch: receive up to ``max_messages`` (or for ``max_seconds``), ingest, then delete."""
+    """One batch: receive up to ``max_messages`` (or for ``max_seconds``), ingest, then delete.
+
+    Args:
+        max_messages: Most messages to take in this run (1 or more).
+        max_seconds: Longest time to keep receiving; must stay below the queue's visibility timeout.
+    """
     queue = current_queue()
     if max_messages < 1 or not 0 < max_seconds < queue.visibility_timeout:
         # Receiving longer than the visibility timeout would let the first messages come back mid-batch.

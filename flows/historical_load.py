@@ -26,6 +26,12 @@ def historical_load(
 
     ``append`` merges each batch into silver (SCD2); ``replace`` swaps the dataset's rows for the
     loaded ones in one commit. A re-run of a failed load skips the batches it already committed.
+
+    Args:
+        agency: Agency of the dataset, e.g. osha.
+        dataset: Dataset to load, e.g. severe_injury (must be registered in normalizers).
+        source: CSV file, folder, lake prefix or s3:// URI; default bronze/historical/{agency}/{dataset}.
+        mode: append (merge into silver) or replace (swap the dataset's rows in one commit).
     """
     get_dataset(agency, dataset)
     rid, now, started = run_id(), utc_now(), time.monotonic()

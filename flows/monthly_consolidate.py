@@ -19,7 +19,11 @@ def _run_name() -> str:
 
 @flow(name="monthly-consolidate", flow_run_name=_run_name)
 def monthly_consolidate(month: str | None = None) -> dict[str, Any]:
-    """Consolidate ``month`` (YYYY-MM; default the previous month, the schedule runs on the 1st)."""
+    """Consolidate ``month`` (YYYY-MM; default the previous month, the schedule runs on the 1st).
+
+    Args:
+        month: Ingest month to consolidate, YYYY-MM; default the previous month.
+    """
     now = utc_now()
     target = parse_month(month) if month else previous_month(now.date())
     result = consolidate_month_task(target)

@@ -19,7 +19,12 @@ def _run_name() -> str:
 
 @flow(name="yearly-consolidate", flow_run_name=_run_name)
 def yearly_consolidate(year: str | None = None, force: bool = False) -> dict[str, Any]:
-    """Close ``year`` (default the previous year); refuses before July 1 of the next year unless forced."""
+    """Close ``year`` (default the previous year); refuses before July 1 of the next year unless forced.
+
+    Args:
+        year: Year to fold into one immutable file, YYYY; default the previous year.
+        force: Close the year before the 6-month grace (July 1 of the next year) is over.
+    """
     now = utc_now()
     target = parse_year(year) if year else previous_year(now.date())
     result = consolidate_year_task(target, now.date(), force)

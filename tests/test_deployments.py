@@ -201,7 +201,9 @@ def test_deploy_creates_both_variants(flow: str, deployed: dict[str, dict[str, A
     for deployment, pool in ((ecs, "ventureos-ecs"), (local, "ventureos-local")):
         assert deployment["entrypoint"] == entrypoint
         assert deployment["work_pool_name"] == pool
-        assert deployment["parameter_openapi_schema"].get("required", []) == required
+        schema = deployment["parameter_openapi_schema"]
+        assert schema.get("required", []) == required
+        assert all(p.get("description") for p in schema["properties"].values()), schema  # shown in the UI
         assert "ventureos" in deployment["tags"]
         schedules = [s["schedule"] for s in deployment["schedules"]]
         if kind == "none":
