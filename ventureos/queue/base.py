@@ -130,9 +130,10 @@ class FeedQueue(ABC):
                 counts = [min(BATCH, wanted - BATCH * i) for i in range(calls)]
                 waits = [min(self.wait_seconds, int(left))] * len(counts)
                 got = [m for batch in pool.map(self.receive_batch, counts, waits) for m in batch]
-                received |= {m.message_id: m for m in got}
-                if len(got) < sum(counts):
-                    break
+                fresh = {m.message_id: m for m in got if m.message_id not in received}
+                received |= fresh
+                if len(got) < sum(counts) and len(fresh) == len(got):
+                    break  # short, and not because a duplicate took a message's place
         return list(received.values())
 
     def delete(self, messages: Sequence[Message]) -> list[str]:
