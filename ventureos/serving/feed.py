@@ -13,6 +13,7 @@ violations are read back from current silver, so the feed is always exactly the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import polars as pl
@@ -21,6 +22,7 @@ from ventureos.gold import LEVELS, entity_rows
 from ventureos.serving.base import VIOLATIONS, Item, ServingStore
 
 FEED_SIZE = 5
+QUERY_THREADS = 8
 LIVE_SOURCES = r"(^|/)bronze/(daily|feed)/"
 DESCRIPTION_CHARS = 500
 FEED_COLUMNS = (
@@ -80,12 +82,12 @@ def apply_to_feed(
     entities = sorted(set(new["PK"]) | set(gone["PK"]))
     if not entities:
         return FeedChange(0, 0, 0)
+    # One query per touched entity, a few in flight at once (boto3 clients are thread-safe; the SQLite
+    # store opens a connection per call).
+    with ThreadPoolExecutor(max_workers=QUERY_THREADS) as pool:
+        partitions = list(pool.map(lambda pk: store.query(VIOLATIONS, pk), entities))
     stored = pl.DataFrame(
-        [
-            {"PK": i["PK"], "SK": i["SK"], "agency": i.get("agency")}
-            for pk in entities
-            for i in store.query(VIOLATIONS, pk)
-        ],
+        [{"PK": i["PK"], "SK": i["SK"], "agency": i.get("agency")} for items in partitions for i in items],
         schema={"PK": pl.String, "SK": pl.String, "agency": pl.String},
     )
     keys = ["PK", "SK"]
