@@ -175,7 +175,7 @@ def _with_quality(frame: pl.DataFrame, generic: dict[str, pl.Expr]) -> pl.DataFr
     """
     keys = {"_issues_key": pl.col("quality_issues").fill_null([]).list.join("\x1f")}
     keys |= {f"_is_{name}": check for name, check in generic.items()}
-    keyed = frame.with_columns(**keys)
+    keyed = frame.select(**keys)
     source = pl.col("_issues_key").str.split("\x1f").list.filter(pl.element() != "")
     issues = pl.concat_list(
         source, quality_flags({name: pl.col(f"_is_{name}") for name in generic})
@@ -183,17 +183,12 @@ def _with_quality(frame: pl.DataFrame, generic: dict[str, pl.Expr]) -> pl.DataFr
     penalty = issues.list.eval(
         pl.element().replace_strict(QUALITY_WEIGHTS, default=DEFAULT_QUALITY_WEIGHT, return_dtype=pl.Float64)
     ).list.sum()
-    combos = (
-        keyed.select(list(keys))
-        .unique()
-        .with_columns(quality_issues=issues, quality_score=(1.0 - penalty).clip(0.0, 1.0).round(4))
+    combos = keyed.unique().with_columns(
+        quality_issues=issues, quality_score=(1.0 - penalty).clip(0.0, 1.0).round(4)
     )
-    columns = [*frame.columns, "quality_score"]
-    return (
-        keyed.drop("quality_issues")
-        .join(combos, on=list(keys), how="left", maintain_order="left")
-        .select(columns)
-    )
+    # Only the keys go through the join: the wide frame gets two columns, it is not copied.
+    quality = keyed.join(combos, on=list(keys), how="left", maintain_order="left")
+    return frame.with_columns(quality.get_column("quality_issues"), quality.get_column("quality_score"))
 
 
 def finalize(frame: pl.DataFrame, agency: str, dataset: str) -> pl.DataFrame:
