@@ -30,10 +30,14 @@ def test_run_daily_ingest_and_query(home: Path, capsys: pytest.CaptureFixture[st
     stage_demo(load_settings())
     assert run_cli("run", "daily-ingest", "--date", DEMO_DATE, "--json") == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["totals"]["read"] == 655 and report["totals"]["inserted"] == 654
-    assert report["totals"]["quarantined"] == 1 and report["reconciled"] is True
+    # 655 OSHA records (one truncated file) + 500 ECHO facilities, of which 20 have a penalty.
+    assert report["totals"]["read"] == 1155 and report["totals"]["inserted"] == 674
+    assert report["totals"]["quarantined"] == 481 and report["reconciled"] is True
 
-    sql = "select state, count(*) as n from silver_violations where is_current group by state order by n desc limit 2"
+    sql = (
+        "select state, count(*) as n from silver_violations where is_current and agency = 'osha'"
+        " group by state order by n desc limit 2"
+    )
     assert run_cli("query", sql, "--json") == 0
     assert json.loads(capsys.readouterr().out) == [{"state": "TX", "n": 113}, {"state": "FL", "n": 74}]
 
@@ -62,6 +66,6 @@ def test_demo_console_script_exits_zero_with_summary(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "ventureos"
     result = subprocess.run([str(script), "demo"], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert "silver.violations: 654 rows (654 violations); quarantined: 1" in result.stdout
-    assert "Top 10 companies by violation count" in result.stdout
+    assert "silver.violations: 674 rows (674 violations); quarantined: 481" in result.stdout
+    assert "Top 10 companies by violation count (serving layer)" in result.stdout
     assert "reconciled" in result.stdout
