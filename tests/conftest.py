@@ -98,3 +98,14 @@ def aws_home(
 
 def _keys() -> dict[str, str]:
     return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def run_cli(*args: str) -> int:
+    """Run the ``ventureos`` command in-process; its exit code (0 when it returns)."""
+    from ventureos.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

@@ -10,16 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ventureos.cli import main
 from ventureos.demo import DEMO_DATE
 
-
-def run_cli(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+from .conftest import run_cli
 
 
 @pytest.mark.usefixtures("prefect_harness")

@@ -15,7 +15,6 @@ import typer
 
 from flows.common import utc_now
 from flows.feed_poll import feed_poll, ingest_messages
-from ventureos.cli import main
 from ventureos.cli.feed import message_bodies
 from ventureos.feed import PoisonMessage, envelope_json, parse_envelope
 from ventureos.lakehouse import current_lakehouse
@@ -23,7 +22,7 @@ from ventureos.queue import Depth, current_queue
 from ventureos.serving import VIOLATIONS, open_store
 from ventureos.settings import load_settings
 
-from .conftest import BUNDLED_SAMPLES
+from .conftest import BUNDLED_SAMPLES, run_cli
 from .test_gold import assert_gold_equals_current_silver
 
 SAMPLE_CSV = BUNDLED_SAMPLES / "osha_severe_injury" / "severeinjury_sample.csv"
@@ -41,14 +40,6 @@ def silver_rows() -> pl.DataFrame:
 
 def quarantine_rows() -> pl.DataFrame:
     return pl.from_arrow(current_lakehouse().quarantine().scan().to_arrow())
-
-
-def run_cli(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture
