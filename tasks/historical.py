@@ -39,6 +39,7 @@ from ventureos.silver import (
     append_quarantine,
     commit_scd2,
     current_versions,
+    encode_versions,
     plan_scd2,
     quarantine_frame,
 )
@@ -139,14 +140,11 @@ def load_batch(
             append_quarantine(
                 lakehouse.quarantine(), quarantine_frame(rejects, plan.agency, plan.dataset, run_id, now)
             )
-    written = (
-        write_buffer_files(lakehouse.storage, scd2.added, now.date().isoformat())
-        if not scd2.added.is_empty()
-        else []
-    )
+    encoded = encode_versions(target.table, scd2, write_id=plan.write_id(number))
+    written = write_buffer_files(lakehouse.storage, encoded.added, now.date().isoformat(), encoded.write_id)
     counts |= dict.fromkeys(COUNT_COLUMNS, 0) | _scd2_counts(scd2) | {"fresh": int(target.fresh)}
     with iceberg_commit_slot(".".join(target.table.name())):
-        commit_scd2(target.table, scd2, snapshot_properties=plan.markers(number, counts))
+        commit_scd2(target.table, scd2, plan.markers(number, counts), encoded)
     target.seen.add(scd2.added["violation_id"])
     return BatchOutcome(number, counts, quality, written)
 

@@ -17,6 +17,7 @@ from ventureos.silver import (
     append_quarantine,
     commit_scd2,
     current_versions,
+    encode_versions,
     plan_scd2,
     quarantine_frame,
 )
@@ -44,11 +45,12 @@ def write_silver(
         return Scd2Plan.empty(), []
     current = current_versions(table, incoming["violation_id"].unique().to_list())
     plan = plan_scd2(incoming, current, now, run_id)
-    written = (
-        write_buffer_files(lakehouse.storage, plan.added, ingest_date) if not plan.added.is_empty() else []
-    )
+    if plan.is_noop:
+        return plan, []
+    encoded = encode_versions(table, plan)
+    written = write_buffer_files(lakehouse.storage, encoded.added, ingest_date, encoded.write_id)
     with iceberg_commit_slot(VIOLATIONS):
-        commit_scd2(table, plan)
+        commit_scd2(table, plan, encoded=encoded)
     return plan, written
 
 

@@ -38,8 +38,10 @@ from ventureos.batch import normalize_raw_batch
 from ventureos.bronze import read_raw_batch
 from ventureos.buffer import BUFFER_PREFIX, write_buffer_files
 from ventureos.cli import main
+from ventureos.datafiles import encode_partitions
 from ventureos.lakehouse import current_lakehouse
-from ventureos.silver import empty_violations, plan_scd2
+from ventureos.schemas import VIOLATIONS_PARTITION, VIOLATIONS_SCHEMA
+from ventureos.silver import content_id, empty_violations, plan_scd2
 from ventureos.storage import Storage
 
 from .conftest import BUNDLED_SAMPLES
@@ -74,7 +76,8 @@ class Feed:
                 plan.added.filter("is_current"),
             ]
         )
-        [written] = write_buffer_files(self.storage, plan.added, day)
+        added = encode_partitions(VIOLATIONS_SCHEMA, VIOLATIONS_PARTITION, plan.added, ("dataset",))
+        [written] = write_buffer_files(self.storage, added, day, content_id(plan))
         return self.storage.key_of(written)
 
     def redeliver(self, key: str, day: str) -> None:

@@ -13,7 +13,7 @@ from normalizers import normalize
 from ventureos.bronze import read_raw_batch
 from ventureos.gold import (
     LEVELS,
-    aggregate,
+    aggregate_levels,
     gold_table,
     read_gold,
     read_removals,
@@ -66,9 +66,9 @@ def current_silver() -> pl.DataFrame:
 
 
 def assert_gold_equals_current_silver() -> None:
-    silver = current_silver()
+    aggregates = aggregate_levels(current_silver(), LEVELS, T1)
     for level in LEVELS:
-        expected = aggregate(silver, level, T1).drop("updated_at").sort("entity_key", "agency")
+        expected = aggregates[level].drop("updated_at").sort("entity_key", "agency")
         got = read_gold(current_lakehouse().catalog, level).drop("updated_at").sort("entity_key", "agency")
         assert_frame_equal(got, expected)
 
@@ -200,3 +200,34 @@ def test_rebuild_repairs_a_batch_whose_gold_update_was_lost(home: Path) -> None:
     again = rebuild_gold_tables(lakehouse.catalog, table, datetime(2024, 1, 4, tzinfo=UTC))
     assert all(c.changed == 0 and c.removed == 0 for c in again)
     assert {level: commits(level) for level in LEVELS} == before
+
+
+def test_latest_name_and_industry_follow_event_date_then_violation_id() -> None:
+    """The entity's name is its latest violation's (ties: the greater violation id, compared as text);
+    the industry is the latest NAICS code present; rows without a date count as oldest."""
+    rows = pl.DataFrame(
+        {
+            "violation_id": ["osha:e:1", "osha:e:10", "osha:e:2", "osha:e:3"],
+            "agency": ["osha"] * 4,
+            "event_date": [date(2021, 5, 1), date(2021, 5, 1), date(2020, 1, 1), None],
+            "company_name": ["ACME INC", "ACME INCORPORATED", "ACME CO", "ACME LATEST?"],
+            "company_slug": ["acme"] * 4,
+            "city": ["AUSTIN"] * 4,
+            "state": ["TX"] * 4,
+            "naics_code": ["111", None, "222", "333"],
+            "penalty_amount": [Decimal("1.50"), Decimal("2.00"), None, Decimal("3.25")],
+        },
+        schema_overrides={"penalty_amount": pl.Decimal(18, 2)},
+    )
+    company = aggregate_levels(rows.lazy(), ["company"], T1)["company"]
+    expected = {
+        "entity_name": "ACME INCORPORATED",  # same date as osha:e:1, and "osha:e:10" > "osha:e:1"
+        "industry": "111",
+        "violation_count": 4,
+        "penalty_total": Decimal("6.75"),
+        "first_event_date": date(2020, 1, 1),
+        "last_event_date": date(2021, 5, 1),
+    }
+    for agency in ("osha", "all"):
+        row = company.filter(pl.col("agency") == agency).row(0, named=True)
+        assert {k: row[k] for k in expected} == expected

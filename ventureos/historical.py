@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import math
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -99,6 +100,10 @@ class LoadPlan:
     @property
     def lookup_keys(self) -> dict[str, str]:
         return {name: f"{STAGING_PREFIX}/{self.load_id}/{name}.parquet" for name in self.files.lookups}
+
+    def write_id(self, batch: int) -> uuid.UUID:
+        """Names a batch's buffer files: a re-run of the batch overwrites them (no content hash needed)."""
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"ventureos:historical:{self.load_id}:{batch}")
 
     def markers(self, batch: int, counts: dict[str, int]) -> dict[str, str]:
         return {LOAD_ID: self.load_id, BATCH: str(batch), COUNTS: json.dumps(counts, sort_keys=True)}

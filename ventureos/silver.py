@@ -6,23 +6,20 @@ see a batch either entirely or not at all.
 
 from __future__ import annotations
 
-import itertools
-from concurrent.futures import ThreadPoolExecutor
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import polars as pl
 import polars_hash  # noqa: F401  (registers .nchash)
 from pyiceberg.expressions import And, EqualTo, In
-from pyiceberg.io.pyarrow import _dataframe_to_data_files
-from pyiceberg.manifest import DataFile
-from pyiceberg.table import Table, Transaction
+from pyiceberg.table import Table
 
 from normalizers.common import SOURCE_URI
+from ventureos.datafiles import EncodedFile, encode_partitions, upload
 from ventureos.schemas import (
     QUARANTINE_ARROW,
     VIOLATION_COLUMNS,
-    VIOLATIONS_ARROW,
     VIOLATIONS_POLARS,
     to_arrow,
 )
@@ -125,16 +122,65 @@ def current_versions(table: Table, violation_ids: list[str]) -> pl.DataFrame:
     return pl.from_arrow(table.scan(row_filter=row_filter).to_arrow()).cast(VIOLATIONS_POLARS)  # type: ignore[union-attr]
 
 
-def commit_scd2(table: Table, plan: Scd2Plan, snapshot_properties: dict[str, str] | None = None) -> None:
+def content_id(plan: Scd2Plan) -> uuid.UUID:
+    """Order-independent identity of what a plan writes, stable across re-runs of the same input.
+
+    Added versions count by id, hash and change type (their timestamps are the run's); closed ones
+    also by ``valid_from``, so a value that flips back and forth is a new identity each time.
+    """
+    fields = ["violation_id", "record_hash", "change_type"]
+    rows = pl.concat(
+        [
+            plan.added.select(pl.concat_str(fields, separator=":").alias("row")),
+            plan.closed.select(
+                pl.concat_str([*fields, pl.col("valid_from").cast(pl.String)], separator=":").alias("row")
+            ),
+        ]
+    )
+    digest = rows.select(pl.col("row").sort().str.join("\n").nchash.md5()).item()
+    return uuid.UUID(hex=digest)
+
+
+@dataclass(frozen=True)
+class EncodedVersions:
+    """A plan's rows as Parquet files of the table, encoded once: the added ones also become buffer files."""
+
+    write_id: uuid.UUID
+    """Names the buffer files (data files get the commit's own random names: never overwritten)."""
+    added: list[EncodedFile]
+    closed: list[EncodedFile]
+
+
+def encode_versions(table: Table, plan: Scd2Plan, write_id: uuid.UUID | None = None) -> EncodedVersions:
+    """Encode the plan's closed and added versions by partition (and dataset: a buffer file is per dataset).
+
+    ``write_id`` names the buffer files; by default it comes from the content.
+    """
+    schema, spec = table.schema(), table.spec()
+    return EncodedVersions(
+        write_id=write_id or content_id(plan),
+        added=encode_partitions(schema, spec, plan.added, extra_keys=("dataset",)),
+        closed=encode_partitions(schema, spec, plan.closed),
+    )
+
+
+def commit_scd2(
+    table: Table,
+    plan: Scd2Plan,
+    snapshot_properties: dict[str, str] | None = None,
+    encoded: EncodedVersions | None = None,
+) -> None:
     """One atomic commit: closed versions are rewritten with valid_to, new versions appended.
 
-    ``snapshot_properties`` land in the snapshot summary of that same commit (a historical load marks
-    its batch there, so "written" and "recorded as done" are one fact); with them, a no-op plan still
-    commits an empty snapshot to carry the mark.
+    ``encoded`` are the plan's files if the caller already encoded them (to write the same bytes as
+    buffer files). ``snapshot_properties`` land in the snapshot summary of that same commit (a
+    historical load marks its batch there, so "written" and "recorded as done" are one fact); with
+    them, a no-op plan still commits an empty snapshot to carry the mark.
     """
     if plan.is_noop and not snapshot_properties:
         return
     properties = snapshot_properties or {}
+    encoded = encoded or encode_versions(table, plan)
     with table.transaction() as txn:
         if not plan.closed.is_empty():
             # What txn.overwrite does (delete, then append in the same transaction), with the fast append.
@@ -142,38 +188,10 @@ def commit_scd2(table: Table, plan: Scd2Plan, snapshot_properties: dict[str, str
                 And(EqualTo("is_current", True), In("violation_id", set(plan.closed_ids))),
                 snapshot_properties=properties,
             )
-        _append_by_partition(txn, table, pl.concat([plan.closed, plan.added]), properties)
-
-
-def _append_by_partition(
-    txn: Transaction, table: Table, rows: pl.DataFrame, properties: dict[str, str]
-) -> None:
-    """``txn.append`` in one snapshot, but split into partitions by Polars first.
-
-    pyiceberg splits a table with one full-table Arrow filter per partition (a batch spanning 50
-    event years paid 50 scans of every row: most of a historical batch's time). Handing it one
-    partition at a time makes each of its filters trivial; two threads write the files.
-    """
-    parts = (
-        rows.with_columns(_year=pl.col("event_date").dt.year()).partition_by("agency", "_year")
-        if not rows.is_empty()
-        else []  # an empty snapshot still carries the properties
-    )
-    counter = itertools.count()
-    with txn.update_snapshot(snapshot_properties=properties).fast_append() as append:
-
-        def write(part: pl.DataFrame) -> list[DataFile]:
-            arrow = to_arrow(part.drop("_year"), VIOLATIONS_ARROW)
-            return list(
-                _dataframe_to_data_files(
-                    txn.table_metadata, arrow, table.io, write_uuid=append.commit_uuid, counter=counter
-                )
-            )
-
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            for files in pool.map(write, parts):
-                for data_file in files:
-                    append.append_data_file(data_file)
+        with txn.update_snapshot(snapshot_properties=properties).fast_append() as append:
+            files = [*encoded.closed, *encoded.added]
+            for data_file in upload(table, txn.table_metadata, files, append.commit_uuid):
+                append.append_data_file(data_file)
 
 
 # Quarantine -------------------------------------------------------------------------------------
