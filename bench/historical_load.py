@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,9 @@ def peak_rss_mb() -> float:
 
 
 def run_pipeline(source: Path, work: Path) -> float:
-    os.environ["VENTUREOS_HOME"] = str(work / "home")
+    home = work / "home"
+    shutil.rmtree(home, ignore_errors=True)  # a fresh lakehouse: a finished load would be skipped
+    os.environ["VENTUREOS_HOME"] = str(home)
     from prefect import flow
 
     from flows.historical_load import historical_load
@@ -44,8 +47,8 @@ def run_pipeline(source: Path, work: Path) -> float:
     started = time.perf_counter()
     report = historical_load("osha", "enforcement", str(source), "replace")
     elapsed = time.perf_counter() - started
-    if not report["reconciled"]:
-        raise SystemExit(f"pipeline did not reconcile: {report['totals']}")
+    if not report["reconciled"] or report["skipped_batches"]:
+        raise SystemExit(f"pipeline did not load every batch and reconcile: {report['totals']}")
     return elapsed
 
 

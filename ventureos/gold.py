@@ -101,37 +101,63 @@ def entity_rows(silver: Frame, level: str) -> Frame:
     return silver.filter(valid).with_columns(key.alias("entity_key"), name.alias("entity_name"))
 
 
-def _latest(value: pl.Expr) -> pl.Expr:
-    """``value`` of the group's latest row (by event date, then violation id) that has one.
+_LATEST = "\x1f"
 
-    A max over one string that carries the sort key and the value: streamable, where
-    ``sort_by().last()`` needs every row of a group in memory (3 GB for a rebuild over 8M rows).
-    ISO dates sort as text; a missing date sorts first, and ``\x1f`` below every printable character
-    keeps ``id-1`` before ``id-10``.
+
+def _latest_key(value: pl.Expr) -> pl.Expr:
+    """One string that sorts like (event date, violation id) and carries ``value``: its max over a group
+    is the value of the group's latest row that has one. Streamable, where ``sort_by().last()`` needs
+    every row of a group in memory (3 GB for a rebuild over 8M rows). ISO dates sort as text; a
+    missing date sorts first, and the separator (below every printable character) keeps ``id-1``
+    before ``id-10``.
     """
-    key = [pl.col("event_date").cast(pl.String).fill_null(""), pl.col("violation_id"), value]
-    return pl.concat_str(key, separator="\x1f").max().str.splitn("\x1f", 3).struct.field("field_2")
+    parts = [pl.col("event_date").cast(pl.String).fill_null(""), pl.col("violation_id"), value]
+    return pl.concat_str(parts, separator=_LATEST)
 
 
-def _stats() -> list[pl.Expr]:
-    return [
-        # The name as the entity's latest violation spells it; the industry of the latest that has one.
-        _latest(pl.col("entity_name")).alias("entity_name"),
-        _latest(pl.col("naics_code")).alias("industry"),
-        pl.len().cast(pl.Int64).alias("violation_count"),
-        pl.col("penalty_amount").sum().cast(GOLD_POLARS["penalty_total"]).alias("penalty_total"),
-        pl.col("event_date").min().alias("first_event_date"),
-        pl.col("event_date").max().alias("last_event_date"),
-    ]
+def _value_of(latest_key: pl.Expr) -> pl.Expr:
+    return latest_key.str.splitn(_LATEST, 3).struct.field("field_2")
+
+
+# Per (entity, agency) from silver rows, then per entity from those: sums, min/max and the latest
+# keys combine, so the rows are grouped once per level.
+_FROM_ROWS = [
+    pl.col("_latest_name").max(),
+    pl.col("_latest_industry").max(),
+    pl.len().cast(pl.Int64).alias("violation_count"),
+    pl.col("penalty_amount").sum().cast(GOLD_POLARS["penalty_total"]).alias("penalty_total"),
+    pl.col("event_date").min().alias("first_event_date"),
+    pl.col("event_date").max().alias("last_event_date"),
+]
+_FROM_AGENCIES = [
+    pl.col("_latest_name").max(),
+    pl.col("_latest_industry").max(),
+    pl.col("violation_count").sum(),
+    pl.col("penalty_total").sum(),
+    pl.col("first_event_date").min(),
+    pl.col("last_event_date").max(),
+]
 
 
 def _aggregate_plan(silver: pl.LazyFrame, level: str, now: datetime) -> pl.LazyFrame:
-    keyed = entity_rows(silver, level)
-    per_agency = keyed.group_by("entity_key", "agency").agg(_stats())
-    overall = keyed.group_by("entity_key").agg(_stats()).with_columns(agency=pl.lit(ALL))
+    keyed = entity_rows(silver, level).select(
+        "entity_key",
+        "agency",
+        "event_date",
+        "penalty_amount",
+        # The name as the entity's latest violation spells it; the industry of the latest that has one.
+        _latest_key(pl.col("entity_name")).alias("_latest_name"),
+        _latest_key(pl.col("naics_code")).alias("_latest_industry"),
+    )
+    per_agency = keyed.group_by("entity_key", "agency").agg(_FROM_ROWS)
+    overall = per_agency.group_by("entity_key").agg(_FROM_AGENCIES).with_columns(agency=pl.lit(ALL))
     return (
         pl.concat([per_agency, overall], how="diagonal")
-        .with_columns(updated_at=pl.lit(now, dtype=pl.Datetime("us", "UTC")))
+        .with_columns(
+            entity_name=_value_of(pl.col("_latest_name")),
+            industry=_value_of(pl.col("_latest_industry")),
+            updated_at=pl.lit(now, dtype=pl.Datetime("us", "UTC")),
+        )
         .select(pl.col(c).cast(t) for c, t in GOLD_POLARS.items())
         .sort("entity_key", "agency")
     )
