@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     feed_max_message_bytes: int = Field(262_144, ge=1024)
     """Larger feed messages are poison (quarantined), whatever the queue accepted."""
 
-    batch_rows: int = 250_000
+    batch_rows: int = 150_000
     """Rows per historical-load batch: bounds memory, not the input size."""
 
     snapshot_retention_days: float = 7.0
