@@ -82,8 +82,9 @@ def test_append_is_idempotent_and_replace_swaps_atomically(small_batches: Path, 
 
 
 def fail_on_call(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
-    """The ``call``-th buffer write of the run raises, as a crash half-way through a load would."""
-    real = tasks.historical.write_buffer_files
+    """The ``call``-th silver commit of the run raises, after that batch's buffer files are written:
+    the crash window a re-run must repair without duplicating them."""
+    real = tasks.historical.commit_scd2
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -92,7 +93,12 @@ def fail_on_call(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
             raise RuntimeError("injected failure")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tasks.historical, "write_buffer_files", flaky)
+    monkeypatch.setattr(tasks.historical, "commit_scd2", flaky)
+
+
+def buffered() -> pl.DataFrame:
+    storage = current_lakehouse().storage
+    return pl.concat([storage.read_parquet(key) for key in storage.list("silver/violations/buffer")])
 
 
 @pytest.mark.parametrize("mode", ["append", "replace"])
@@ -120,6 +126,10 @@ def test_resume_after_a_failed_batch(
     expected = live_ids(new) | (live_ids(old) if mode == "append" else set())
     assert set(rows["violation_id"]) == expected
     assert silver().height == len(expected)
+    # Every version written once to the buffer: the failed batch's files were overwritten, not doubled.
+    buffer = buffered()
+    assert buffer["violation_id"].is_unique().all()
+    assert set(buffer["violation_id"]) == live_ids(old) | live_ids(new)
 
 
 def test_delete_flag_closes_a_loaded_violation(small_batches: Path, tmp_path: Path) -> None:
