@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import polars as pl
 import pytest
+from pyiceberg.exceptions import NoSuchNamespaceError
 
 import tasks.historical
 from flows.historical_load import historical_load
 from ventureos.generate import Generated, generate_osha_enforcement
-from ventureos.historical import COMPLETE, LOAD_ID, add_progress_listener
+from ventureos.historical import BATCH, COMPLETE, LOAD_ID, add_progress_listener
 from ventureos.lakehouse import current_lakehouse
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -130,6 +137,45 @@ def test_resume_after_a_failed_batch(
     buffer = buffered()
     assert buffer["violation_id"].is_unique().all()
     assert set(buffer["violation_id"]) == live_ids(old) | live_ids(new)
+
+
+def committed_batches() -> int:
+    """Batches any load has committed so far, to silver or to a replace's staging table."""
+    catalog = current_lakehouse().catalog
+    tables = [current_lakehouse().violations()]
+    with contextlib.suppress(NoSuchNamespaceError):
+        tables += [catalog.load_table(name) for name in catalog.list_tables("staging")]
+    return sum(1 for t in tables for snap in t.metadata.snapshots if snap.summary and snap.summary[BATCH])
+
+
+@pytest.mark.parametrize("mode", ["append", "replace"])
+def test_a_killed_load_finishes_on_rerun(small_batches: Path, tmp_path: Path, mode: str) -> None:
+    """``kill -9`` of the CLI part-way through, then the same load again: exactly the live rows."""
+    generated = generate_osha_enforcement(3000, tmp_path / "load", seed=13)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect")}
+    script = Path(sys.executable).parent / "ventureos"
+    args = ["run", "historical-load", "--agency", "osha", "--dataset", "enforcement"]
+    process = subprocess.Popen(
+        [str(script), *args, "--source", str(tmp_path / "load"), "--mode", mode],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while committed_batches() < 3 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    killed_after = committed_batches()
+    assert 3 <= killed_after < 30, "the kill must land part-way through the 30 batches"
+
+    report = historical_load("osha", "enforcement", str(tmp_path / "load"), mode)
+    assert report["reconciled"] and len(report["skipped_batches"]) == killed_after
+    rows = current()
+    assert rows["violation_id"].is_unique().all()
+    assert rows.height == generated.violations - generated.deleted
+    assert set(rows["violation_id"]) == live_ids(generated)
 
 
 def test_delete_flag_closes_a_loaded_violation(small_batches: Path, tmp_path: Path) -> None:
