@@ -20,7 +20,7 @@ def maintain_tables(now: datetime) -> list[dict]:
     logger, results = get_run_logger(), []
     for name in maintained_tables(lakehouse.catalog):
         with iceberg_commit_slot(name):
-            result = maintain_table(lakehouse.catalog.load_table(name), lakehouse.settings, now)
+            result = maintain_table(lakehouse.catalog, name, lakehouse.settings, now)
         if result.skipped:
             logger.info("%s: catalog is S3 Tables, which compacts itself: compaction skipped", name)
         else:

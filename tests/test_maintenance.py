@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from ventureos.maintenance import maintain, maintained_tables
 from ventureos.schemas import VIOLATIONS_ARROW, to_arrow
 from ventureos.settings import load_settings
 from ventureos.silver import empty_violations, plan_scd2
+from ventureos.storage import Storage
 
 from .conftest import BUNDLED_SAMPLES
 
@@ -136,6 +138,9 @@ def test_maintain_cli(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_compaction_on_s3(aws_home: str) -> None:
     small_gold(6)
     before = table_rows("gold.sample_stats", "entity")
+    location = current_lakehouse().catalog.load_table("gold.sample_stats").location()
+    orphans = Storage(location, load_settings())
+    orphans.write_bytes("data/crashed-write.parquet", b"never committed")
     results = {
         r.table: r
         for r in maintain(
@@ -144,8 +149,52 @@ def test_compaction_on_s3(aws_home: str) -> None:
     }
     gold = results["gold.sample_stats"]
     assert (gold.files_before, gold.files_after, gold.snapshots_expired) == (6, 1, 5)
+    assert gold.orphan_files_deleted == 1 and not orphans.exists("data/crashed-write.parquet")
     assert table_rows("gold.sample_stats", "entity").equals(before)
     files = (
         current_lakehouse().catalog.load_table("gold.sample_stats").inspect.files()["file_path"].to_pylist()
     )
     assert len(files) == 1 and files[0].startswith(f"s3://{aws_home}/warehouse/")
+
+
+def test_orphan_files_are_removed_once_old_and_a_live_nested_table_keeps_its_files(home: Path) -> None:
+    """Files no metadata references go once older than the age limit; a replace load's staging table
+    (located inside silver) keeps its files while it exists, and they go once it is dropped."""
+    catalog = current_lakehouse().catalog
+    silver = current_lakehouse().violations()
+    rows = violation_rows()
+    silver.append(to_arrow(rows.head(50), VIOLATIONS_ARROW))
+    catalog.create_namespace_if_not_exists("staging")
+    staging = catalog.create_table(
+        "staging.violations_load",
+        schema=silver.schema(),
+        partition_spec=silver.spec(),
+        location=f"{silver.location()}/staging/load",
+    )
+    staging.append(to_arrow(rows.tail(50), VIOLATIONS_ARROW))
+    root = Path(silver.location())
+    data_file = next((root / "data").rglob("*.parquet"))
+    (data_file.parent / "crashed-write.parquet").write_bytes(data_file.read_bytes())
+    (root / "metadata" / "lost-commit-m0.avro").write_bytes(b"manifest of a commit that lost")
+    long_ago = (NOW - timedelta(days=10)).timestamp()
+    for path in root.rglob("*"):
+        os.utime(path, (long_ago, long_ago))
+    (data_file.parent / "in-flight.parquet").write_bytes(data_file.read_bytes())
+    staged_files = sorted((root / "staging").rglob("*.*"))
+    before = table_rows("silver.violations", "violation_id")
+
+    result = {r.table: r for r in maintain(catalog, load_settings(), NOW)}["silver.violations"]
+
+    assert result.orphan_files_deleted == 2
+    assert not (data_file.parent / "crashed-write.parquet").exists()
+    assert not (root / "metadata" / "lost-commit-m0.avro").exists()
+    assert (data_file.parent / "in-flight.parquet").exists()  # younger than 3 days: maybe a commit in flight
+    assert sorted((root / "staging").rglob("*.*")) == staged_files
+    assert table_rows("silver.violations", "violation_id").equals(before)
+    assert len(table_rows("staging.violations_load", "violation_id")) == 50
+
+    catalog.drop_table("staging.violations_load")
+    dropped = {r.table: r for r in maintain(catalog, load_settings(), NOW)}["silver.violations"]
+    assert dropped.orphan_files_deleted == len(staged_files)
+    assert list((root / "staging").rglob("*.*")) == []
+    assert table_rows("silver.violations", "violation_id").equals(before)

@@ -9,8 +9,14 @@ alone (the writers here are copy-on-write, so there are none in practice).
 Expiry removes old snapshots in one commit and then deletes the files that only they referenced
 (the small files a compaction replaced, old manifests), so storage shrinks too.
 
-On S3 Tables the service compacts and manages snapshots by itself, so both steps are skipped there,
-with a log line saying so.
+Orphan removal (pyiceberg has none) deletes the files under a table's location that no metadata
+references and that are older than ``orphan_file_age_days``: the data files of a write that crashed
+before its commit (a re-run writes new ones), the manifests of a commit that lost a conflict, metadata
+files older than the metadata log. A table located inside another (a replace load's staging table,
+inside silver's location) keeps its files while it exists.
+
+On S3 Tables the service compacts, manages snapshots and removes unreferenced files by itself, so the
+steps are skipped there, with a log line saying so.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from pyiceberg.table.snapshots import Snapshot
 
 from ventureos.catalog import is_s3_tables
 from ventureos.settings import Settings
+from ventureos.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,8 @@ class TableMaintenance:
     snapshots_expired: int = 0
     files_deleted: int = 0
     """Data, manifest and manifest-list files that only expired snapshots referenced."""
+    orphan_files_deleted: int = 0
+    """Files under the table's location that no metadata referenced (see ``orphan_files``)."""
     skipped: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -155,9 +164,59 @@ def expire_snapshots(table: Table, older_than: datetime, keep_last: int) -> tupl
     return len(expired_ids), len(unreferenced)
 
 
-def maintain_table(table: Table, settings: Settings, now: datetime) -> TableMaintenance:
-    """Compact, then expire (so the pre-compaction snapshot is expired too once it is old)."""
-    name = ".".join(table.name())
+def table_locations(catalog: Catalog) -> dict[str, str]:
+    """Location of every table of the catalog, by name."""
+    return {
+        ".".join(identifier): catalog.load_table(identifier).location()
+        for namespace in catalog.list_namespaces()
+        for identifier in catalog.list_tables(namespace)
+    }
+
+
+def referenced_files(table: Table) -> set[str]:
+    """Every file the table's metadata points to: its snapshots' files and its metadata files."""
+    paths = reachable_files(table, table.metadata.snapshots)
+    paths.add(table.metadata_location)
+    paths.update(entry.metadata_file for entry in table.metadata.metadata_log)
+    return paths
+
+
+def orphan_files(catalog: Catalog, table: Table, settings: Settings, older_than: datetime) -> list[str]:
+    """Keys (under the table's location) of files no metadata references, last written before the cutoff.
+
+    Listing comes first and the metadata is read after it: a file committed (or a staging table
+    dropped after its swap into silver) in between is then seen as referenced, never as an orphan.
+    """
+    name, location = ".".join(table.name()), table.location().rstrip("/")
+    storage = Storage(location, settings)
+    listed = storage.modified_times("")
+    nested = [
+        storage.key_of(other).rstrip("/") + "/"
+        for other_name, other in table_locations(catalog).items()
+        if other_name != name and other.rstrip("/").startswith(f"{location}/")
+    ]
+    table.refresh()
+    referenced = {storage.key_of(path) for path in referenced_files(table)}
+    return sorted(
+        key
+        for key, modified in listed.items()
+        if modified < older_than and key not in referenced and not key.startswith(tuple(nested))
+    )
+
+
+def remove_orphan_files(catalog: Catalog, table: Table, settings: Settings, now: datetime) -> int:
+    cutoff = now - timedelta(days=settings.orphan_file_age_days)
+    orphans = orphan_files(catalog, table, settings, cutoff)
+    storage = Storage(table.location(), settings)
+    for key in orphans:
+        storage.delete(key)
+    return len(orphans)
+
+
+def maintain_table(catalog: Catalog, name: str, settings: Settings, now: datetime) -> TableMaintenance:
+    """Compact, then expire (so the pre-compaction snapshot is expired too once it is old), then
+    remove orphan files."""
+    table = catalog.load_table(name)
     result = TableMaintenance(name, files_before=data_file_count(table))
     if is_s3_tables(settings):
         log.info("%s: S3 Tables compacts and expires snapshots itself; skipping compaction and expiry", name)
@@ -172,18 +231,21 @@ def maintain_table(table: Table, settings: Settings, now: datetime) -> TableMain
     result.snapshots_expired, result.files_deleted = expire_snapshots(
         table, cutoff, settings.snapshot_keep_last
     )
+    result.orphan_files_deleted = remove_orphan_files(catalog, table, settings, now)
     log.info(
-        "%s: %d -> %d data files (%d partitions compacted), %d snapshots expired, %d files deleted",
+        "%s: %d -> %d data files (%d partitions compacted), %d snapshots expired, %d files deleted, "
+        "%d orphan files deleted",
         name,
         result.files_before,
         result.files_after,
         result.partitions_compacted,
         result.snapshots_expired,
         result.files_deleted,
+        result.orphan_files_deleted,
     )
     return result
 
 
 def maintain(catalog: Catalog, settings: Settings, now: datetime) -> list[TableMaintenance]:
     """Maintain every silver and gold table; one compaction commit and one expiry commit per table."""
-    return [maintain_table(catalog.load_table(name), settings, now) for name in maintained_tables(catalog)]
+    return [maintain_table(catalog, name, settings, now) for name in maintained_tables(catalog)]

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     compaction_small_file_bytes: int = 32 * 1024 * 1024
     """Data files below this size count as small; a partition with ``compaction_min_files`` is rewritten."""
     compaction_min_files: int = 5
+    orphan_file_age_days: float = Field(3.0, gt=0)
+    """Files under a table's location that no metadata references are deleted once this old (a younger
+    one may belong to a commit still in flight)."""
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import uuid
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
@@ -56,7 +57,7 @@ class Storage:
         return f"{self.root}/{key.lstrip('/')}" if self.is_s3 else self.path(key)
 
     def key_of(self, path: str) -> str:
-        return path.removeprefix("s3://").removeprefix(self._base).lstrip("/")
+        return path.removeprefix("s3://").removeprefix("file://").removeprefix(self._base).lstrip("/")
 
     @property
     def polars_storage_options(self) -> dict[str, str] | None:
@@ -77,9 +78,13 @@ class Storage:
     # Listing and bytes -------------------------------------------------------------------
     def list(self, prefix: str) -> list[str]:
         """Keys of every file under ``prefix`` (recursive, sorted); empty when it does not exist."""
+        return sorted(self.modified_times(prefix))
+
+    def modified_times(self, prefix: str) -> dict[str, datetime]:
+        """Key -> last-modified time (UTC) of every file under ``prefix`` (recursive)."""
         selector = pafs.FileSelector(self.path(prefix).rstrip("/"), recursive=True, allow_not_found=True)
         infos = self.fs.get_file_info(selector)
-        return sorted(self.key_of(i.path) for i in infos if i.type == pafs.FileType.File)
+        return {self.key_of(i.path): i.mtime.astimezone(UTC) for i in infos if i.type == pafs.FileType.File}
 
     def list_dirs(self, prefix: str) -> list[str]:
         """Names of the immediate sub-folders of ``prefix``."""

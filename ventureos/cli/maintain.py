@@ -1,5 +1,5 @@
-"""``ventureos maintain``: compact small files and expire old snapshots of every silver/gold table,
-and the printing shared with ``ventureos run monthly-consolidate`` / ``yearly-consolidate``."""
+"""``ventureos maintain``: compact small files, expire old snapshots and remove orphan files of every
+silver/gold table, and the printing shared with ``ventureos run monthly-consolidate`` / ``yearly-consolidate``."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def print_consolidation(report: dict[str, Any]) -> None:
 def maintain(
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-table results as JSON.")] = False,
 ) -> None:
-    """Compact partitions with many small data files and expire snapshots past the retention."""
+    """Compact partitions with many small data files, expire snapshots past the retention, remove orphan files."""
     from flows.common import utc_now
     from ventureos.lakehouse import current_lakehouse
     from ventureos.maintenance import maintain as run_maintenance
