@@ -19,7 +19,7 @@ from ventureos.bronze import read_raw_batch
 from ventureos.catalog import ensure_table
 from ventureos.cli import main
 from ventureos.lakehouse import current_lakehouse
-from ventureos.maintenance import maintain, maintained_tables
+from ventureos.maintenance import MaintenanceError, maintain, maintained_tables
 from ventureos.schemas import VIOLATIONS_ARROW, to_arrow
 from ventureos.settings import load_settings
 from ventureos.silver import empty_violations, plan_scd2
@@ -198,3 +198,33 @@ def test_orphan_files_are_removed_once_old_and_a_live_nested_table_keeps_its_fil
     assert dropped.orphan_files_deleted == len(staged_files)
     assert list((root / "staging").rglob("*.*")) == []
     assert table_rows("silver.violations", "violation_id").equals(before)
+
+
+def test_orphans_through_a_symlinked_home_and_nothing_deleted_when_listing_and_metadata_disagree(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(home)  # like /tmp on macOS: metadata paths and listed paths spell the root differently
+    monkeypatch.setenv("VENTUREOS_WAREHOUSE", str(link / "warehouse"))
+    silver = current_lakehouse().violations()
+    silver.append(to_arrow(violation_rows(), VIOLATIONS_ARROW))
+    root = home / "warehouse" / "silver" / "violations"
+    data_file = next((root / "data").rglob("*.parquet"))
+    orphan = data_file.parent / "crashed-write.parquet"
+    orphan.write_bytes(b"never committed")
+    long_ago = (NOW - timedelta(days=10)).timestamp()
+    for path in root.rglob("*"):
+        os.utime(path, (long_ago, long_ago))
+    before = table_rows("silver.violations", "violation_id")
+
+    catalog = current_lakehouse().catalog
+    result = {r.table: r for r in maintain(catalog, load_settings(), NOW)}["silver.violations"]
+    assert result.orphan_files_deleted == 1 and not orphan.exists()
+    assert table_rows("silver.violations", "violation_id").equals(before)
+
+    orphan.write_bytes(b"never committed")
+    os.utime(orphan, (long_ago, long_ago))
+    data_file.rename(tmp_path / "moved-away.parquet")
+    with pytest.raises(MaintenanceError, match="live data files not found"):
+        maintain(catalog, load_settings(), NOW)
+    assert orphan.exists()

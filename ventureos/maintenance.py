@@ -164,10 +164,15 @@ def expire_snapshots(table: Table, older_than: datetime, keep_last: int) -> tupl
     return len(expired_ids), len(unreferenced)
 
 
+def location_of(table: Table) -> str:
+    """The table's location as ``Storage`` roots are written (no ``file://``, no trailing slash)."""
+    return table.location().removeprefix("file://").rstrip("/")
+
+
 def table_locations(catalog: Catalog) -> dict[str, str]:
     """Location of every table of the catalog, by name."""
     return {
-        ".".join(identifier): catalog.load_table(identifier).location()
+        ".".join(identifier): location_of(catalog.load_table(identifier))
         for namespace in catalog.list_namespaces()
         for identifier in catalog.list_tables(namespace)
     }
@@ -187,16 +192,22 @@ def orphan_files(catalog: Catalog, table: Table, settings: Settings, older_than:
     Listing comes first and the metadata is read after it: a file committed (or a staging table
     dropped after its swap into silver) in between is then seen as referenced, never as an orphan.
     """
-    name, location = ".".join(table.name()), table.location().rstrip("/")
+    name, location = ".".join(table.name()), location_of(table)
     storage = Storage(location, settings)
     listed = storage.modified_times("")
     nested = [
-        storage.key_of(other).rstrip("/") + "/"
+        storage.key_of(other) + "/"
         for other_name, other in table_locations(catalog).items()
-        if other_name != name and other.rstrip("/").startswith(f"{location}/")
+        if other_name != name and other.startswith(f"{location}/")
     ]
     table.refresh()
     referenced = {storage.key_of(path) for path in referenced_files(table)}
+    live = {storage.key_of(task.file.file_path) for task in table.scan().plan_files()}
+    if not live <= listed.keys():
+        raise MaintenanceError(
+            f"{name}: live data files not found under {location} (e.g. {sorted(live - listed.keys())[0]}): "
+            "no orphan is deleted while listing and metadata disagree"
+        )
     return sorted(
         key
         for key, modified in listed.items()
@@ -207,7 +218,7 @@ def orphan_files(catalog: Catalog, table: Table, settings: Settings, older_than:
 def remove_orphan_files(catalog: Catalog, table: Table, settings: Settings, now: datetime) -> int:
     cutoff = now - timedelta(days=settings.orphan_file_age_days)
     orphans = orphan_files(catalog, table, settings, cutoff)
-    storage = Storage(table.location(), settings)
+    storage = Storage(location_of(table), settings)
     for key in orphans:
         storage.delete(key)
     return len(orphans)

@@ -57,7 +57,10 @@ class Storage:
         return f"{self.root}/{key.lstrip('/')}" if self.is_s3 else self.path(key)
 
     def key_of(self, path: str) -> str:
-        return path.removeprefix("s3://").removeprefix("file://").removeprefix(self._base).lstrip("/")
+        path = path.removeprefix("s3://").removeprefix("file://")
+        if not self.is_s3 and not path.startswith(self._base):
+            path = str(Path(path).resolve())  # the root went through a symlink (/tmp on macOS)
+        return path.removeprefix(self._base).lstrip("/")
 
     @property
     def polars_storage_options(self) -> dict[str, str] | None:
