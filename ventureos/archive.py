@@ -164,9 +164,15 @@ def content_checksum(frame: pl.DataFrame) -> str:
     """Order-independent checksum of every column of every row (what a read-back must reproduce)."""
     if frame.is_empty():
         return ""
-    return frame.select(
-        pl.struct(VIOLATION_COLUMNS).struct.json_encode().nchash.md5().sort().str.join("\n").nchash.md5()
-    ).item()
+    # Lazy: the engine encodes and hashes the rows on every core (eager: one core, twice the time).
+    return (
+        frame.lazy()
+        .select(
+            pl.struct(VIOLATION_COLUMNS).struct.json_encode().nchash.md5().sort().str.join("\n").nchash.md5()
+        )
+        .collect()
+        .item()
+    )
 
 
 EVENT_YEAR = pl.col("event_date").dt.year().cast(pl.String).fill_null(UNKNOWN)
@@ -284,16 +290,25 @@ def read_versions(storage: Storage, keys: list[str]) -> pl.DataFrame:
     return pl.concat(frames) if frames else empty_versions()
 
 
+SOURCE_FILE = "_source_file"
+
+
 def scan_versions(storage: Storage, keys: list[str]) -> pl.LazyFrame:
-    """All source files as one lazy frame; each file's schema is checked first, so a foreign or
-    broken file fails the run by name before anything is written."""
+    """All source files as one lazy frame (plus each row's file URI in ``_source_file``); each file's
+    schema is checked first, so a foreign or broken file fails the run by name before anything is written."""
     for key in keys:
         try:
             schema = storage.scan_parquet([key]).collect_schema()
         except pl.exceptions.ComputeError as exc:
             raise ConsolidationError(f"{key}: not a readable Parquet file ({exc})") from exc
         conform_versions(pl.DataFrame(schema=schema), key)
-    return storage.scan_parquet(keys).select(pl.col(c).cast(VIOLATIONS_POLARS[c]) for c in VIOLATION_COLUMNS)
+    return _scan_checked(storage, [storage.uri(key) for key in keys])
+
+
+def _scan_checked(storage: Storage, uris: list[str]) -> pl.LazyFrame:
+    return pl.scan_parquet(
+        uris, storage_options=storage.polars_storage_options, include_file_paths=SOURCE_FILE
+    ).select(*(pl.col(c).cast(VIOLATIONS_POLARS[c]) for c in VIOLATION_COLUMNS), SOURCE_FILE)
 
 
 def verify_file(storage: Storage, key: str, rows: int, checksum: str) -> None:
@@ -404,14 +419,18 @@ def _consolidate(
 ) -> ConsolidationResult:
     """Merge each target's rows into its current content, stage, commit, apply.
 
-    Sources are scanned once per target file, so memory holds one target's rows, not the input. A
+    One pass finds which source files hold rows of which target; each target then reads only those
+    files (after a backfill, a month's buffer holds hundreds of event months: scanning every source
+    for every target took ~13 min for 2M rows). Memory holds one target's rows, not the input. A
     target whose content would not change is not rewritten.
     """
     scan = (scan if scan is not None else scan_versions(storage, sources)).with_columns(_target=target)
-    result.rows_in, result.files_read = scan.select(pl.len()).collect().item(), len(sources)
+    located = scan.group_by("_target").agg(pl.len().alias("rows"), pl.col(SOURCE_FILE).unique()).collect()
+    files_of = {key: files for key, _, files in located.sort("_target").iter_rows()}
+    result.rows_in, result.files_read = int(located["rows"].sum()), len(sources)
     targets = []
-    for key in scan.select(pl.col("_target").unique().sort()).collect()["_target"]:
-        rows = scan.filter(pl.col("_target") == key).select(VIOLATION_COLUMNS).collect()
+    for key, files in files_of.items():
+        rows = _scan_checked(storage, sorted(files)).filter(target == key).select(VIOLATION_COLUMNS).collect()
         existing = read_versions(storage, [key]) if storage.exists(key) else empty_versions()
         merged, added = merge_versions(existing, rows, known.get(key, empty_versions()))
         result.rows_added += added
