@@ -14,6 +14,7 @@ plain aggregate) and is recorded in ``gold.stats_removals`` so the sync can dele
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -259,6 +260,9 @@ def rebuild_gold_tables(
     ``storage_options`` are Polars' object-store options (``Storage.polars_storage_options``): Polars
     reads the data files itself and does not see pyiceberg's S3 endpoint.
     """
+    # Plan with pyiceberg (what Polars falls back to anyway) without warning that the optional
+    # polars_iceberg planner is not installed; an operator's choice wins.
+    os.environ.setdefault("POLARS_ICEBERG_PLANNER", "pyiceberg")
     silver = (
         pl.scan_iceberg(violations, storage_options=storage_options)
         .filter(pl.col("is_current"))
