@@ -156,16 +156,17 @@ def test_a_killed_load_finishes_on_rerun(small_batches: Path, tmp_path: Path, mo
     env |= {"PREFECT_HOME": str(tmp_path / "prefect")}
     script = Path(sys.executable).parent / "ventureos"
     args = ["run", "historical-load", "--agency", "osha", "--dataset", "enforcement"]
+    # Its own process group, killed whole like a container: the CLI and its embedded Prefect server.
     process = subprocess.Popen(
         [str(script), *args, "--source", str(tmp_path / "load"), "--mode", mode],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 300
         while committed_batches() < 3 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
     finally:
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=60)
     killed_after = committed_batches()
     assert 3 <= killed_after < 30, "the kill must land part-way through the 30 batches"
