@@ -68,7 +68,8 @@ def _partition_keys(schema: Schema, spec: PartitionSpec) -> dict[str, pl.Expr]:
 def encode_partitions(
     schema: Schema, spec: PartitionSpec, rows: pl.DataFrame, extra_keys: Sequence[str] = ()
 ) -> list[EncodedFile]:
-    """``rows`` (in the schema's column order and types) as zstd Parquet files, one per partition.
+    """``rows`` (in the schema's column order and types) as zstd Parquet files, one per partition
+    (one in all for an unpartitioned table).
 
     ``extra_keys`` split further (e.g. by dataset, so each file can also serve as a buffer file);
     a partition may hold any number of files.
@@ -83,13 +84,14 @@ def encode_partitions(
         outputs.append((args.partition_keys.row(0, named=True), args.index_in_partition, buffer))
         return buffer
 
+    # An unpartitioned table gets one file (Polars needs a key or a size to split by: no size limit).
+    split = (
+        {"key": [expr.alias(f"_key_{name}") for name, expr in keys.items()], "include_key": False}
+        if keys
+        else {"approximate_bytes_per_file": None}
+    )
     rows.lazy().sink_parquet(
-        pl.PartitionBy(
-            "",
-            file_path_provider=to_memory,
-            key=[expr.alias(f"_key_{name}") for name, expr in keys.items()],
-            include_key=False,
-        ),
+        pl.PartitionBy("", file_path_provider=to_memory, **split),
         arrow_schema=schema_to_pyarrow(schema, include_field_ids=True),
         compression="zstd",
     )

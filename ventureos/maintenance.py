@@ -2,9 +2,10 @@
 
 pyiceberg 0.12 has no ``rewrite_data_files``. Compaction here reads the small data files of each
 partition that has too many of them and, in ONE overwrite snapshot per table, removes exactly those
-files and adds the rewritten ones (bin-packed to the table's target file size). Rows are identical
-before and after; the row counts are checked before the commit. Files carrying delete files are left
-alone (the writers here are copy-on-write, so there are none in practice).
+files and adds the rewritten ones (one file per partition, encoded by ``ventureos.datafiles`` like
+every data file written here). Rows are identical before and after; the row counts are checked
+before the commit. Files carrying delete files are left alone (the writers here are copy-on-write,
+so there are none in practice).
 
 Expiry removes old snapshots in one commit and then deletes the files that only they referenced
 (the small files a compaction replaced, old manifests), so storage shrinks too.
@@ -21,21 +22,23 @@ steps are skipped there, with a log line saying so.
 
 from __future__ import annotations
 
-import itertools
 import logging
+import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import polars as pl
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchNamespaceError
 from pyiceberg.expressions import AlwaysTrue
-from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
+from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.table.snapshots import Snapshot
 
 from ventureos.catalog import is_s3_tables
+from ventureos.datafiles import encode_partitions, upload
 from ventureos.settings import Settings
 from ventureos.storage import Storage
 
@@ -98,22 +101,20 @@ def compact_table(table: Table, small_file_bytes: int, min_files: int) -> int:
     if not groups:
         return 0
     name, metadata = ".".join(table.name()), table.metadata
+    schema, spec = metadata.schema(), metadata.spec()
     with table.transaction() as txn:
         snapshot = txn.update_snapshot(snapshot_properties={COMPACTION_PROPERTY: "compaction"}).overwrite()
         with snapshot:
-            counter = itertools.count(0)
             for tasks in groups:
-                rows = ArrowScan(metadata, table.io, metadata.schema(), AlwaysTrue()).to_table(tasks)
+                rows = ArrowScan(metadata, table.io, schema, AlwaysTrue()).to_table(tasks)
                 expected = sum(t.file.record_count for t in tasks)
                 if rows.num_rows != expected:
                     raise MaintenanceError(
                         f"{name}: read {rows.num_rows} rows from files that hold {expected}"
                     )
-                new_files = list(
-                    _dataframe_to_data_files(
-                        metadata, rows, table.io, write_uuid=snapshot.commit_uuid, counter=counter
-                    )
-                )
+                # Encoded like every other data file here (ventureos.datafiles): one file per partition.
+                encoded = encode_partitions(schema, spec, pl.DataFrame(rows))
+                new_files = upload(table, metadata, encoded, write_id=uuid.uuid4())
                 if sum(f.record_count for f in new_files) != expected:
                     raise MaintenanceError(f"{name}: rewritten files do not hold {expected} rows")
                 for task in tasks:
