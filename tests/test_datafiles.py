@@ -56,6 +56,12 @@ def test_one_file_per_partition_and_extra_key_with_field_ids() -> None:
     assert file_uuid(write, files[0]) != file_uuid(uuid.uuid4(), files[0])
 
 
+def test_an_unpartitioned_table_gets_one_file() -> None:
+    files = encode_partitions(VIOLATIONS_SCHEMA, PartitionSpec(), versions())
+    assert [(f.keys, f.index, f.rows) for f in files] == [({}, 0, 6)]
+    assert_frame_equal(pl.read_parquet(files[0].content), versions())
+
+
 def test_uploaded_files_commit_and_read_back(home: Path) -> None:
     table = current_lakehouse().violations()
     rows = versions()
