@@ -99,7 +99,12 @@ def entity_rows(silver: Frame, level: str) -> Frame:
         ),
         "state": (state_key(state), state, state.is_not_null()),
     }[level]
-    return silver.filter(valid).with_columns(key.alias("entity_key"), name.alias("entity_name"))
+    # Key and validity in one context: a city's slug (a chain of regexes) is computed once, not twice.
+    return (
+        silver.with_columns(key.alias("entity_key"), name.alias("entity_name"), valid.alias("_is_entity"))
+        .filter(pl.col("_is_entity"))
+        .drop("_is_entity")
+    )
 
 
 _LATEST = "\x1f"
