@@ -176,6 +176,10 @@ def test_orphan_files_are_removed_once_old_and_a_live_nested_table_keeps_its_fil
     data_file = next((root / "data").rglob("*.parquet"))
     (data_file.parent / "crashed-write.parquet").write_bytes(data_file.read_bytes())
     (root / "metadata" / "lost-commit-m0.avro").write_bytes(b"manifest of a commit that lost")
+    # Not the table's: the lake's buffer would sit here if the lake and the warehouse shared a root.
+    foreign = root / "buffer" / "ingest_date=2024-01-01" / "osha-severe_injury-1.parquet"
+    foreign.parent.mkdir(parents=True)
+    foreign.write_bytes(data_file.read_bytes())
     long_ago = (NOW - timedelta(days=10)).timestamp()
     for path in root.rglob("*"):
         os.utime(path, (long_ago, long_ago))
@@ -189,6 +193,7 @@ def test_orphan_files_are_removed_once_old_and_a_live_nested_table_keeps_its_fil
     assert not (data_file.parent / "crashed-write.parquet").exists()
     assert not (root / "metadata" / "lost-commit-m0.avro").exists()
     assert (data_file.parent / "in-flight.parquet").exists()  # younger than 3 days: maybe a commit in flight
+    assert foreign.exists()  # outside the table's data/ and metadata/
     assert sorted((root / "staging").rglob("*.*")) == staged_files
     assert table_rows("silver.violations", "violation_id").equals(before)
     assert len(table_rows("staging.violations_load", "violation_id")) == 50
@@ -225,6 +230,6 @@ def test_orphans_through_a_symlinked_home_and_nothing_deleted_when_listing_and_m
     orphan.write_bytes(b"never committed")
     os.utime(orphan, (long_ago, long_ago))
     data_file.rename(tmp_path / "moved-away.parquet")
-    with pytest.raises(MaintenanceError, match="live data files not found"):
+    with pytest.raises(MaintenanceError, match="files the metadata names are not found"):
         maintain(catalog, load_settings(), NOW)
     assert orphan.exists()

@@ -10,8 +10,8 @@ so there are none in practice).
 Expiry removes old snapshots in one commit and then deletes the files that only they referenced
 (the small files a compaction replaced, old manifests), so storage shrinks too.
 
-Orphan removal (pyiceberg has none) deletes the files under a table's location that no metadata
-references and that are older than ``orphan_file_age_days``: the data files of a write that crashed
+Orphan removal (pyiceberg has none) deletes the files in a table's ``data/`` and ``metadata/`` that no
+metadata references and that are older than ``orphan_file_age_days``: the data files of a write that crashed
 before its commit (a re-run writes new ones), the manifests of a commit that lost a conflict, metadata
 files older than the metadata log. A table located inside another (a replace load's staging table,
 inside silver's location) keeps its files while it exists.
@@ -23,6 +23,7 @@ steps are skipped there, with a log line saying so.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -39,6 +40,7 @@ from pyiceberg.table.snapshots import Snapshot
 
 from ventureos.catalog import is_s3_tables
 from ventureos.datafiles import encode_partitions, upload
+from ventureos.historical import STAGING_NAMESPACE
 from ventureos.settings import Settings
 from ventureos.storage import Storage
 
@@ -170,21 +172,39 @@ def location_of(table: Table) -> str:
     return table.location().removeprefix("file://").rstrip("/")
 
 
+# Iceberg writes a table's files under data/ and metadata/ of its location, and a replace load's staging
+# table lives at staging/{load id}/ inside silver's. Only files there can be a table's orphans: anything
+# else under the location (the lake's buffer and archive, if the lake and the warehouse share a root)
+# belongs to someone else and is never touched.
+TABLE_FILES = re.compile(r"^(?:staging/[^/]+/)?(?:data|metadata)/")
+
+
 def table_locations(catalog: Catalog) -> dict[str, str]:
-    """Location of every table of the catalog, by name."""
-    return {
-        ".".join(identifier): location_of(catalog.load_table(identifier))
-        for namespace in catalog.list_namespaces()
-        for identifier in catalog.list_tables(namespace)
-    }
+    """Location of every table of this project's namespaces, by name (a Glue account holds others)."""
+    locations = {}
+    for namespace in (*MAINTAINED_NAMESPACES, STAGING_NAMESPACE):
+        try:
+            identifiers = catalog.list_tables(namespace)
+        except NoSuchNamespaceError:
+            continue
+        for identifier in identifiers:
+            locations[".".join(identifier)] = location_of(catalog.load_table(identifier))
+    return locations
+
+
+def metadata_files(table: Table) -> set[str]:
+    """The current metadata file and the ones in its log."""
+    return {table.metadata_location, *(entry.metadata_file for entry in table.metadata.metadata_log)}
 
 
 def referenced_files(table: Table) -> set[str]:
-    """Every file the table's metadata points to: its snapshots' files and its metadata files."""
-    paths = reachable_files(table, table.metadata.snapshots)
-    paths.add(table.metadata_location)
-    paths.update(entry.metadata_file for entry in table.metadata.metadata_log)
-    return paths
+    """Every file the table's metadata points to: snapshots' files, metadata and statistics files."""
+    statistics = [*table.metadata.statistics, *table.metadata.partition_statistics]
+    return (
+        reachable_files(table, table.metadata.snapshots)
+        | metadata_files(table)
+        | {s.statistics_path for s in statistics}
+    )
 
 
 def orphan_files(catalog: Catalog, table: Table, settings: Settings, older_than: datetime) -> list[str]:
@@ -203,16 +223,25 @@ def orphan_files(catalog: Catalog, table: Table, settings: Settings, older_than:
     ]
     table.refresh()
     referenced = {storage.key_of(path) for path in referenced_files(table)}
+    # The listing must show the files the metadata names (every live data file, and the current
+    # metadata file or one of its log: a commit may land between listing and refresh), else the two
+    # spell paths differently and every file would look unreferenced.
     live = {storage.key_of(task.file.file_path) for task in table.scan().plan_files()}
-    if not live <= listed.keys():
+    missing = sorted(live - listed.keys())
+    if not {storage.key_of(path) for path in metadata_files(table)} & listed.keys():
+        missing.append(storage.key_of(table.metadata_location))
+    if missing:
         raise MaintenanceError(
-            f"{name}: live data files not found under {location} (e.g. {sorted(live - listed.keys())[0]}): "
+            f"{name}: files the metadata names are not found under {location} (e.g. {missing[0]}): "
             "no orphan is deleted while listing and metadata disagree"
         )
     return sorted(
         key
         for key, modified in listed.items()
-        if modified < older_than and key not in referenced and not key.startswith(tuple(nested))
+        if modified < older_than
+        and key not in referenced
+        and TABLE_FILES.match(key)
+        and not key.startswith(tuple(nested))
     )
 
 
