@@ -13,8 +13,8 @@ Expiry removes old snapshots in one commit and then deletes the files that only 
 Orphan removal (pyiceberg has none) deletes the files in a table's ``data/`` and ``metadata/`` that
 no metadata references and that are older than ``orphan_file_age_days``: the data files of a write
 that crashed before its commit (a re-run writes new ones), the manifests of a commit that lost a
-conflict, metadata files older than the metadata log. A table located inside another (a replace load's staging table,
-inside silver's location) keeps its files while it exists.
+conflict, metadata files older than the metadata log. A table located inside another (a replace
+load's staging table, inside silver's location) keeps its files while it exists.
 
 On S3 Tables the service compacts, manages snapshots and removes unreferenced files by itself, so the
 steps are skipped there, with a log line saying so.
