@@ -215,6 +215,11 @@ def orphan_files(catalog: Catalog, table: Table, settings: Settings, older_than:
     """
     name, location = ".".join(table.name()), location_of(table)
     storage = Storage(location, settings)
+    # Files the metadata names before the listing must all be listed (only expiry, which runs in this
+    # same serialized maintenance, deletes files), else listing and metadata spell paths differently
+    # and every file would look unreferenced.
+    expected = {storage.key_of(task.file.file_path) for task in table.scan().plan_files()}
+    expected.add(storage.key_of(table.metadata_location))
     listed = storage.modified_times("")
     nested = [
         storage.key_of(other) + "/"
@@ -223,13 +228,7 @@ def orphan_files(catalog: Catalog, table: Table, settings: Settings, older_than:
     ]
     table.refresh()
     referenced = {storage.key_of(path) for path in referenced_files(table)}
-    # The listing must show the files the metadata names (every live data file, and the current
-    # metadata file or one of its log: a commit may land between listing and refresh), else the two
-    # spell paths differently and every file would look unreferenced.
-    live = {storage.key_of(task.file.file_path) for task in table.scan().plan_files()}
-    missing = sorted(live - listed.keys())
-    if not {storage.key_of(path) for path in metadata_files(table)} & listed.keys():
-        missing.append(storage.key_of(table.metadata_location))
+    missing = sorted(expected - listed.keys())
     if missing:
         raise MaintenanceError(
             f"{name}: files the metadata names are not found under {location} (e.g. {missing[0]}): "
