@@ -14,7 +14,6 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("POLARS_ICEBERG_PLANNER", "pyiceberg")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 BUNDLED_SAMPLES = Path(__file__).resolve().parents[1] / "ventureos" / "data" / "samples"
 MOTO_KEYS = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -1,10 +1,16 @@
-"""OSHA enforcement normalizer on rows built from the DOL data dictionary's own columns and codes."""
+"""OSHA enforcement normalizer on rows built from the DOL data dictionary's own columns and codes.
+
+``tests/data/osha_data_dictionary.csv`` is the DOL enforcement data catalog's dictionary, copied from
+the shared samples (source: storydrivendatasets-pre-2022-archive/osha-enforcement-datastash,
+data/stashed/osha_data_dictionary/, e6c4c3d), so the suite runs from a clone anywhere.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -13,9 +19,7 @@ from polars.testing import assert_frame_equal
 from normalizers import get_dataset, normalize
 from normalizers.osha import enforcement
 
-from .conftest import SAMPLES
-
-DICTIONARY = SAMPLES / "osha_enforcement" / "osha_data_dictionary.csv"
+DICTIONARY = Path(__file__).parent / "data" / "osha_data_dictionary.csv"
 
 
 def dictionary() -> pl.DataFrame:
