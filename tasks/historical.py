@@ -144,7 +144,7 @@ def load_batch(
     written = write_buffer_files(lakehouse.storage, encoded.added, now.date().isoformat(), encoded.write_id)
     counts |= dict.fromkeys(COUNT_COLUMNS, 0) | _scd2_counts(scd2) | {"fresh": int(target.fresh)}
     with iceberg_commit_slot(".".join(target.table.name())):
-        commit_scd2(target.table, scd2, plan.markers(number, counts), encoded)
+        commit_scd2(target.table, scd2, encoded, plan.markers(number, counts))
     target.seen.add(scd2.added["violation_id"])
     return BatchOutcome(number, counts, quality, written)
 

@@ -50,7 +50,7 @@ def write_silver(
     encoded = encode_versions(table, plan)
     written = write_buffer_files(lakehouse.storage, encoded.added, ingest_date, encoded.write_id)
     with iceberg_commit_slot(VIOLATIONS):
-        commit_scd2(table, plan, encoded=encoded)
+        commit_scd2(table, plan, encoded)
     return plan, written
 
 

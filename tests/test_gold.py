@@ -21,7 +21,7 @@ from ventureos.gold import (
     update_gold_tables,
 )
 from ventureos.lakehouse import current_lakehouse
-from ventureos.silver import Scd2Plan, commit_scd2, current_versions, plan_scd2
+from ventureos.silver import Scd2Plan, commit_scd2, current_versions, encode_versions, plan_scd2
 
 from .conftest import BUNDLED_SAMPLES
 
@@ -55,7 +55,7 @@ def apply(incoming: pl.DataFrame, now: datetime) -> Scd2Plan:
     lakehouse = current_lakehouse()
     table = lakehouse.violations()
     plan = plan_scd2(incoming, current_versions(table, incoming["violation_id"].to_list()), now, "run")
-    commit_scd2(table, plan)
+    commit_scd2(table, plan, encode_versions(table, plan))
     update_gold_tables(lakehouse.catalog, table, plan, now)
     return plan
 
@@ -187,7 +187,8 @@ def test_rebuild_repairs_a_batch_whose_gold_update_was_lost(home: Path) -> None:
         is_deleted=pl.col("source_id") == ids[1]
     )
     table = lakehouse.violations()
-    commit_scd2(table, plan_scd2(lost, current_versions(table, lost["violation_id"].to_list()), T2, "run"))
+    closing = plan_scd2(lost, current_versions(table, lost["violation_id"].to_list()), T2, "run")
+    commit_scd2(table, closing, encode_versions(table, closing))
     company = f"COMPANY#{rows['company_slug'][0]}"
     assert stats("company", company)["all"]["penalty_total"] == Decimal("0.00")
 

@@ -10,7 +10,7 @@ import polars as pl
 from normalizers import normalize
 from ventureos.bronze import read_raw_batch
 from ventureos.lakehouse import current_lakehouse
-from ventureos.silver import commit_scd2, current_versions, plan_scd2
+from ventureos.silver import commit_scd2, current_versions, encode_versions, plan_scd2
 
 from .conftest import BUNDLED_SAMPLES
 
@@ -26,7 +26,7 @@ def merge(rows: pl.DataFrame, now: datetime, deleted: set[str] = frozenset()) ->
     table = current_lakehouse().violations()
     incoming = batch(rows).with_columns(is_deleted=pl.col("source_id").is_in(list(deleted)))
     plan = plan_scd2(incoming, current_versions(table, incoming["violation_id"].to_list()), now, "run")
-    commit_scd2(table, plan)
+    commit_scd2(table, plan, encode_versions(table, plan))
     return plan.counts.drop("agency", "dataset").row(0, named=True)
 
 

@@ -167,20 +167,19 @@ def encode_versions(table: Table, plan: Scd2Plan, write_id: uuid.UUID | None = N
 def commit_scd2(
     table: Table,
     plan: Scd2Plan,
+    encoded: EncodedVersions,
     snapshot_properties: dict[str, str] | None = None,
-    encoded: EncodedVersions | None = None,
 ) -> None:
     """One atomic commit: closed versions are rewritten with valid_to, new versions appended.
 
-    ``encoded`` are the plan's files if the caller already encoded them (to write the same bytes as
-    buffer files). ``snapshot_properties`` land in the snapshot summary of that same commit (a
-    historical load marks its batch there, so "written" and "recorded as done" are one fact); with
-    them, a no-op plan still commits an empty snapshot to carry the mark.
+    ``encoded`` are the plan's files (``encode_versions``: the caller writes the same bytes as buffer
+    files). ``snapshot_properties`` land in the snapshot summary of that same commit (a historical
+    load marks its batch there, so "written" and "recorded as done" are one fact); with them, a no-op
+    plan still commits an empty snapshot to carry the mark.
     """
     if plan.is_noop and not snapshot_properties:
         return
     properties = snapshot_properties or {}
-    encoded = encoded or encode_versions(table, plan)
     with table.transaction() as txn:
         if not plan.closed.is_empty():
             # What txn.overwrite does (delete, then append in the same transaction), with the fast append.
