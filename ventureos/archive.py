@@ -302,13 +302,13 @@ def scan_versions(storage: Storage, keys: list[str]) -> pl.LazyFrame:
         except pl.exceptions.ComputeError as exc:
             raise ConsolidationError(f"{key}: not a readable Parquet file ({exc})") from exc
         conform_versions(pl.DataFrame(schema=schema), key)
-    return _scan_checked(storage, [storage.uri(key) for key in keys])
+    return _scan_checked(storage, keys)
 
 
-def _scan_checked(storage: Storage, uris: list[str]) -> pl.LazyFrame:
-    return pl.scan_parquet(
-        uris, storage_options=storage.polars_storage_options, include_file_paths=SOURCE_FILE
-    ).select(*(pl.col(c).cast(VIOLATIONS_POLARS[c]) for c in VIOLATION_COLUMNS), SOURCE_FILE)
+def _scan_checked(storage: Storage, keys: list[str]) -> pl.LazyFrame:
+    return storage.scan_parquet(keys, include_file_paths=SOURCE_FILE).select(
+        *(pl.col(c).cast(VIOLATIONS_POLARS[c]) for c in VIOLATION_COLUMNS), SOURCE_FILE
+    )
 
 
 def verify_file(storage: Storage, key: str, rows: int, checksum: str) -> None:
@@ -426,11 +426,13 @@ def _consolidate(
     """
     scan = (scan if scan is not None else scan_versions(storage, sources)).with_columns(_target=target)
     located = scan.group_by("_target").agg(pl.len().alias("rows"), pl.col(SOURCE_FILE).unique()).collect()
-    files_of = {key: files for key, _, files in located.sort("_target").iter_rows()}
+    files_of = {
+        key: sorted(map(storage.key_of, uris)) for key, _, uris in located.sort("_target").iter_rows()
+    }
     result.rows_in, result.files_read = int(located["rows"].sum()), len(sources)
     targets = []
     for key, files in files_of.items():
-        rows = _scan_checked(storage, sorted(files)).filter(target == key).select(VIOLATION_COLUMNS).collect()
+        rows = _scan_checked(storage, files).filter(target == key).select(VIOLATION_COLUMNS).collect()
         existing = read_versions(storage, [key]) if storage.exists(key) else empty_versions()
         merged, added = merge_versions(existing, rows, known.get(key, empty_versions()))
         result.rows_added += added

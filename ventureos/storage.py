@@ -129,5 +129,10 @@ class Storage:
     def read_parquet(self, key: str) -> pl.DataFrame:
         return pl.read_parquet(io.BytesIO(self.read_bytes(key)))
 
-    def scan_parquet(self, keys: list[str]) -> pl.LazyFrame:
-        return pl.scan_parquet([self.uri(k) for k in keys], storage_options=self.polars_storage_options)
+    def scan_parquet(self, keys: list[str], include_file_paths: str | None = None) -> pl.LazyFrame:
+        """``include_file_paths`` names a column holding each row's file URI (``key_of`` maps it back)."""
+        return pl.scan_parquet(
+            [self.uri(k) for k in keys],
+            storage_options=self.polars_storage_options,
+            include_file_paths=include_file_paths,
+        )
