@@ -207,14 +207,14 @@ def referenced_files(table: Table) -> set[str]:
     )
 
 
-def orphan_files(catalog: Catalog, table: Table, settings: Settings, older_than: datetime) -> list[str]:
-    """Keys (under the table's location) of files no metadata references, last written before the cutoff.
+def orphan_files(catalog: Catalog, table: Table, storage: Storage, older_than: datetime) -> list[str]:
+    """Keys (under the table's location: ``storage``'s root) of files no metadata references, last
+    written before the cutoff.
 
     Listing comes first and the metadata is read after it: a file committed (or a staging table
     dropped after its swap into silver) in between is then seen as referenced, never as an orphan.
     """
-    name, location = ".".join(table.name()), location_of(table)
-    storage = Storage(location, settings)
+    name, location = ".".join(table.name()), storage.root
     # Files the metadata names before the listing must all be listed (only expiry, which runs in this
     # same serialized maintenance, deletes files), else listing and metadata spell paths differently
     # and every file would look unreferenced.
@@ -245,9 +245,8 @@ def orphan_files(catalog: Catalog, table: Table, settings: Settings, older_than:
 
 
 def remove_orphan_files(catalog: Catalog, table: Table, settings: Settings, now: datetime) -> int:
-    cutoff = now - timedelta(days=settings.orphan_file_age_days)
-    orphans = orphan_files(catalog, table, settings, cutoff)
     storage = Storage(location_of(table), settings)
+    orphans = orphan_files(catalog, table, storage, now - timedelta(days=settings.orphan_file_age_days))
     for key in orphans:
         storage.delete(key)
     return len(orphans)
