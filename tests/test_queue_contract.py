@@ -106,6 +106,31 @@ def test_hold_keeps_a_slow_batch_invisible(make_queue: MakeQueue) -> None:
     assert queue.depth() == Depth(0, 0, 0)
 
 
+def test_hold_renews_at_once_after_a_long_receive(make_queue: MakeQueue) -> None:
+    queue = make_queue(queue_visibility_timeout=2)
+    queue.send(["slow"])
+    held = queue.receive(max_messages=1, max_seconds=5)
+    time.sleep(1.5)  # the rest of a long receive loop, before the batch starts
+    with queue.hold(held):
+        time.sleep(0.9)  # past the first receive's timeout, before the first periodic renewal
+        assert queue.receive_batch(BATCH, wait_seconds=0) == []
+    assert queue.delete(held) == []
+
+
+def test_receive_goes_on_after_short_answers(home: Path) -> None:
+    """SQS often answers with fewer messages than asked while more are queued: only nothing ends a receive."""
+
+    class Stingy(SqliteQueue):
+        def receive_batch(self, count: int, wait_seconds: int) -> list[Message]:
+            return super().receive_batch(min(count, 3), wait_seconds)
+
+    queue = Stingy(load_settings(queue_wait_seconds=0))
+    queue.send([f"m{i}" for i in range(25)])
+    assert sorted(m.body for m in queue.receive(max_messages=100, max_seconds=10)) == sorted(
+        f"m{i}" for i in range(25)
+    )
+
+
 def test_dead_letter_after_max_receives(make_queue: MakeQueue) -> None:
     queue = make_queue(queue_max_receives=2)
     queue.send(["poison", "fine"])

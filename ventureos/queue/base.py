@@ -117,9 +117,10 @@ class FeedQueue(ABC):
     def receive(self, max_messages: int, max_seconds: float) -> list[Message]:
         """Receive until ``max_messages``, an empty queue or ``max_seconds``.
 
-        Each round keeps up to ``concurrency`` receives of ten in flight; a round that comes back
-        short means the queue has nothing more visible right now. Delivery is at least once: a message
-        that comes twice (SQS may do that, even across concurrent receives) is kept once.
+        Each round keeps up to ``concurrency`` receives of ten in flight; only a round that brings
+        nothing ends early: SQS often answers with fewer messages than asked while more are queued.
+        Delivery is at least once: a message that comes twice (SQS may do that, even across concurrent
+        receives) is kept once.
         """
         deadline = time.monotonic() + max_seconds
         received: dict[str, Message] = {}
@@ -130,10 +131,9 @@ class FeedQueue(ABC):
                 counts = [min(BATCH, wanted - BATCH * i) for i in range(calls)]
                 waits = [min(self.wait_seconds, int(left))] * len(counts)
                 got = [m for batch in pool.map(self.receive_batch, counts, waits) for m in batch]
-                fresh = {m.message_id: m for m in got if m.message_id not in received}
-                received |= fresh
-                if len(got) < sum(counts) and len(fresh) == len(got):
-                    break  # short, and not because a duplicate took a message's place
+                if not got:
+                    break
+                received |= {m.message_id: m for m in got if m.message_id not in received}
         return list(received.values())
 
     def delete(self, messages: Sequence[Message]) -> list[str]:
@@ -153,21 +153,25 @@ class FeedQueue(ABC):
     def hold(self, messages: Sequence[Message]) -> Iterator[None]:
         """Keep ``messages`` invisible while a batch works on them, however long it takes.
 
-        Every half visibility timeout the timeout is renewed, so a slow batch is not delivered to a
-        second consumer; if this process dies, renewal stops and the messages come back.
+        The timeout is renewed at once (the first messages were received a while ago: the receive
+        loop may have taken most of a timeout) and then every half timeout, so a slow batch is not
+        delivered to a second consumer; if this process dies, renewal stops and the messages come back.
         """
         stop = threading.Event()
         interval = self.visibility_timeout / 2
 
+        def extend() -> None:
+            try:
+                self.extend(messages, self.visibility_timeout)
+            except Exception:  # the batch goes on; at worst a message is delivered twice
+                log.warning("could not extend the visibility of %d messages", len(messages), exc_info=True)
+
         def renew() -> None:
             while not stop.wait(interval):
-                try:
-                    self.extend(messages, self.visibility_timeout)
-                except Exception:  # the batch goes on; at worst a message is delivered twice
-                    log.warning(
-                        "could not extend the visibility of %d messages", len(messages), exc_info=True
-                    )
+                extend()
 
+        if messages:
+            extend()
         keeper = threading.Thread(target=renew, name=f"hold-{self.name}", daemon=True)
         keeper.start()
         try:
