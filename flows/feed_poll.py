@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,9 @@ def ingest_messages(messages: list[Message], rid: str, now: datetime) -> RunRepo
     """Everything up to the last commit (a crash after it means redelivery, which changes nothing)."""
     day = now.date().isoformat()
     feed = split_feed(messages)
-    staged = stage_feed(feed, day, rid)
+    # A retried flow run keeps its id: each attempt gets its own bronze file, so the rows an earlier
+    # attempt committed keep pointing at the lines they came from.
+    staged = stage_feed(feed, day, f"{rid}-{uuid.uuid4().hex[:8]}")
     batches: list[NormalizedBatch] = [normalize_feed(s.raw, s.agency, s.dataset) for s in staged]
     batches += poison_batch(feed)
     plan, written = write_silver(batches, rid, now, day)

@@ -1,7 +1,7 @@
 """Pure Polars building blocks shared by every normalizer (no I/O).
 
 A dataset normalizer maps its raw frame (all source columns as strings, plus the lineage columns
-``_row`` and ``_source_uri``) to the columns of ``NORMALIZED_SCHEMA``. ``finalize`` then adds what is
+``ROW`` and ``SOURCE_URI``) to the columns of ``NORMALIZED_SCHEMA``. ``finalize`` then adds what is
 the same for every source: the deterministic ``violation_id``, the entity key, generic quality flags,
 the quality score and the content hash.
 """
@@ -15,8 +15,10 @@ import polars_hash  # noqa: F401  (registers the stable .nchash namespace)
 
 from ventureos.entities import resolve_companies
 
-ROW = "_row"
-SOURCE_URI = "_source_uri"
+# Lineage columns added to every raw frame; named so that no source column can collide with them
+# (a feed record with a ``_row`` key once sent its whole batch to the dead-letter queue).
+ROW = "__ventureos_row"
+SOURCE_URI = "__ventureos_source_uri"
 LINEAGE = (ROW, SOURCE_URI)
 
 NORMALIZED_SCHEMA = pl.Schema(

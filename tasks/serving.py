@@ -12,10 +12,10 @@ from tasks.policy import IO_TASK
 from ventureos.gold import current_silver_of
 from ventureos.lakehouse import current_lakehouse
 from ventureos.serving import ServingStore, open_store
-from ventureos.serving.feed import apply_to_feed
+from ventureos.serving.feed import FEED_COLUMNS, apply_to_feed
 from ventureos.serving.sync import sync_entities as sync_entities_table
 from ventureos.settings import Settings
-from ventureos.silver import Scd2Plan
+from ventureos.silver import Scd2Plan, current_versions
 
 
 def ready_store(settings: Settings) -> ServingStore:
@@ -29,18 +29,18 @@ def ready_store(settings: Settings) -> ServingStore:
 def update_live_feed(plan: Scd2Plan) -> dict[str, Any]:
     """Call after ``write_silver`` in daily-ingest and feed batches only (historical loads never do).
 
-    Versions not from ``bronze/daily`` or ``bronze/feed`` are filtered out again inside, and re-running
-    a day (a no-op plan) writes nothing.
+    Versions not from ``bronze/daily`` or ``bronze/feed`` are filtered out again inside. Re-running a
+    day writes nothing, unless its first run crashed before this step: then the re-run repairs it.
     """
-    if plan.is_noop:
+    if plan.touched.is_empty():
         return {"entities": 0, "written": 0, "deleted": 0}
     lakehouse = current_lakehouse()
     violations = lakehouse.violations()
     change = apply_to_feed(
         ready_store(lakehouse.settings),
-        plan.added,
-        plan.closed,
+        plan,
         lambda slugs, states, columns: current_silver_of(violations, slugs, states, columns),
+        current_versions(violations, plan.unchanged["violation_id"].to_list(), FEED_COLUMNS),
     )
     return asdict(change)
 

@@ -10,7 +10,7 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from normalizers import normalize
-from normalizers.common import parse_date
+from normalizers.common import ROW, SOURCE_URI, parse_date
 from normalizers.faa.enforcement import repair_words
 from ventureos.batch import normalize_raw_batch
 from ventureos.bronze import read_raw_batch
@@ -120,7 +120,7 @@ def test_repair_words_rejoins_pdf_splits_and_fixes_typos():
 def test_missing_columns_do_not_fail():
     raw = pl.DataFrame({"CASE NUMBER": ["2020XX1"], "NAME": ["AVANTAIR INC"], "ACTION": ["CIVIL PENALTY"]})
     out = normalize(
-        raw.with_row_index("_row").with_columns(_source_uri=pl.lit("x.json")), "faa", "enforcement"
+        raw.with_row_index(ROW).with_columns(pl.lit("x.json").alias(SOURCE_URI)), "faa", "enforcement"
     )
     assert out.select("company_slug", "violation_type", "event_date", "reject_reason").row(0) == (
         "avantair", "civil_penalty", None, None,
@@ -140,7 +140,7 @@ def test_column_names_in_other_case_or_separators_are_recognized():
          "sanction": ["Dollars"], "Date Known": ["1/2/2015"]}
     )  # fmt: skip
     out = normalize(
-        raw.with_row_index("_row").with_columns(_source_uri=pl.lit("x.csv")), "faa", "enforcement"
+        raw.with_row_index(ROW).with_columns(pl.lit("x.csv").alias(SOURCE_URI)), "faa", "enforcement"
     )
     assert out.select("source_id", "company_slug", "penalty_amount", "event_date").row(0) == (
         "2015CE100001:civil-penalty:dollars", "fedex", Decimal("1500.00"), date(2015, 1, 2),

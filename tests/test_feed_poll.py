@@ -13,17 +13,19 @@ import polars as pl
 import pytest
 import typer
 
+import flows.feed_poll as feed_poll_flow
 from flows.common import utc_now
 from flows.feed_poll import feed_poll, ingest_messages
 from ventureos.cli.feed import message_bodies
 from ventureos.feed import PoisonMessage, envelope_json, parse_envelope
 from ventureos.lakehouse import current_lakehouse
 from ventureos.queue import Depth, current_queue
-from ventureos.serving import VIOLATIONS, open_store
+from ventureos.serving import open_store
 from ventureos.settings import load_settings
 
 from .conftest import BUNDLED_SAMPLES, run_cli
-from .test_gold import assert_gold_equals_current_silver
+from .test_gold import assert_gold_equals_current_silver, current_silver
+from .test_gold_sync import expected_feed, stored_feed
 
 SAMPLE_CSV = BUNDLED_SAMPLES / "osha_severe_injury" / "severeinjury_sample.csv"
 SENT_AT = "2024-03-05T10:00:00+00:00"
@@ -98,12 +100,15 @@ def test_envelope_identity_is_the_senders_message_id() -> None:
     assert parsed.message_id == "osha-2015010015" and parsed.record == record
 
 
-def crash_and_redeliver(storage_prefix: str) -> None:
-    """35 messages (30 good, 1 record the normalizer rejects, 4 poison): ingested, then the process
-    dies before the delete; the redelivered batch must change nothing."""
+def crash_and_redeliver(storage_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """35 messages (30 good, 1 record the normalizer rejects, 4 poison). The run dies right after its
+    silver commit; its retry (same flow-run id) repairs gold and the live feed, then dies before the
+    delete; the redelivered batch must change nothing."""
     records = sample_records(31)
     good = [envelope_json("osha", "severe_injury", r, message_id=f"osha-{r['ID']}") for r in records[:10]]
-    good += [envelope_json("osha", "severe_injury", r) for r in records[10:30]]
+    good += [envelope_json("osha", "severe_injury", r) for r in records[10:29]]
+    # Keys that look like the pipeline's own columns are just source fields.
+    good.append(envelope_json("osha", "severe_injury", {**records[29], "_row": "7", "_source_uri": "x"}))
     no_id = envelope_json("osha", "severe_injury", {**records[30], "ID": None})
     poison = [
         "{oops",
@@ -116,8 +121,21 @@ def crash_and_redeliver(storage_prefix: str) -> None:
 
     messages = queue.receive(max_messages=100, max_seconds=10)
     assert len(messages) == 35
-    first = ingest_messages(messages, "run-that-crashed", utc_now())
-    assert first.totals["inserted"] == 30 and first.totals["quarantined"] == 5 and first.reconciled
+
+    def die(plan: object) -> None:
+        raise SystemExit("killed right after the silver commit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(feed_poll_flow, "update_gold", die)
+        with pytest.raises(SystemExit):
+            ingest_messages(messages, "run-that-crashed", utc_now())
+    assert silver_rows().height == 30
+    retried = ingest_messages(messages, "run-that-crashed", utc_now())
+    assert retried.totals["unchanged"] == 30 and retried.totals["quarantined"] == 5 and retried.reconciled
+    # Gold and the live feed caught up with silver although the retry changed nothing in it.
+    assert_gold_equals_current_silver()
+    store = open_store(load_settings())
+    assert stored_feed(store) == expected_feed(current_silver())
     queue.release(messages)  # the crash: never deleted, and the visibility timeout has passed
 
     report = feed_poll()
@@ -131,14 +149,15 @@ def crash_and_redeliver(storage_prefix: str) -> None:
     silver = silver_rows()
     assert silver.height == 30 and silver["violation_id"].n_unique() == 30
     assert set(silver["source_id"]) == {r["ID"] for r in records[:30]}
+    details = silver.filter(pl.col("source_id") == records[29]["ID"])["violation_details"].item()
+    assert json.loads(details)["_row"] == "7" and json.loads(details)["_source_uri"] == "x"
     lineage = silver.filter(pl.col("source_id") == records[0]["ID"])["meta_source_uri"].item()
     assert lineage.startswith(f"{storage_prefix}/bronze/feed/osha/severe_injury/")
     assert lineage.endswith(f".jsonl#osha-{records[0]['ID']}")
 
-    # Gold and the live feed followed silver through both deliveries, without double counting.
+    # Gold and the live feed followed silver through every delivery, without double counting.
     assert_gold_equals_current_silver()
-    live_ids = {item["SK"].rsplit("#", 1)[1] for item in open_store(load_settings()).scan(VIOLATIONS)}
-    assert len(live_ids) >= 25 and live_ids <= set(silver["violation_id"])
+    assert stored_feed(store) == expected_feed(current_silver())
 
     quarantined = quarantine_rows()
     assert quarantined.height == 5
@@ -152,7 +171,10 @@ def crash_and_redeliver(storage_prefix: str) -> None:
 
     storage = current_lakehouse().storage
     batches = storage.list("bronze/feed/osha/severe_injury")
-    assert len(batches) == 2  # the crashed batch and its redelivery: bronze keeps both as received
+    # Both attempts of the crashed run and the redelivery: bronze keeps every batch as received, and
+    # an attempt of the same flow run never overwrites the file an earlier attempt's rows point to.
+    assert len(batches) == 3
+    assert {storage.uri(key) for key in batches} >= {uri.split("#")[0] for uri in silver["meta_source_uri"]}
     lines = [json.loads(line) for line in storage.read_bytes(batches[0]).decode().splitlines()]
     assert len(lines) == 31
     assert {line["message_id"] for line in lines} >= {f"osha-{r['ID']}" for r in records[:10]}
@@ -162,7 +184,7 @@ def crash_and_redeliver(storage_prefix: str) -> None:
 def test_poison_and_crash_before_delete_embedded(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VENTUREOS_QUEUE_WAIT_SECONDS", "0")
     monkeypatch.setenv("VENTUREOS_FEED_MAX_MESSAGE_BYTES", "16384")
-    crash_and_redeliver(current_lakehouse().storage.root)
+    crash_and_redeliver(current_lakehouse().storage.root, monkeypatch)
 
 
 @pytest.mark.aws
@@ -170,7 +192,7 @@ def test_poison_and_crash_before_delete_embedded(home: Path, monkeypatch: pytest
 def test_poison_and_crash_before_delete_on_aws(aws_home: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VENTUREOS_QUEUE_WAIT_SECONDS", "1")
     monkeypatch.setenv("VENTUREOS_FEED_MAX_MESSAGE_BYTES", "16384")
-    crash_and_redeliver(f"s3://{aws_home}")
+    crash_and_redeliver(f"s3://{aws_home}", monkeypatch)
 
 
 @pytest.mark.aws

@@ -14,6 +14,7 @@ from pyiceberg.expressions import EqualTo
 from flows.daily_ingest import daily_ingest
 from flows.gold_sync import gold_sync
 from flows.historical_load import historical_load
+from normalizers.common import SOURCE_URI
 from ventureos.cli import main
 from ventureos.gold import (
     ALL,
@@ -27,10 +28,10 @@ from ventureos.gold import (
 from ventureos.lakehouse import current_lakehouse
 from ventureos.schemas import to_arrow
 from ventureos.serving import ENTITIES, VIOLATIONS, ServingStore, open_store
-from ventureos.serving.feed import FEED_SIZE, apply_to_feed, feed_frame, live
+from ventureos.serving.feed import FEED_COLUMNS, FEED_SIZE, apply_to_feed, feed_frame, live
 from ventureos.serving.sync import iso, read_watermarks, sync_entities
 from ventureos.settings import load_settings
-from ventureos.silver import Scd2Plan
+from ventureos.silver import Scd2Plan, current_versions
 
 from .test_daily_ingest import sample_reports
 from .test_gold import T1, T2, T3, assert_gold_equals_current_silver, current_silver, edit, real_rows
@@ -57,7 +58,9 @@ def test_feed_keeps_latest_five_through_updates_deletes_and_history(home: Path) 
         def read_silver(slugs: list[str], states: list[str], columns: tuple[str, ...]) -> pl.DataFrame:
             return current_silver_of(current_lakehouse().violations(), slugs, states, columns)
 
-        change = apply_to_feed(store, plan.added, plan.closed, read_silver)
+        unchanged = plan.unchanged["violation_id"].to_list()
+        present = current_versions(current_lakehouse().violations(), unchanged, FEED_COLUMNS)
+        change = apply_to_feed(store, plan, read_silver, present)
         return change.written, change.deleted
 
     rows = real_rows(12)
@@ -96,7 +99,9 @@ def test_feed_keeps_latest_five_through_updates_deletes_and_history(home: Path) 
     # A historical version (bronze/historical lineage) never enters the feed, even when newest.
     history = edit(real_rows(14).slice(12), ids[0], company_slug="x")
     history = edit(history, history["source_id"][0], **acme, event_date=date(2015, 9, 9))
-    history = history.with_columns(_source_uri=pl.lit("s3://lake/bronze/historical/osha/severe_injury/h.csv"))
+    history = history.with_columns(
+        pl.lit("s3://lake/bronze/historical/osha/severe_injury/h.csv").alias(SOURCE_URI)
+    )
     before = stored_feed(store)
     assert feed(apply_to_silver_and_gold(history, datetime(2024, 1, 4, tzinfo=UTC))) == (0, 0)
     assert stored_feed(store) == before

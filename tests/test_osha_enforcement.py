@@ -17,6 +17,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from normalizers import get_dataset, normalize
+from normalizers.common import ROW, SOURCE_URI
 from normalizers.osha import enforcement
 
 DICTIONARY = Path(__file__).parent / "data" / "osha_data_dictionary.csv"
@@ -54,7 +55,7 @@ def raw_violations(rows: list[dict[str, str | None]]) -> pl.DataFrame:
     frame = pl.DataFrame(
         [{c: r.get(c, "") for c in names} for r in rows], schema=dict.fromkeys(names, pl.String)
     )
-    return frame.with_row_index("_row").with_columns(_source_uri=pl.lit("s3://lake/v.csv"))
+    return frame.with_row_index(ROW).with_columns(pl.lit("s3://lake/v.csv").alias(SOURCE_URI))
 
 
 INSPECTIONS = pl.DataFrame(
@@ -125,7 +126,7 @@ def test_normalizes_violations_joined_to_inspections() -> None:
     )  # fmt: skip
     assert_frame_equal(out.select(expected.columns), expected)
     assert out["description"][0] == "19100147 C04 I"
-    assert out["_row"].to_list() == list(range(8))
+    assert out[ROW].to_list() == list(range(8))
     details = out["violation_details"].str.json_decode(
         pl.Struct({"gravity": pl.String, "insp_type": pl.String, "open_date": pl.String})
     )

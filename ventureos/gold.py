@@ -182,9 +182,8 @@ def aggregate_levels(
 
 
 def touched_keys(plan: Scd2Plan, level: str) -> list[str]:
-    """Entity keys of ``level`` whose aggregate a batch may change: of added and of closed versions."""
-    changed = pl.concat([plan.added, plan.closed]).select(SILVER_COLUMNS)
-    return sorted(entity_rows(changed, level)["entity_key"].unique().to_list())
+    """Entity keys of ``level`` of every record of a batch (see ``Scd2Plan.touched``)."""
+    return sorted(entity_rows(plan.touched, level)["entity_key"].unique().to_list())
 
 
 def stamp(fresh: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
@@ -244,14 +243,18 @@ def current_silver_of(
 def update_gold_tables(
     catalog: Catalog, violations: Table, plan: Scd2Plan, now: datetime
 ) -> list[GoldChange]:
-    """Recompute the entities a committed batch touched; one commit per gold table that changed."""
-    if plan.is_noop:
+    """Recompute the entities of a committed batch's records; one commit per gold table that changed.
+
+    Records the batch left unchanged count too: their entities are already right, unless the run
+    that changed them crashed before this step, which their re-run repairs here.
+    """
+    touched = plan.touched
+    if touched.is_empty():
         return []
-    changed_rows = pl.concat([plan.added, plan.closed])
     silver = current_silver_of(
         violations,
-        changed_rows["company_slug"].drop_nulls().unique().to_list(),
-        changed_rows["state"].drop_nulls().unique().to_list(),
+        touched["company_slug"].drop_nulls().unique().to_list(),
+        touched["state"].drop_nulls().unique().to_list(),
     )
     return refresh_gold(catalog, silver, {level: touched_keys(plan, level) for level in LEVELS}, now)
 

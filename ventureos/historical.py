@@ -205,7 +205,7 @@ def read_batches(plan: LoadPlan) -> Iterator[tuple[int, str, pl.DataFrame]]:
 
 
 def raw_frame(frame: pl.DataFrame, uri: str) -> pl.DataFrame:
-    """A batch as the normalizers expect it: every column a string, plus ``_row`` and ``_source_uri``."""
+    """A batch as the normalizers expect it: every column a string, plus the lineage columns ``ROW`` and ``SOURCE_URI``."""
     return frame.with_row_index(ROW).with_columns(pl.lit(uri).alias(SOURCE_URI))
 
 

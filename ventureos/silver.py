@@ -7,6 +7,7 @@ see a batch either entirely or not at all.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,6 +30,8 @@ COUNT_COLUMNS = ("inserted", "updated", "deleted", "unchanged", "duplicates")
 COUNTS_SCHEMA = pl.Schema(
     {"agency": pl.String, "dataset": pl.String} | dict.fromkeys(COUNT_COLUMNS, pl.Int64)
 )
+# What gold and the live feed need to know which entities a record belongs to.
+ENTITY_COLUMNS = ("violation_id", "agency", "company_name", "company_slug", "city", "state")
 
 
 @dataclass
@@ -38,6 +41,12 @@ class Scd2Plan:
     added: pl.DataFrame
     closed: pl.DataFrame
     counts: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=COUNTS_SCHEMA))
+    unchanged: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema={c: VIOLATIONS_POLARS[c] for c in ENTITY_COLUMNS})
+    )
+    """``ENTITY_COLUMNS`` of the batch's records that changed nothing in silver. A re-run or redelivery
+    of a batch whose run crashed after its silver commit changes nothing: gold and the live feed
+    re-check these records' entities, or that crash would leave them behind silver for good."""
 
     @classmethod
     def empty(cls) -> Scd2Plan:
@@ -46,6 +55,13 @@ class Scd2Plan:
     @property
     def closed_ids(self) -> list[str]:
         return self.closed["violation_id"].to_list()
+
+    @property
+    def touched(self) -> pl.DataFrame:
+        """``ENTITY_COLUMNS`` of every record of the batch: added and closed versions, unchanged records."""
+        return pl.concat(
+            [frame.select(ENTITY_COLUMNS) for frame in (self.added, self.closed, self.unchanged)]
+        )
 
     @property
     def is_noop(self) -> bool:
@@ -111,15 +127,22 @@ def plan_scd2(incoming: pl.DataFrame, current: pl.DataFrame, now: datetime, run_
         .select(pl.col(c).cast(t) for c, t in COUNTS_SCHEMA.items())
         .sort("agency", "dataset")
     )
-    return Scd2Plan(added=added, closed=closed.select(VIOLATION_COLUMNS), counts=counts)
+    unchanged = decided.filter(pl.col("change_type").is_null()).select(
+        pl.col(c).cast(VIOLATIONS_POLARS[c]) for c in ENTITY_COLUMNS
+    )
+    return Scd2Plan(added=added, closed=closed.select(VIOLATION_COLUMNS), counts=counts, unchanged=unchanged)
 
 
-def current_versions(table: Table, violation_ids: list[str]) -> pl.DataFrame:
-    """Full current rows of the given ids (the ones a batch may close)."""
+def current_versions(
+    table: Table, violation_ids: list[str], columns: Sequence[str] = VIOLATION_COLUMNS
+) -> pl.DataFrame:
+    """Current rows of the given ids (by default whole: the ones a batch may close)."""
+    schema = pl.Schema({c: VIOLATIONS_POLARS[c] for c in columns})
     if not violation_ids:
-        return empty_violations()
+        return pl.DataFrame(schema=schema)
     row_filter = And(EqualTo("is_current", True), In("violation_id", set(violation_ids)))
-    return pl.from_arrow(table.scan(row_filter=row_filter).to_arrow()).cast(VIOLATIONS_POLARS)  # type: ignore[union-attr]
+    rows = table.scan(row_filter=row_filter, selected_fields=tuple(columns)).to_arrow()
+    return pl.from_arrow(rows).cast(schema)  # type: ignore[union-attr]
 
 
 def content_id(plan: Scd2Plan) -> uuid.UUID:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from ventureos.gold import LEVELS, entity_rows
-from ventureos.serving.base import VIOLATIONS, Item, ServingStore
+from ventureos.serving.base import VIOLATIONS, Item, ServingStore, from_wire, to_wire
+from ventureos.silver import Scd2Plan
 
 FEED_SIZE = 5
 QUERY_THREADS = 8
@@ -73,44 +74,61 @@ def feed_frame(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def apply_to_feed(
-    store: ServingStore, added: pl.DataFrame, closed: pl.DataFrame, read_silver: SilverReader
+    store: ServingStore, plan: Scd2Plan, read_silver: SilverReader, present: pl.DataFrame
 ) -> FeedChange:
-    """Bring the feed of every entity a batch touched to the latest ``FEED_SIZE`` live violations."""
-    new = feed_frame(live(added))
-    old = feed_frame(closed.filter(from_live_source()))
-    gone = old.join(new.select("PK", "SK"), on=["PK", "SK"], how="anti")
-    entities = sorted(set(new["PK"]) | set(gone["PK"]))
+    """Bring the feed of every entity a batch touched to the latest ``FEED_SIZE`` live violations.
+
+    ``present``: the current versions (``FEED_COLUMNS``) of the records the batch left unchanged. Their
+    items are written only when missing or different, and a stored item of any record of the batch that
+    is not its current item goes: so the re-run of a batch whose run crashed before this step repairs
+    the feed, and a plain re-run writes nothing.
+    """
+    new = feed_frame(live(plan.added))
+    kept_as_is = feed_frame(live(present))
+    records = plan.touched
+    touched = pl.concat([entity_rows(records, level).select("entity_key") for level in LEVELS])
+    entities = sorted(
+        set(touched["entity_key"]) | set(feed_frame(plan.closed.filter(from_live_source()))["PK"])
+    )
     if not entities:
         return FeedChange(0, 0, 0)
     # One query per touched entity, a few in flight at once (boto3 clients are thread-safe; the SQLite
     # store opens a connection per call).
     with ThreadPoolExecutor(max_workers=QUERY_THREADS) as pool:
         partitions = list(pool.map(lambda pk: store.query(VIOLATIONS, pk), entities))
+    stored_items = {(i["PK"], i["SK"]): i for items in partitions for i in items}
     stored = pl.DataFrame(
-        [{"PK": i["PK"], "SK": i["SK"], "agency": i.get("agency")} for items in partitions for i in items],
+        [{"PK": pk, "SK": sk, "agency": i.get("agency")} for (pk, sk), i in stored_items.items()],
         schema={"PK": pl.String, "SK": pl.String, "agency": pl.String},
-    )
+    ).with_columns(violation_id=pl.col("SK").str.extract(r"^AGENCY#[^#]*#DATE#[^#]*#(.*)$"))
     keys = ["PK", "SK"]
-    kept = stored.join(gone, on=keys, how="anti")
+    # A stored item of one of the batch's records that is not that record's current item is stale
+    # (an updated or deleted violation, or a new event date).
+    current_items = pl.concat([new, kept_as_is]).select(keys)
+    stale = stored.filter(pl.col("violation_id").is_in(records["violation_id"].implode())).join(
+        current_items, on=keys, how="anti"
+    )
+    kept = stored.join(stale, on=keys, how="anti")
     # Where a stored item leaves, the entity's older live violations come back from current silver.
-    gaps = gone.join(stored, on=keys, how="semi")
     refill = new.clear()
-    if not gaps.is_empty():
-        gap_rows = closed.filter(pl.col("violation_id").is_in(gaps["violation_id"].implode()))
+    if not stale.is_empty():
+        gap_rows = records.filter(pl.col("violation_id").is_in(stale["violation_id"].implode()))
         silver = read_silver(
             gap_rows["company_slug"].drop_nulls().unique().to_list(),
             gap_rows["state"].drop_nulls().unique().to_list(),
             FEED_COLUMNS,
         )
         refill = feed_frame(live(silver)).join(
-            gaps.select("PK", "agency").unique(), on=["PK", "agency"], how="semi"
+            stale.select("PK", "agency").unique(), on=["PK", "agency"], how="semi"
         )
-    # New versions win over what is stored (an update may change attributes), stored over refills.
+    # New versions win over what is stored (an update may change attributes), stored over the current
+    # items of unchanged records and over refills.
     candidates = pl.concat(
         [
             new.select(*keys, "agency", origin=pl.lit("new"), priority=pl.lit(0)),
             kept.select(*keys, "agency", origin=pl.lit("stored"), priority=pl.lit(1)),
-            refill.select(*keys, "agency", origin=pl.lit("refill"), priority=pl.lit(2)),
+            kept_as_is.select(*keys, "agency", origin=pl.lit("present"), priority=pl.lit(2)),
+            refill.select(*keys, "agency", origin=pl.lit("refill"), priority=pl.lit(3)),
         ]
     )
     wanted = (
@@ -118,10 +136,16 @@ def apply_to_feed(
         .unique(subset=keys, keep="first")
         .filter(pl.col("SK").rank("ordinal", descending=True).over("PK", "agency") <= FEED_SIZE)
     )
-    to_write = pl.concat([new, refill]).unique(subset=keys, keep="first", maintain_order=True)
+    to_write = pl.concat([new, kept_as_is, refill]).unique(subset=keys, keep="first", maintain_order=True)
     to_write = to_write.join(wanted.filter(pl.col("origin") != "stored"), on=keys, how="semi")
+    # A stored item that is its record's current item is rewritten only when its attributes differ.
+    items = [
+        item
+        for item in map(_item, to_write.to_dicts())
+        if from_wire(to_wire(item)) != stored_items.get((item["PK"], item["SK"]))
+    ]
     to_delete = stored.join(wanted, on=keys, how="anti")
-    written = store.put_items(VIOLATIONS, [_item(row) for row in to_write.to_dicts()])
+    written = store.put_items(VIOLATIONS, items)
     deleted = store.delete_items(VIOLATIONS, list(to_delete.select(keys).iter_rows()))
     return FeedChange(len(entities), written, deleted)
 
