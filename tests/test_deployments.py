@@ -9,6 +9,7 @@ left out of that copy and listed in the skip reason of their check.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import polars as pl
 import pytest
@@ -30,7 +32,7 @@ import yaml
 
 from ventureos.lakehouse import current_lakehouse
 
-from .conftest import BUNDLED_SAMPLES
+from .conftest import BUNDLED_SAMPLES, _keys
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -39,6 +41,7 @@ DEPLOY_ENV = {
     "IMAGE_TAG": "test-tag",
     "AWS_ACCOUNT_ID": "123456789012",
     "AWS_REGION": "us-east-1",
+    "ECS_VPC_ID": "vpc-0ddd",
     "ECS_SUBNET_A": "subnet-0aaa",
     "ECS_SUBNET_B": "subnet-0bbb",
     "ECS_SECURITY_GROUP": "sg-0ccc",
@@ -224,7 +227,8 @@ def test_deploy_creates_both_variants(flow: str, deployed: dict[str, dict[str, A
     assert job["task_role_arn"] == "arn:aws:iam::123456789012:role/ventureos-flow-task"
     assert job["execution_role_arn"] == "arn:aws:iam::123456789012:role/ventureos-flow-execution"
     assert job["cloudwatch_logs_options"]["awslogs-group"] == "/ventureos/flows"
-    assert job["network_configuration"]["awsvpcConfiguration"]["subnets"] == ["subnet-0aaa", "subnet-0bbb"]
+    assert job["vpc_id"] == "vpc-0ddd"
+    assert job["network_configuration"]["subnets"] == ["subnet-0aaa", "subnet-0bbb"]
     assert job["env"]["VENTUREOS_LAKE_URI"] == "s3://ventureos-lake-test"
     assert (
         job["env"]["VENTUREOS_WAREHOUSE"]
@@ -459,3 +463,43 @@ def test_ecs_job_variables_exist_in_the_base_job_template() -> None:
     for name in ("image", "cpu", "memory", "task_role_arn", "execution_role_arn", "network_configuration"):
         assert "{{ " + name + " }}" in rendered
     assert variables["cloudwatch_logs_options"]["default"]["awslogs-group"] == "/ventureos/flows"
+
+
+@pytest.mark.aws
+def test_ecs_job_variables_make_a_valid_run_task_request(
+    deployed: dict[str, dict[str, Any]], moto_endpoint: str
+) -> None:
+    """prefect-aws's worker builds RunTask's request from a deployed ECS deployment's job variables:
+    it checks the subnets against the VPC on EC2 (moto here) and botocore accepts the request."""
+    from botocore.validate import validate_parameters
+    from prefect_aws import AwsCredentials
+    from prefect_aws.client_parameters import AwsClientParameters
+    from prefect_aws.workers.ecs_worker import ECSJobConfiguration, ECSWorker
+
+    ec2 = boto3.client("ec2", endpoint_url=moto_endpoint, region_name="us-east-1", **_keys())
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24")["Subnet"]["SubnetId"] for i in (1, 2)]
+    job = deployed["daily-ingest/ecs"]["job_variables"]
+    job = job | {"vpc_id": vpc, "network_configuration": job["network_configuration"] | {"subnets": subnets}}
+    template = json.loads((REPO / "deployments" / "ecs-base-job-template.json").read_text())
+    config = asyncio.run(ECSJobConfiguration.from_template_and_values(template, job))
+    config.aws_credentials = AwsCredentials(
+        **_keys(),
+        region_name="us-east-1",
+        aws_client_parameters=AwsClientParameters(endpoint_url=moto_endpoint),
+    )
+    task_definition = "arn:aws:ecs:us-east-1:123456789012:task-definition/ventureos:1"
+    request = ECSWorker(work_pool_name="ventureos-ecs")._prepare_task_run_request(
+        config, {"networkMode": "awsvpc"}, task_definition
+    )
+    assert request["networkConfiguration"] == {
+        "awsvpcConfiguration": {
+            "subnets": subnets,
+            "securityGroups": ["sg-0ccc"],
+            "assignPublicIp": "DISABLED",
+        }
+    }
+    run_task = boto3.client("ecs", region_name="us-east-1", **_keys()).meta.service_model.operation_model(
+        "RunTask"
+    )
+    validate_parameters(request, run_task.input_shape)  # raises ParamValidationError on a wrong shape
