@@ -14,6 +14,7 @@ from normalizers import get_dataset
 from tasks.gold import rebuild_gold
 from tasks.historical import clean_up, commit_replace, load_batch, open_target, plan_load
 from tasks.report import publish_report
+from tasks.serving import refresh_live_feed
 from ventureos.historical import HISTORICAL, notify_progress, read_batches, sum_counts
 from ventureos.report import COUNT_COLUMNS, RunReport
 
@@ -60,6 +61,7 @@ def historical_load(
             notify_progress(len(done), plan.batches, f"batch {number} committed")
     swapped = commit_replace(plan, done) if plan.mode == "replace" and not plan.complete else 0
     clean_up(plan)
+    live_feed = refresh_live_feed(plan)
     # A bulk load touches nearly every entity: one rebuild from current silver instead of a per-batch
     # update (which re-reads the touched entities' rows every batch). Every run does it, so a re-run
     # also repairs gold after a crash between the last silver commit and this step.
@@ -84,6 +86,7 @@ def historical_load(
             "skipped_batches": skipped,
             "files_swapped_in": swapped,
             "gold": gold,
+            "live_feed": live_feed,
         },
     )
     publish_report(report, key=f"historical-load-{agency}-{dataset}")

@@ -10,9 +10,10 @@ from prefect.artifacts import create_table_artifact
 
 from tasks.policy import IO_TASK
 from ventureos.gold import current_silver_of
+from ventureos.historical import LoadPlan, versions_before_load
 from ventureos.lakehouse import current_lakehouse
 from ventureos.serving import ServingStore, open_store
-from ventureos.serving.feed import FEED_COLUMNS, apply_to_feed
+from ventureos.serving.feed import FEED_COLUMNS, apply_to_feed, refresh_feed
 from ventureos.serving.sync import sync_entities as sync_entities_table
 from ventureos.settings import Settings
 from ventureos.silver import Scd2Plan, current_versions
@@ -41,6 +42,26 @@ def update_live_feed(plan: Scd2Plan) -> dict[str, Any]:
         plan,
         lambda slugs, states, columns: current_silver_of(violations, slugs, states, columns),
         current_versions(violations, plan.unchanged["violation_id"].to_list(), FEED_COLUMNS),
+    )
+    return asdict(change)
+
+
+@task(name="refresh-live-feed", **IO_TASK)
+def refresh_live_feed(plan: LoadPlan) -> dict[str, Any]:
+    """After a historical load: live violations it updated or removed leave the feed, and older live
+    violations of their entities take their places (historical versions never enter it).
+
+    Every run of the load does it (from silver as it was before the load), so a re-run repairs it.
+    """
+    lakehouse = current_lakehouse()
+    violations = lakehouse.violations()
+    replaced = versions_before_load(violations, plan, FEED_COLUMNS)
+    if replaced.is_empty():
+        return {"entities": 0, "written": 0, "deleted": 0}
+    change = refresh_feed(
+        ready_store(lakehouse.settings),
+        replaced,
+        lambda slugs, states, columns: current_silver_of(violations, slugs, states, columns),
     )
     return asdict(change)
 

@@ -117,10 +117,10 @@ def stage_day(day: str, reports: pl.DataFrame) -> None:
     )
 
 
-def historical_batch(reports: pl.DataFrame) -> None:
-    """The historical-load flow: silver (+ buffer) and gold, never the live feed."""
+def historical_batch(reports: pl.DataFrame, mode: str = "append") -> dict[str, int]:
+    """The historical-load flow: silver (+ buffer) and gold; its versions never enter the live feed."""
     current_lakehouse().storage.write_bytes(f"{HISTORICAL}/part-1.csv", reports.write_csv().encode())
-    assert historical_load("osha", "severe_injury")["totals"]["inserted"] == reports.height
+    return historical_load("osha", "severe_injury", mode=mode)["totals"]
 
 
 def gold_size(marks: dict[str, datetime] | None = None) -> int:
@@ -131,10 +131,14 @@ def gold_size(marks: dict[str, datetime] | None = None) -> int:
     return sum(f.height + f.filter(pl.col("agency") == ALL).height for f in frames)
 
 
-def run_days_history_and_syncs() -> None:
+def run_days_history_and_syncs() -> pl.DataFrame:
+    """Two days, a historical load between them and three gold-syncs; returns the historical reports."""
     store = open_store(load_settings())
     reports = sample_reports()
-    day1, history = reports.slice(0, 60), reports.slice(300, 60)
+    day1 = reports.slice(0, 60)
+    # Older reports, and a correction of a daily one: its item must leave the feed (now historical).
+    corrected = day1.slice(5, 1).with_columns(Employer=pl.lit("Historic Employer Inc"))
+    history = pl.concat([reports.slice(300, 60), corrected])
     renamed = day1.head(1).with_columns(Employer=pl.lit("Renamed Employer LLC"))
     day2 = pl.concat([reports.slice(60, 40), renamed])
 
@@ -147,8 +151,13 @@ def run_days_history_and_syncs() -> None:
     assert sorted(marks) == ["city", "company", "state"]  # nothing removed yet
     assert gold_sync() == {"changed_rows": 0, "written": 0, "deleted": 0, "watermarks": first["watermarks"]}
 
-    historical_batch(history)
+    totals = historical_batch(history)
+    assert (totals["inserted"], totals["updated"]) == (60, 1)
     feed_after_day1 = stored_feed(store)
+    assert feed_after_day1 == expected_feed(current_silver())
+    assert f"osha:severe_injury:{corrected['ID'].item()}" not in {
+        i["violation_id"] for i in store.scan(VIOLATIONS)
+    }
     old_company = (
         "COMPANY#" + current_silver().filter(pl.col("source_id") == day1["ID"][0])["company_slug"].item()
     )
@@ -162,14 +171,13 @@ def run_days_history_and_syncs() -> None:
     history_ids = {f"osha:severe_injury:{i}" for i in history["ID"]}
     assert not history_ids & {i["violation_id"] for i in store.scan(VIOLATIONS)}
     silver = current_silver()
-    assert silver.filter(pl.col("violation_id").is_in(list(history_ids))).height == 60
+    assert silver.filter(pl.col("violation_id").is_in(list(history_ids))).height == 61
 
-    # Only what changed since the first sync is pushed; the renamed report's old company leaves.
+    # Only what changed since the first sync is pushed; the old companies of the renamed and the
+    # corrected report leave: STATS#osha, STATS#all and METADATA of each (their only report).
     third = gold_sync()
     assert third["written"] == gold_size(marks) < gold_size()
-    assert (
-        third["deleted"] == 3
-    )  # STATS#osha, STATS#all and METADATA of the company that lost its only report
+    assert third["deleted"] == 6
     assert store.query(ENTITIES, old_company) == []
     texas = read_gold(current_lakehouse().catalog, "state").filter(
         (pl.col("entity_key") == "STATE#tx") & (pl.col("agency") == ALL)
@@ -189,11 +197,20 @@ def run_days_history_and_syncs() -> None:
     assert daily_ingest(DAY2)["totals"]["unchanged"] == 41
     assert stored_feed(store) == feed
     assert gold_sync()["written"] == 0
+    return history
+
+
+def replace_takes_daily_items_out_of_the_feed(history: pl.DataFrame) -> None:
+    """A replace load swaps all the dataset's rows, daily ones included: their items leave the feed."""
+    assert stored_feed(open_store(load_settings()))
+    assert historical_batch(history, mode="replace")["inserted"] == 61
+    assert expected_feed(current_silver()) == [] and stored_feed(open_store(load_settings())) == []
+    assert_gold_equals_current_silver()
 
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_daily_history_and_gold_sync_embedded(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    run_days_history_and_syncs()
+    history = run_days_history_and_syncs()
     assert (home / "serving.db").is_file()
 
     capsys.readouterr()
@@ -216,12 +233,13 @@ def test_daily_history_and_gold_sync_embedded(home: Path, capsys: pytest.Capture
     )
     main(["serving", "init"])
     assert capsys.readouterr().out.count(": exists") == 3
+    replace_takes_daily_items_out_of_the_feed(history)
 
 
 @pytest.mark.aws
 @pytest.mark.usefixtures("prefect_harness")
 def test_daily_history_and_gold_sync_on_dynamodb(aws_home: str) -> None:
-    run_days_history_and_syncs()
+    history = run_days_history_and_syncs()
     store = open_store(load_settings())
     assert (
         store.client.describe_table(TableName=f"{aws_home}-Violations")["Table"]["BillingModeSummary"][
@@ -229,6 +247,7 @@ def test_daily_history_and_gold_sync_on_dynamodb(aws_home: str) -> None:
         ]
         == "PAY_PER_REQUEST"
     )
+    replace_takes_daily_items_out_of_the_feed(history)
 
 
 def test_sync_holds_a_removal_until_its_gold_commit_is_visible(home: Path) -> None:

@@ -21,7 +21,7 @@ import math
 import os
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from pyiceberg.table import Table
 from normalizers import Dataset
 from normalizers.common import ROW, SOURCE_URI
 from ventureos.catalog import TABLE_PROPERTIES
-from ventureos.schemas import VIOLATIONS_PARTITION, VIOLATIONS_SCHEMA
+from ventureos.schemas import VIOLATIONS_PARTITION, VIOLATIONS_POLARS, VIOLATIONS_SCHEMA
 from ventureos.silver import COUNT_COLUMNS as SCD2_COUNTS
 from ventureos.storage import Storage
 
@@ -267,6 +267,35 @@ def recorded_batches(table: Table | None, load: str) -> tuple[dict[int, dict[str
     return done, complete
 
 
+def versions_before_load(silver: Table, plan: LoadPlan, columns: Sequence[str]) -> pl.DataFrame:
+    """The dataset's current versions in silver just before the load's first commit to it (empty when
+    the load has committed nothing to silver yet, or silver was empty).
+
+    Raises ``HistoricalSourceError`` when that snapshot has expired: what the load replaced can no
+    longer be read.
+    """
+    schema = pl.Schema({c: VIOLATIONS_POLARS[c] for c in columns})
+    ours = [
+        s for s in silver.metadata.snapshots if s.summary is not None and s.summary[LOAD_ID] == plan.load_id
+    ]
+    parent = min(ours, key=lambda s: s.sequence_number or 0).parent_snapshot_id if ours else None
+    if parent is None:
+        return pl.DataFrame(schema=schema)
+    if silver.snapshot_by_id(parent) is None:
+        raise HistoricalSourceError(
+            f"silver's snapshot {parent} from before load {plan.load_id} has expired: cannot tell which "
+            "versions the load replaced"
+        )
+    rows = silver.scan(
+        row_filter=And(
+            EqualTo("is_current", True), EqualTo("agency", plan.agency), EqualTo("dataset", plan.dataset)
+        ),
+        selected_fields=tuple(columns),
+        snapshot_id=parent,
+    ).to_arrow()
+    return pl.from_arrow(rows).cast(schema)  # type: ignore[union-attr]
+
+
 def is_fresh(table: Table, plan: LoadPlan) -> bool:
     """Whether the target held none of the dataset's rows when the load began (recorded per batch)."""
     if plan.done:
@@ -356,7 +385,8 @@ def swap_in(silver: Table, staging: Table, plan: LoadPlan, done: dict[int, dict[
     properties = {LOAD_ID: plan.load_id, COMPLETE: "true", COUNTS: counts}
     with silver.transaction() as txn, warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Delete operation did not match any records")  # a first load
-        txn.delete(And(EqualTo("agency", plan.agency), EqualTo("dataset", plan.dataset)))
+        # Both snapshots of the swap carry the marks: the delete's parent is silver before the load.
+        txn.delete(And(EqualTo("agency", plan.agency), EqualTo("dataset", plan.dataset)), properties)
         with txn.update_snapshot(snapshot_properties=properties).fast_append() as append:
             for data_file in files:
                 append.append_data_file(data_file)

@@ -150,5 +150,17 @@ def apply_to_feed(
     return FeedChange(len(entities), written, deleted)
 
 
+def refresh_feed(store: ServingStore, replaced: pl.DataFrame, read_silver: SilverReader) -> FeedChange:
+    """Bring the feed of the entities of ``replaced`` back to current silver after a bulk change.
+
+    ``replaced``: live versions (``FEED_COLUMNS``) that were current before a historical load, which
+    may have updated or (replace mode) removed them. Their stored items that are no longer current
+    leave, and older live violations of their entities fill the gaps.
+    """
+    closed = replaced.filter(from_live_source())
+    plan = Scd2Plan(added=pl.DataFrame(schema=closed.schema), closed=closed, unchanged=closed.clear())
+    return apply_to_feed(store, plan, read_silver, present=closed.clear())
+
+
 def _item(row: dict[str, object]) -> Item:
     return {k: v for k, v in row.items() if v is not None}
