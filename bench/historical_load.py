@@ -7,7 +7,7 @@ Steps, each in its own process so each has its own peak RSS:
     buffer files, quarantine, gold rebuild). Prefect's ephemeral API is started before the clock.
 (b) floor: Polars ``scan_csv -> sink_parquet`` of the same violation CSV, no transformation.
 (c) duckdb: the same normalization in DuckDB SQL (join, dates with fallback, codes, money, ZIP, state,
-    details JSON, quality flags, company slug, md5 record hash) into Parquet.
+    details JSON of the non-null fields, quality flags, company slug, md5 record hash) into Parquet.
 The last line printed is one JSON object with the throughputs and ratios.
 """
 
@@ -94,10 +94,7 @@ COPY (
       round(try_cast(regexp_replace(initial_penalty, '[$,\\s]', '', 'g') AS DOUBLE), 2)::DECIMAL(18, 2)
         AS initial_penalty,
       standard AS description,
-      to_json(struct_pack(abate_date, abate_complete, contest_date, final_order_date, nr_instances,
-        nr_exposed, rec, gravity, emphasis, hazcat, fta_insp_nr, fta_issuance_date, fta_penalty,
-        fta_contest_date, fta_final_order_date, hazsub1, load_dt, open_date, insp_type, insp_scope,
-        owner_type, sic_code, reporting_id))::VARCHAR AS violation_details,
+      {details} AS violation_details,
       list_filter([
         CASE WHEN issued IS NULL AND opened IS NOT NULL THEN 'event_date_fallback' END,
         CASE WHEN NOT found THEN 'missing_inspection' END,
@@ -125,6 +122,24 @@ COPY (
 """
 
 
+# The violation's unmapped fields, then the inspection's: what the pipeline keeps in violation_details.
+DETAILS_FIELDS = (
+    "abate_date", "abate_complete", "contest_date", "final_order_date", "nr_instances", "nr_exposed", "rec",
+    "gravity", "emphasis", "hazcat", "fta_insp_nr", "fta_issuance_date", "fta_penalty", "fta_contest_date",
+    "fta_final_order_date", "hazsub1", "load_dt", "open_date", "insp_type", "insp_scope", "owner_type",
+    "sic_code", "reporting_id",
+)  # fmt: skip
+
+
+def details_sql() -> str:
+    """JSON object of the non-null fields: DuckDB's fastest way measured here (to_json of a struct
+    keeps nulls; a filtered map or json_merge_patch were 2-5x slower)."""
+    members = ", ".join(
+        f"CASE WHEN {f} IS NOT NULL THEN '\"{f}\":' || to_json({f}) END" for f in DETAILS_FIELDS
+    )
+    return f"'{{' || concat_ws(',', {members}) || '}}'"
+
+
 def run_duckdb(source: Path, work: Path) -> float:
     import duckdb
 
@@ -132,6 +147,7 @@ def run_duckdb(source: Path, work: Path) -> float:
         violations=source / "osha_violation.csv",
         inspections=source / "osha_inspection.csv",
         out=work / "duckdb.parquet",
+        details=details_sql(),
     )
     started = time.perf_counter()
     duckdb.connect().execute(sql)

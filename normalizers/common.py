@@ -139,10 +139,18 @@ def flag(value: pl.Expr) -> pl.Expr:
 
 
 def details_json(columns: Sequence[str]) -> pl.Expr:
-    """JSON object of the given source fields, keyed by the source's own names."""
-    if not columns:
+    """Compact JSON object of the given source fields that have a value, keyed by the source's names.
+
+    Null fields are left out: a column that only other files of the batch have (or that this record
+    leaves blank) must not change the record's content, hence its ``record_hash``.
+    """
+    members = [
+        pl.when(pl.col(c).is_not_null()).then(pl.struct(c).struct.json_encode().str.head(-1).str.tail(-1))
+        for c in columns
+    ]
+    if not members:
         return pl.lit("{}", dtype=pl.String)
-    return pl.struct([pl.col(c) for c in columns]).struct.json_encode()
+    return pl.concat_str(pl.lit("{"), pl.concat_str(members, separator=",", ignore_nulls=True), pl.lit("}"))
 
 
 def quality_flags(checks: dict[str, pl.Expr]) -> pl.Expr:

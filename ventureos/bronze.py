@@ -8,6 +8,7 @@ and the payload, never an exception and never a silent drop.
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from normalizers.common import ROW, SOURCE_URI
+from normalizers.common import ROW, SOURCE_URI, details_json
 
 REJECT_SCHEMA = pl.Schema({"source_uri": pl.String, "reason": pl.String, "raw_payload": pl.String})
 TEXT_EXTENSIONS = (".json", ".jsonl", ".csv")
@@ -108,17 +109,72 @@ def payload_text(data: bytes) -> str:
         return "base64:" + base64.b64encode(data[: 1 << 20]).decode("ascii")
 
 
-def parse_bronze_file(name: str, data: bytes) -> pl.DataFrame:
-    """Records of one bronze file (JSON lines are parsed one record per line)."""
+@dataclass(frozen=True)
+class BadRecord:
+    """One record of a file that cannot be read, while the rest of the file can."""
+
+    line: int
+    reason: str
+    text: str
+
+
+@dataclass
+class ParsedFile:
+    records: pl.DataFrame
+    bad: list[BadRecord] = field(default_factory=list)
+
+
+def csv_records(text: str) -> ParsedFile:
+    """A CSV's rows; where Polars refuses the file, it is read again row by row (Python's csv), and
+    only the rows whose field count differs from the header's are bad."""
+    try:
+        return ParsedFile(parse_csv(text))
+    except BronzeFileError as refused:
+        lines = text.splitlines(keepends=True)
+        reader = csv.reader(lines, strict=True)
+        try:
+            header = next(reader, [])
+            if not header or len(set(header)) < len(header):
+                raise refused from None
+            good, bad, start = [], [], reader.line_num
+            for row in reader:
+                if len(row) == len(header):
+                    good.append(row)
+                elif row:
+                    reason = f"CSV row has {len(row)} fields, the header has {len(header)}"
+                    bad.append(
+                        BadRecord(start + 1, reason, "".join(lines[start : reader.line_num]).rstrip("\r\n"))
+                    )
+                start = reader.line_num
+        except csv.Error:
+            raise refused from None
+        return ParsedFile(pl.DataFrame(good, schema=dict.fromkeys(header, pl.String), orient="row"), bad)
+
+
+def jsonl_records(text: str) -> ParsedFile:
+    """One record per line; a line that is not a JSON object is bad on its own."""
+    frames, bad = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            frames.append(parse_json(line))
+        except BronzeFileError as exc:
+            bad.append(BadRecord(number, str(exc), line))
+    return ParsedFile(pl.concat(frames, how="diagonal") if frames else pl.DataFrame(), bad)
+
+
+def parse_bronze_file(name: str, data: bytes) -> ParsedFile:
+    """Records of one bronze file, and the records of it that cannot be read (CSV rows, JSON lines)."""
     lower = name.lower()
     if not lower.endswith(TEXT_EXTENSIONS):
         raise BronzeFileError(f"unsupported file type (expected one of {', '.join(TEXT_EXTENSIONS)})")
     text = decode_text(data)
     if lower.endswith(".csv"):
-        return parse_csv(text)
+        return csv_records(text)
     if lower.endswith(".jsonl"):
-        return pl.concat([parse_json(line) for line in text.splitlines() if line.strip()], how="diagonal")
-    return parse_json(text)
+        return jsonl_records(text)
+    return ParsedFile(parse_json(text))
 
 
 def read_raw_batch(
@@ -126,17 +182,25 @@ def read_raw_batch(
 ) -> RawBatch:
     """Parse (uri, bytes) pairs into one raw frame with lineage columns, lookup tables and rejects.
 
-    ``lookup_of`` names the lookup table a file holds (None: it holds records).
+    ``lookup_of`` names the lookup table a file holds (None: it holds records). A file that cannot be
+    read is one reject; a record that cannot be read is one reject (``{uri}#line={n}``).
     """
     frames: dict[str | None, list[pl.DataFrame]] = {}
     rejects = []
     for uri, data in files:
         try:
-            frame = parse_bronze_file(uri, data)
+            parsed = parse_bronze_file(uri, data)
         except BronzeFileError as exc:
             rejects.append({"source_uri": uri, "reason": str(exc), "raw_payload": payload_text(data)})
             continue
-        frames.setdefault(lookup_of(uri), []).append(frame.with_columns(pl.lit(uri).alias(SOURCE_URI)))
+        rejects += [
+            {"source_uri": f"{uri}#line={bad.line}", "reason": bad.reason, "raw_payload": bad.text}
+            for bad in parsed.bad
+        ]
+        if parsed.records.height:
+            frames.setdefault(lookup_of(uri), []).append(
+                parsed.records.with_columns(pl.lit(uri).alias(SOURCE_URI))
+            )
     records = frames.pop(None, [pl.DataFrame(schema={SOURCE_URI: pl.String})])
     return RawBatch(
         frame=pl.concat(records, how="diagonal").with_row_index(ROW),
@@ -157,6 +221,6 @@ def record_rejects(raw: pl.DataFrame, normalized: pl.DataFrame) -> pl.DataFrame:
         .select(
             pl.col(SOURCE_URI).alias("source_uri"),
             pl.col("reject_reason").alias("reason"),
-            pl.struct(source_columns).struct.json_encode().alias("raw_payload"),
+            details_json(source_columns).alias("raw_payload"),
         )
     )
