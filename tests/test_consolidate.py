@@ -229,6 +229,13 @@ def consolidate_all_and_check(storage: Storage) -> None:
     assert late_rows["change_type"].to_list() == ["UPDATE"]
     assert consolidate_year(storage, "2024", today=AFTER_GRACE).rows_in == 0
 
+    # A missed day ingested later under its own date (March 2025), after its month's run: the next
+    # monthly run takes it along, nothing stays behind in the buffer.
+    feed.ingest("2025-03-15", reports.slice(10, 1), "3/10/2025")
+    missed = consolidate_month(storage, "2025-05")
+    assert (missed.rows_in, missed.rows_added, missed.written) == (1, 1, [month_key("2025", "03")])
+    assert storage.list(BUFFER_PREFIX) == []
+
 
 def test_consolidation_embedded(home: Path) -> None:
     consolidate_all_and_check(current_lakehouse().storage)

@@ -86,12 +86,15 @@ def month_files(storage: Storage, year: str) -> list[str]:
 
 
 def buffer_files(storage: Storage, month: str) -> list[str]:
-    """Buffer files whose ingest date falls in ``month`` (YYYY-MM)."""
-    prefix = f"ingest_date={month}-"
+    """Buffer files whose ingest date falls in ``month`` (YYYY-MM) or before it.
+
+    Earlier months' buffers are normally gone (consolidated); any still there arrived after their
+    month's run, e.g. a missed day ingested later under its own date: this run takes them along.
+    """
     return [
         key
         for folder in storage.list_dirs(BUFFER_PREFIX)
-        if folder.startswith(prefix)
+        if folder.startswith("ingest_date=") and folder.removeprefix("ingest_date=")[:7] <= month
         for key in storage.list(f"{BUFFER_PREFIX}/{folder}")
         if key.endswith(".parquet")
     ]
@@ -456,7 +459,8 @@ def _year_file_keys(storage: Storage, years: set[str]) -> dict[str, pl.DataFrame
 
 
 def consolidate_month(storage: Storage, month: str) -> ConsolidationResult:
-    """Buffer files ingested in ``month`` -> the archive month file of each row's event month."""
+    """Buffer files ingested in ``month`` (or left from before it) -> the archive month file of each
+    row's event month."""
     month = parse_month(month)
     result = ConsolidationResult("monthly", month, recovered=recover(storage))
     sources = buffer_files(storage, month)
