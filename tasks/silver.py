@@ -9,7 +9,7 @@ from prefect import task
 
 from tasks.policy import IO_TASK, iceberg_commit_slot
 from ventureos.batch import NormalizedBatch
-from ventureos.buffer import write_buffer_files
+from ventureos.buffer import encode_buffer_files, write_buffer_files
 from ventureos.lakehouse import current_lakehouse
 from ventureos.schemas import QUARANTINE, VIOLATIONS
 from ventureos.silver import (
@@ -48,7 +48,8 @@ def write_silver(
     if plan.is_noop:
         return plan, []
     encoded = encode_versions(table, plan)
-    written = write_buffer_files(lakehouse.storage, encoded.added, ingest_date, encoded.write_id)
+    buffers = encode_buffer_files(table.schema(), plan.added)
+    written = write_buffer_files(lakehouse.storage, buffers, ingest_date, encoded.write_id)
     with iceberg_commit_slot(VIOLATIONS):
         commit_scd2(table, plan, encoded)
     return plan, written

@@ -13,6 +13,7 @@ from polars.testing import assert_frame_equal
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.transforms import BucketTransform
 
+from ventureos.buffer import encode_buffer_files, write_buffer_files
 from ventureos.datafiles import encode_partitions, file_uuid, upload
 from ventureos.lakehouse import current_lakehouse
 from ventureos.schemas import VIOLATIONS_PARTITION, VIOLATIONS_POLARS, VIOLATIONS_SCHEMA
@@ -54,6 +55,18 @@ def test_one_file_per_partition_and_extra_key_with_field_ids() -> None:
     write = uuid.uuid4()
     assert len({file_uuid(write, f) for f in files}) == 5
     assert file_uuid(write, files[0]) != file_uuid(uuid.uuid4(), files[0])
+
+
+def test_a_buffer_write_is_one_file_per_agency_and_dataset(home: Path) -> None:
+    storage = current_lakehouse().storage
+    rows = versions()
+    files = encode_buffer_files(VIOLATIONS_SCHEMA, rows)
+    written = write_buffer_files(storage, files, "2024-03-05", uuid.uuid4())
+    assert sorted(k.rsplit("/", 1)[1].rsplit("-", 5)[0] for k in map(storage.key_of, written)) == [
+        "faa-c", "osha-a", "osha-b",
+    ]  # fmt: skip
+    read = pl.concat(storage.read_parquet(storage.key_of(uri)) for uri in written)
+    assert_frame_equal(read.sort("violation_id"), rows.sort("violation_id"), check_dtypes=False)
 
 
 def test_an_unpartitioned_table_gets_one_file() -> None:

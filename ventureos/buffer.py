@@ -1,15 +1,20 @@
 """Dual write: the versions a batch adds to silver, also as Parquet buffer files by ingest date.
 
-The buffer files are the very bytes encoded for silver's data files (one per partition and dataset).
-Their names derive from the write's content id, so a re-run that writes the same versions overwrites
-the same files instead of adding duplicates.
+A daily or feed run writes one file per agency and dataset (``encode_buffer_files``). A historical
+batch stores the very bytes encoded for silver's data files instead (one per event year: encoding a
+batch twice costs a tenth of a load). Names derive from the write's id, so a re-run that writes the
+same versions overwrites the same files instead of adding duplicates.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from ventureos.datafiles import EncodedFile, file_uuid
+import polars as pl
+from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
+from pyiceberg.schema import Schema
+
+from ventureos.datafiles import EncodedFile, encode_partitions, file_uuid
 from ventureos.storage import Storage
 
 BUFFER_PREFIX = "silver/violations/buffer"
@@ -17,6 +22,11 @@ BUFFER_PREFIX = "silver/violations/buffer"
 
 def buffer_key(ingest_date: str, agency: str, dataset: str, file_id: uuid.UUID) -> str:
     return f"{BUFFER_PREFIX}/ingest_date={ingest_date}/{agency}-{dataset}-{file_id}.parquet"
+
+
+def encode_buffer_files(schema: Schema, added: pl.DataFrame) -> list[EncodedFile]:
+    """The added versions as one zstd Parquet file per agency and dataset."""
+    return encode_partitions(schema, UNPARTITIONED_PARTITION_SPEC, added, extra_keys=("agency", "dataset"))
 
 
 def write_buffer_files(
