@@ -33,6 +33,7 @@ def slugs(*names: str) -> dict[str, str | None]:
         ("Phillips 66", "PHILLIPS 66"),
         ("1366 Technologies", "1366 TECHNOLOGIES"),
         ("STATER BROTHERS MARKETS", "STATER BROS MARKETS"),
+        ("Target Store T-1234", "TARGET"),
         ("  #12  ", None),
     ],
 )
@@ -72,6 +73,18 @@ def test_companies_sharing_words_are_not_merged():
     assert got["GIANT EAGLE INC."] == "giant-eagle"
     assert got["TARGET STORES"] == "target"
     assert got["Target Ship Management"] == "target-ship-management"
+    # A known name followed by another kind of organization is that other organization.
+    assert slugs(
+        "ALBERTSON COLLEGE", "SAFEWAY INSURANCE", "AMERICAN AIRLINES FEDERAL CREDIT UNION",
+        "QUALITY STEEL FABRICATORS INC", "SAFEWAY STORE #1234", "ALBERTSONS LLC",
+    ) == {
+        "ALBERTSON COLLEGE": "albertson-college",
+        "SAFEWAY INSURANCE": "safeway-insurance",
+        "AMERICAN AIRLINES FEDERAL CREDIT UNION": "american-airlines-federal-credit-union",
+        "QUALITY STEEL FABRICATORS INC": "quality-steel-fabricators",
+        "SAFEWAY STORE #1234": "safeway",
+        "ALBERTSONS LLC": "albertsons-companies",
+    }  # fmt: skip
     # One-word parents are not prefixes: a different business starting with the word stays apart.
     assert slugs("TARGET CONSTRUCTION", "APPLE VALLEY SCHOOL") == {
         "TARGET CONSTRUCTION": "target-construction",

@@ -55,6 +55,13 @@ _PERSON_PATTERN = (
 )
 # Generic outlet words after a brand (KROGER STORES, STOP AND SHOP SUPERMARKET).
 _OUTLET_PATTERN = r"(?:\s+(?:STORES?|SUPER\s?MARKETS?|GROCERY))+$"
+# Words after a known company's name that make the whole another organization (a prefix match refuses).
+OTHER_ORGANIZATION_WORDS = (
+    "COLLEGE", "UNIVERSITY", "SCHOOL", "ACADEMY", "INSTITUTE", "INSURANCE", "ASSURANCE", "CREDIT", "BANK",
+    "BANCORP", "FOUNDATION", "CHURCH", "MINISTRIES", "ASSOCIATION", "CLUB", "MUSEUM", "TRUST",
+    "FABRICATORS", "FABRICATING",
+)  # fmt: skip
+_OTHER_ORGANIZATION = r"\b(?:" + "|".join(OTHER_ORGANIZATION_WORDS) + r")\b"
 # Spelled-out words and their usual abbreviations, one form kept.
 ABBREVIATIONS = {"BROTHERS": "BROS", "INTERNATIONAL": "INTL", "MANUFACTURING": "MFG", "DEPARTMENT": "DEPT"}
 
@@ -117,8 +124,8 @@ CANONICAL_STEPS: tuple[tuple[str, Callable[[pl.Expr], pl.Expr]], ...] = (
     ),
     ("drop legal suffixes (INC, LLC, CORP, CO, LTD, LP, ...)", _strip_suffixes),
     (
-        "drop a trailing store number (KROGER 381, TARGET T1752)",
-        lambda e: e.str.replace(r"(?:\s+[A-Z]?\d{3,})+$", ""),
+        "drop a trailing store number (KROGER 381, TARGET T1752, TARGET T-1752)",
+        lambda e: e.str.replace(r"(?:\s+(?:[A-Z]\s?)?\d{3,})+$", ""),
     ),
     ("drop legal suffixes left before the number", _strip_suffixes),
     ("drop a trailing STORE(S) or SUPERMARKET(S)", lambda e: e.str.replace(_OUTLET_PATTERN, "")),
@@ -243,7 +250,11 @@ def fuzzy_match(key: str) -> tuple[str, str, str, float] | None:
 
 
 def _prefix_matches(names: pl.DataFrame, prefix: pl.DataFrame) -> pl.DataFrame:
-    """Longest known whole-word prefix of each canonical name: ``canonical, key, parent_slug, parent``."""
+    """Longest known whole-word prefix of each canonical name: ``canonical, key, parent_slug, parent``.
+
+    A rest that names another kind of organization (``SAFEWAY INSURANCE``, ``ALBERTSON COLLEGE``)
+    is another company, not a site of the known one.
+    """
     candidates = pl.concat(
         names.select(
             "canonical",
@@ -251,9 +262,10 @@ def _prefix_matches(names: pl.DataFrame, prefix: pl.DataFrame) -> pl.DataFrame:
             match_key(pl.col("canonical").str.extract(r"^((?:\S+\s){" + str(words) + r"}\S+)(?:\s|$)")).alias(
                 "key"
             ),
+            pl.col("canonical").str.replace(r"^(?:\S+(?:\s|$)){" + str(words + 1) + "}", "").alias("rest"),
         )
         for words in range(MAX_PREFIX_WORDS)
-    ).drop_nulls("key")
+    ).filter(pl.col("key").is_not_null() & ~pl.col("rest").str.contains(_OTHER_ORGANIZATION))
     return (
         candidates.join(prefix, on="key")
         .sort("words", descending=True)
