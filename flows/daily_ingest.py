@@ -8,7 +8,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.common import parse_day, run_id, utc_now
-from normalizers import get_dataset
+from normalizers import check_selection
 from tasks.bronze import daily_prefix, find_daily_datasets, read_bronze
 from tasks.gold import update_gold
 from tasks.normalize import normalize_batch
@@ -33,8 +33,7 @@ def daily_ingest(
         dataset: Only this dataset of the agency (e.g. severe_injury).
     """
     day = parse_day(date or utc_now().date().isoformat())
-    if agency and dataset:
-        get_dataset(agency, dataset)
+    check_selection(agency, dataset)
     rid, now = run_id(), utc_now()
     targets = find_daily_datasets(day, agency, dataset)
     batches = [normalize_batch(read_bronze(daily_prefix(a, d, day), a, d), a, d) for a, d in targets]

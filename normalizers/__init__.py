@@ -53,6 +53,16 @@ class UnknownDatasetError(KeyError):
         return f"unknown dataset {self.args[0]!r}; known: {', '.join(sorted(REGISTRY))}"
 
 
+def check_selection(agency: str | None, dataset: str | None) -> None:
+    """A run's agency/dataset filters name registered datasets: a typo fails, it does not load nothing."""
+    if dataset and not agency:
+        raise ValueError("dataset needs agency (datasets are named per agency, e.g. --agency osha)")
+    if agency and dataset:
+        get_dataset(agency, dataset)
+    elif agency and not any(d.agency == agency for d in REGISTRY.values()):
+        raise UnknownDatasetError(f"{agency}/*")
+
+
 def get_dataset(agency: str, dataset: str) -> Dataset:
     try:
         return REGISTRY[f"{agency}/{dataset}"]

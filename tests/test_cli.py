@@ -44,6 +44,12 @@ def test_errors_are_one_line_and_non_zero(home: Path, capsys: pytest.CaptureFixt
         run_cli("run", "daily-ingest", "--date", "2024-01-01", "--agency", "osha", "--dataset", "nope") == 1
     )
     assert capsys.readouterr().err.startswith("error: unknown dataset 'osha/nope'")
+    assert run_cli("run", "daily-ingest", "--date", "2024-01-01", "--agency", "nope") == 1
+    assert capsys.readouterr().err.startswith("error: unknown dataset 'nope/*'; known: epa/echo, ")
+    assert run_cli("run", "daily-ingest", "--date", "2024-01-01", "--dataset", "echo") == 1
+    assert capsys.readouterr().err == (
+        "error: dataset needs agency (datasets are named per agency, e.g. --agency osha)\n"
+    )
 
     os.environ["VENTUREOS_LAKEURI"] = "x"
     try:

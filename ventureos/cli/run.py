@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from normalizers import get_dataset
+from normalizers import check_selection, get_dataset
 from ventureos.cli.output import print_json, print_report
 
 app = typer.Typer(no_args_is_help=True, help="Run a flow in-process and print its reconciliation.")
@@ -24,8 +24,7 @@ def daily_ingest(
     from flows.common import parse_day
     from flows.daily_ingest import daily_ingest as flow
 
-    if agency and dataset:
-        get_dataset(agency, dataset)
+    check_selection(agency, dataset)
     report = flow(date=parse_day(date), agency=agency, dataset=dataset)
     print_json(report) if as_json else print_report(report)
     if not report["reconciled"]:
