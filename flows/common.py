@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, date, datetime
 
@@ -23,3 +24,19 @@ def parse_day(value: str) -> str:
         return date.fromisoformat(value).isoformat()
     except ValueError:
         raise ValueError(f"date must be YYYY-MM-DD, got {value!r}") from None
+
+
+class Stopwatch:
+    """Seconds per step of a flow run and in all, for its report's timings."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.monotonic()
+        self.steps: dict[str, float] = {}
+
+    def lap(self, step: str) -> None:
+        now = time.monotonic()
+        self.steps[step] = self.steps.get(step, 0.0) + now - self.last
+        self.last = now
+
+    def timings(self) -> dict[str, float]:
+        return self.steps | {"total": time.monotonic() - self.started}

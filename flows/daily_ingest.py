@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.common import parse_day, run_id, utc_now
+from flows.common import Stopwatch, parse_day, run_id, utc_now
 from normalizers import check_selection
 from tasks.bronze import daily_prefix, find_daily_datasets, read_bronze
 from tasks.gold import update_gold
@@ -34,13 +34,19 @@ def daily_ingest(
     """
     day = parse_day(date or utc_now().date().isoformat())
     check_selection(agency, dataset)
-    rid, now = run_id(), utc_now()
+    rid, now, watch = run_id(), utc_now(), Stopwatch()
     targets = find_daily_datasets(day, agency, dataset)
     batches = [normalize_batch(read_bronze(daily_prefix(a, d, day), a, d), a, d) for a, d in targets]
+    watch.lap("read_and_normalize")
     plan, written = write_silver(batches, rid, now, day)
+    watch.lap("silver")
     update_gold(plan)
+    watch.lap("gold")
     update_live_feed(plan)
+    watch.lap("live_feed")
     write_quarantine(batches, rid, now)
+    watch.lap("quarantine")
     report = build_report("daily-ingest", rid, batches, plan, written)
+    report.timings = watch.timings()
     publish_report(report, key=f"daily-ingest-{agency or 'all'}-{dataset or 'all'}")
     return report.as_dict()

@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.common import run_id, utc_now
+from flows.common import Stopwatch, run_id, utc_now
 from tasks.feed import delete_messages, normalize_feed, poison_batch, receive_feed, split_feed, stage_feed
 from tasks.gold import update_gold
 from tasks.report import build_report, publish_report
@@ -21,18 +21,24 @@ from ventureos.report import RunReport
 
 def ingest_messages(messages: list[Message], rid: str, now: datetime) -> RunReport:
     """Everything up to the last commit (a crash after it means redelivery, which changes nothing)."""
-    day = now.date().isoformat()
+    day, watch = now.date().isoformat(), Stopwatch()
     feed = split_feed(messages)
     # A retried flow run keeps its id: each attempt gets its own bronze file, so the rows an earlier
     # attempt committed keep pointing at the lines they came from.
     staged = stage_feed(feed, day, f"{rid}-{uuid.uuid4().hex[:8]}")
     batches: list[NormalizedBatch] = [normalize_feed(s.raw, s.agency, s.dataset) for s in staged]
     batches += poison_batch(feed)
+    watch.lap("stage_and_normalize")
     plan, written = write_silver(batches, rid, now, day)
+    watch.lap("silver")
     update_gold(plan)
+    watch.lap("gold")
     update_live_feed(plan)
+    watch.lap("live_feed")
     write_quarantine(batches, rid, now)
+    watch.lap("quarantine")
     report = build_report("feed-poll", rid, batches, plan, written)
+    report.timings = watch.timings()
     report.extra["bronze"] = [s.bronze_uri for s in staged]
     return report
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import polars as pl
 from prefect import flow
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from flows.common import run_id, utc_now
+from flows.common import Stopwatch, run_id, utc_now
 from normalizers import get_dataset
 from tasks.gold import rebuild_gold
 from tasks.historical import clean_up, commit_replace, load_batch, open_target, plan_load
@@ -35,7 +34,7 @@ def historical_load(
         mode: append (merge into silver) or replace (swap the dataset's rows in one commit).
     """
     get_dataset(agency, dataset)
-    rid, now, started = run_id(), utc_now(), time.monotonic()
+    rid, now, watch = run_id(), utc_now(), Stopwatch()
     plan = plan_load(agency, dataset, source or f"{HISTORICAL}/{agency}/{dataset}", mode)
     done = dict(plan.done)
     skipped = sorted(done)
@@ -45,6 +44,7 @@ def historical_load(
         description=f"{plan.mode} load {plan.load_id}: batches committed of {plan.batches}",
     )
     notify_progress(len(done), plan.batches, f"resuming: {len(done)} batches already committed")
+    watch.lap("plan")
     quality: dict[str, int] = {}
     written: list[str] = []
     if not plan.complete and len(done) < plan.batches:
@@ -59,13 +59,17 @@ def historical_load(
                 quality[issue] = quality.get(issue, 0) + rows
             update_progress_artifact(progress, 100.0 * len(done) / plan.batches)
             notify_progress(len(done), plan.batches, f"batch {number} committed")
+    watch.lap("batches")
     swapped = commit_replace(plan, done) if plan.mode == "replace" and not plan.complete else 0
     clean_up(plan)
+    watch.lap("swap_and_clean_up")
     live_feed = refresh_live_feed(plan)
+    watch.lap("live_feed")
     # A bulk load touches nearly every entity: one rebuild from current silver instead of a per-batch
     # update (which re-reads the touched entities' rows every batch). Every run does it, so a re-run
     # also repairs gold after a crash between the last silver commit and this step.
     gold = rebuild_gold()
+    watch.lap("gold")
     totals = sum_counts(done)
     report = RunReport(
         flow="historical-load",
@@ -78,7 +82,7 @@ def historical_load(
             schema={"issue": pl.String, "rows": pl.Int64},
         ).sort("rows", descending=True),
         written=written,
-        timings={"total": time.monotonic() - started},
+        timings=watch.timings(),
         extra={
             "load_id": plan.load_id,
             "mode": plan.mode,

@@ -58,6 +58,9 @@ def run_and_check(storage: Storage) -> None:
     assert first["totals"]["inserted"] == 120
     assert first["totals"]["quarantined"] == len(MALFORMED)
     assert first["reconciled"]
+    steps = first["timings"]
+    assert list(steps) == ["read_and_normalize", "silver", "gold", "live_feed", "quarantine", "total"]
+    assert 0 < sum(v for k, v in steps.items() if k != "total") <= steps["total"]
 
     silver = silver_rows()
     assert silver.height == 120

@@ -144,6 +144,9 @@ def crash_and_redeliver(storage_prefix: str, monkeypatch: pytest.MonkeyPatch) ->
         "read": 35, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 30, "duplicates": 0, "quarantined": 5,
     }  # fmt: skip
     assert report["reconciled"]
+    assert list(report["timings"]) == [
+        "stage_and_normalize", "silver", "gold", "live_feed", "quarantine", "total",
+    ]  # fmt: skip
     assert queue.depth() == Depth(visible=0, in_flight=0, dead=0)
 
     silver = silver_rows()

@@ -61,6 +61,7 @@ def test_append_is_idempotent_and_replace_swaps_atomically(small_batches: Path, 
     live = live_ids(first)
     assert len(live) == first.violations - first.deleted
     assert report["reconciled"] and report["batches"] == 6  # 2 files of 225 rows, 100 per batch
+    assert list(report["timings"]) == ["plan", "batches", "swap_and_clean_up", "live_feed", "gold", "total"]
     assert report["totals"] == {
         "read": 450, "inserted": len(live), "updated": 0, "deleted": 0,
         "unchanged": first.deleted, "duplicates": 0, "quarantined": 0,
