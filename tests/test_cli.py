@@ -15,6 +15,17 @@ from ventureos.demo import DEMO_DATE
 from .conftest import run_cli
 
 
+def test_demo_refuses_a_home_it_did_not_create(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bronze = home / "lake" / "bronze" / "daily" / "x.csv"
+    bronze.parent.mkdir(parents=True)
+    bronze.write_text("ID\n1\n")
+    assert run_cli("demo") == 1
+    assert capsys.readouterr().err.startswith(
+        f"error: {home} holds a lakehouse the demo did not create (lake)"
+    )
+    assert bronze.read_text() == "ID\n1\n"
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_run_daily_ingest_and_query(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ventureos.demo import stage_demo

@@ -19,8 +19,24 @@ JSON_FILES = 40
 """Reports staged as one JSON file each (the daily feed's shape); the rest go into one CSV."""
 
 
+DEMO_MARK = ".ventureos-demo"
+"""Left in a home the demo created: only such a home (or one without lakehouse state) is reset."""
+
+
 def reset_home(settings: Settings) -> None:
-    """Remove only the embedded state this project creates, never anything else in the folder."""
+    """Remove only the embedded state this project creates, never anything else in the folder.
+
+    A home holding a lakehouse the demo did not create is refused: the demo must not wipe real data
+    because VENTUREOS_HOME pointed at it.
+    """
+    found = [name for name in EMBEDDED_STATE if (settings.home / name).exists()]
+    if found and not (settings.home / DEMO_MARK).exists():
+        raise ValueError(
+            f"{settings.home} holds a lakehouse the demo did not create ({', '.join(found)}); the demo "
+            "starts from an empty home: point VENTUREOS_HOME at another folder, or remove them yourself"
+        )
+    settings.home.mkdir(parents=True, exist_ok=True)
+    (settings.home / DEMO_MARK).touch()
     for name in EMBEDDED_STATE:
         path = settings.home / name
         if path.is_dir():
