@@ -279,3 +279,7 @@ def test_send_accepts_envelopes_bare_records_and_csv() -> None:
     assert parse_envelope(row, "q", 2000).record == {"ID": "8", "Employer": "Caf\xe9 Inc"}
     with pytest.raises(typer.BadParameter, match="--agency and --dataset"):
         message_bodies(csv, True, None, None)
+    with pytest.raises(
+        ValueError, match=r"^line 3 is not JSON: Expecting property name enclosed in double quotes"
+    ):
+        message_bodies(b'{"ID": "7"}\n\n{oops\n', False, "osha", "severe_injury")

@@ -28,10 +28,17 @@ def message_bodies(data: bytes, csv: bool, agency: str | None, dataset: str | No
         if not (agency and dataset):
             raise typer.BadParameter("a CSV needs --agency and --dataset")
         return [envelope_json(agency, dataset, record) for record in parse_csv(text).to_dicts()]
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if agency and dataset:
-        return [envelope_json(agency, dataset, json.loads(line)) for line in lines]
-    return lines
+        return [envelope_json(agency, dataset, _record(number, line)) for number, line in lines]
+    return [line for _, line in lines]
+
+
+def _record(number: int, line: str) -> dict:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"line {number} is not JSON: {exc.msg} at column {exc.colno}") from None
 
 
 def send(
