@@ -43,3 +43,15 @@ def test_a_file_nothing_can_be_read_from_is_one_reject() -> None:
     assert raw.frame.height == 0 and raw.rejects.height == 1
     assert raw.rejects["reason"].item().startswith("unparseable CSV: ")
     assert raw.rejects["source_uri"].item() == "x.csv"
+
+
+def test_an_open_quote_is_not_read_as_one_long_field() -> None:
+    raw = read_raw_batch([("q.csv", b'ID,Employer\n1,"ACME\n2,BETA\n')])
+    assert raw.frame.height == 0
+    assert raw.rejects.select("source_uri", "reason").rows() == [
+        ("q.csv", "unparseable CSV: a quote is not closed")
+    ]
+    # A quote inside an unquoted field is just a character.
+    raw = read_raw_batch([("p.csv", b'ID,Employer\n1,5" PIPE CO\n2,BETA\n')])
+    assert raw.frame.select("ID", "Employer").rows() == [("1", '5" PIPE CO'), ("2", "BETA")]
+    assert raw.rejects.height == 0

@@ -125,9 +125,11 @@ class ParsedFile:
 
 
 def csv_records(text: str) -> ParsedFile:
-    """A CSV's rows; where Polars refuses the file, it is read again row by row (Python's csv), and
-    only the rows whose field count differs from the header's are bad."""
+    """A CSV's rows; where Polars refuses the file (or a quote is left open), it is read again row by
+    row (Python's csv, strict), and only the rows whose field count differs from the header's are bad."""
     try:
+        if text.count('"') % 2:  # Polars would read the rest of the file after it as one field
+            raise BronzeFileError("unparseable CSV: a quote is not closed")
         return ParsedFile(parse_csv(text))
     except BronzeFileError as refused:
         lines = text.splitlines(keepends=True)
