@@ -55,3 +55,17 @@ def test_an_open_quote_is_not_read_as_one_long_field() -> None:
     raw = read_raw_batch([("p.csv", b'ID,Employer\n1,5" PIPE CO\n2,BETA\n')])
     assert raw.frame.select("ID", "Employer").rows() == [("1", '5" PIPE CO'), ("2", "BETA")]
     assert raw.rejects.height == 0
+
+
+def test_only_newlines_end_lines_and_a_short_row_gets_nulls() -> None:
+    record = {"ID": "1", "Final Narrative": "a\u2028b\x0cc"}  # separators str.splitlines would split on
+    raw = read_raw_batch([("s.jsonl", (json.dumps(record, ensure_ascii=False) + "\n{oops").encode())])
+    assert raw.frame.select("ID", "Final Narrative").rows() == [("1", "a\u2028b\x0cc")]
+    assert raw.rejects["source_uri"].to_list() == ["s.jsonl#line=2"]
+    text = "ID,Final Narrative,Employer\n1,c\x0cd,A\n2,short\n3,x,y,z\n"
+    raw = read_raw_batch([("s.csv", text.encode())])
+    assert raw.frame.select("ID", "Final Narrative", "Employer").rows() == [
+        ("1", "c\x0cd", "A"),
+        ("2", "short", None),
+    ]
+    assert raw.rejects.select("source_uri", "raw_payload").rows() == [("s.csv#line=4", "3,x,y,z")]

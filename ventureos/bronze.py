@@ -124,29 +124,35 @@ class ParsedFile:
     bad: list[BadRecord] = field(default_factory=list)
 
 
+def _lines(text: str) -> list[str]:
+    """Lines ended by ``\n`` only (str.splitlines also splits on form feeds, U+2028... inside fields)."""
+    return text.split("\n")
+
+
 def csv_records(text: str) -> ParsedFile:
     """A CSV's rows; where Polars refuses the file (or a quote is left open), it is read again row by
-    row (Python's csv, strict), and only the rows whose field count differs from the header's are bad."""
+    row (Python's csv, strict): like Polars, a short row gets nulls; only a row with more fields than
+    the header is bad."""
     try:
         if text.count('"') % 2:  # Polars would read the rest of the file after it as one field
             raise BronzeFileError("unparseable CSV: a quote is not closed")
         return ParsedFile(parse_csv(text))
     except BronzeFileError as refused:
-        lines = text.splitlines(keepends=True)
-        reader = csv.reader(lines, strict=True)
+        lines = _lines(text)
+        reader = csv.reader((line + "\n" for line in lines), strict=True)
         try:
             header = next(reader, [])
             if not header or len(set(header)) < len(header):
                 raise refused from None
             good, bad, start = [], [], reader.line_num
             for row in reader:
-                if len(row) == len(header):
-                    good.append(row)
-                elif row:
+                if len(row) > len(header):
                     reason = f"CSV row has {len(row)} fields, the header has {len(header)}"
                     bad.append(
-                        BadRecord(start + 1, reason, "".join(lines[start : reader.line_num]).rstrip("\r\n"))
+                        BadRecord(start + 1, reason, "\n".join(lines[start : reader.line_num]).rstrip("\r"))
                     )
+                elif row:
+                    good.append(row + [None] * (len(header) - len(row)))
                 start = reader.line_num
         except csv.Error:
             raise refused from None
@@ -156,13 +162,13 @@ def csv_records(text: str) -> ParsedFile:
 def jsonl_records(text: str) -> ParsedFile:
     """One record per line; a line that is not a JSON object is bad on its own."""
     frames, bad = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         try:
             frames.append(parse_json(line))
         except BronzeFileError as exc:
-            bad.append(BadRecord(number, str(exc), line))
+            bad.append(BadRecord(number, str(exc), line.rstrip("\r")))
     return ParsedFile(pl.concat(frames, how="diagonal") if frames else pl.DataFrame(), bad)
 
 

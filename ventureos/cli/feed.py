@@ -28,7 +28,7 @@ def message_bodies(data: bytes, csv: bool, agency: str | None, dataset: str | No
         if not (agency and dataset):
             raise typer.BadParameter("a CSV needs --agency and --dataset")
         return [envelope_json(agency, dataset, record) for record in parse_csv(text).to_dicts()]
-    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    lines = [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
     if agency and dataset:
         return [envelope_json(agency, dataset, _record(number, line)) for number, line in lines]
     return [line for _, line in lines]
