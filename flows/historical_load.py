@@ -1,4 +1,7 @@
-"""historical-load: bulk files -> silver (+ buffer) in bounded, resumable batches; never the live feed."""
+"""historical-load: bulk files -> silver (+ buffer) in bounded, resumable batches.
+
+Its versions never enter the live feed; live (daily/feed) violations it updated or removed leave it.
+"""
 
 from __future__ import annotations
 

@@ -13,10 +13,10 @@ from ventureos.gold import current_silver_of
 from ventureos.historical import LoadPlan, versions_before_load
 from ventureos.lakehouse import current_lakehouse
 from ventureos.serving import ServingStore, open_store
-from ventureos.serving.feed import FEED_COLUMNS, apply_to_feed, refresh_feed
+from ventureos.serving.feed import FEED_COLUMNS, apply_to_feed, from_live_source, refresh_feed
 from ventureos.serving.sync import sync_entities as sync_entities_table
 from ventureos.settings import Settings
-from ventureos.silver import Scd2Plan, current_versions
+from ventureos.silver import ENTITY_COLUMNS, Scd2Plan, current_versions
 
 
 def ready_store(settings: Settings) -> ServingStore:
@@ -55,12 +55,17 @@ def refresh_live_feed(plan: LoadPlan) -> dict[str, Any]:
     """
     lakehouse = current_lakehouse()
     violations = lakehouse.violations()
-    replaced = versions_before_load(violations, plan, FEED_COLUMNS)
-    if replaced.is_empty():
+    before = versions_before_load(violations, plan, (*ENTITY_COLUMNS, "valid_from", "meta_source_uri"))
+    live_before = before.filter(from_live_source())
+    still = current_versions(
+        violations, live_before["violation_id"].to_list(), ("violation_id", "valid_from")
+    )
+    gone = live_before.join(still, on=["violation_id", "valid_from"], how="anti")
+    if gone.is_empty():
         return {"entities": 0, "written": 0, "deleted": 0}
     change = refresh_feed(
         ready_store(lakehouse.settings),
-        replaced,
+        gone.select(ENTITY_COLUMNS),
         lambda slugs, states, columns: current_silver_of(violations, slugs, states, columns),
     )
     return asdict(change)

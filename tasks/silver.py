@@ -20,6 +20,7 @@ from ventureos.silver import (
     encode_versions,
     plan_scd2,
     quarantine_frame,
+    superseded_entities,
 )
 
 
@@ -45,6 +46,7 @@ def write_silver(
         return Scd2Plan.empty(), []
     current = current_versions(table, incoming["violation_id"].unique().to_list())
     plan = plan_scd2(incoming, current, now, run_id)
+    plan.unchanged = pl.concat([plan.unchanged, superseded_entities(table, current, plan.unchanged)])
     if plan.is_noop:
         return plan, []
     encoded = encode_versions(table, plan)

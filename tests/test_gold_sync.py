@@ -6,11 +6,13 @@ import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 from pyiceberg.expressions import EqualTo
 
+import flows.daily_ingest as daily_ingest_flow
 from flows.daily_ingest import daily_ingest
 from flows.gold_sync import gold_sync
 from flows.historical_load import historical_load
@@ -117,10 +119,10 @@ def stage_day(day: str, reports: pl.DataFrame) -> None:
     )
 
 
-def historical_batch(reports: pl.DataFrame, mode: str = "append") -> dict[str, int]:
+def historical_batch(reports: pl.DataFrame, mode: str = "append") -> dict[str, Any]:
     """The historical-load flow: silver (+ buffer) and gold; its versions never enter the live feed."""
     current_lakehouse().storage.write_bytes(f"{HISTORICAL}/part-1.csv", reports.write_csv().encode())
-    return historical_load("osha", "severe_injury", mode=mode)["totals"]
+    return historical_load("osha", "severe_injury", mode=mode)
 
 
 def gold_size(marks: dict[str, datetime] | None = None) -> int:
@@ -151,8 +153,10 @@ def run_days_history_and_syncs() -> pl.DataFrame:
     assert sorted(marks) == ["city", "company", "state"]  # nothing removed yet
     assert gold_sync() == {"changed_rows": 0, "written": 0, "deleted": 0, "watermarks": first["watermarks"]}
 
-    totals = historical_batch(history)
-    assert (totals["inserted"], totals["updated"]) == (60, 1)
+    loaded = historical_batch(history)
+    assert (loaded["totals"]["inserted"], loaded["totals"]["updated"]) == (60, 1)
+    # Only the corrected daily report's entities (company, city, state) are looked at in the feed.
+    assert loaded["live_feed"]["entities"] == 3
     feed_after_day1 = stored_feed(store)
     assert feed_after_day1 == expected_feed(current_silver())
     assert f"osha:severe_injury:{corrected['ID'].item()}" not in {
@@ -203,9 +207,42 @@ def run_days_history_and_syncs() -> pl.DataFrame:
 def replace_takes_daily_items_out_of_the_feed(history: pl.DataFrame) -> None:
     """A replace load swaps all the dataset's rows, daily ones included: their items leave the feed."""
     assert stored_feed(open_store(load_settings()))
-    assert historical_batch(history, mode="replace")["inserted"] == 61
+    assert historical_batch(history, mode="replace")["totals"]["inserted"] == 61
     assert expected_feed(current_silver()) == [] and stored_feed(open_store(load_settings())) == []
     assert_gold_equals_current_silver()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_rerun_after_a_crash_past_the_silver_commit_repairs_gold_and_the_feed(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(load_settings())
+    reports = sample_reports().slice(0, 30)
+    stage_day(DAY1, reports)
+    daily_ingest(DAY1)
+    renamed, retold = reports["ID"][0], reports["ID"][1]
+    day2 = reports.head(2).with_columns(
+        Employer=pl.when(pl.col("ID") == renamed)
+        .then(pl.lit("Brand New Employer LLC"))
+        .otherwise("Employer"),
+        **{"Final Narrative": pl.when(pl.col("ID") == retold).then(pl.lit("A corrected narrative."))},
+    )
+    stage_day(DAY2, day2)
+
+    def die(plan: object) -> None:
+        raise SystemExit("killed right after the silver commit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(daily_ingest_flow, "update_gold", die)
+        with pytest.raises(SystemExit):
+            daily_ingest(DAY2)
+    assert stored_feed(store) != expected_feed(current_silver())  # the old company still shows
+
+    assert daily_ingest(DAY2)["totals"]["unchanged"] == 2
+    assert_gold_equals_current_silver()
+    assert stored_feed(store) == expected_feed(current_silver())
+    items = [i for i in store.scan(VIOLATIONS) if i["violation_id"] == f"osha:severe_injury:{retold}"]
+    assert items and {i["description"] for i in items} == {"A corrected narrative."}
 
 
 @pytest.mark.usefixtures("prefect_harness")

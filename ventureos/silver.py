@@ -44,7 +44,8 @@ class Scd2Plan:
     unchanged: pl.DataFrame = field(
         default_factory=lambda: pl.DataFrame(schema={c: VIOLATIONS_POLARS[c] for c in ENTITY_COLUMNS})
     )
-    """``ENTITY_COLUMNS`` of the batch's records that changed nothing in silver. A re-run or redelivery
+    """``ENTITY_COLUMNS`` of the batch's records that changed nothing in silver (and, when read by
+    ``write_silver``, of the versions their current UPDATE versions closed). A re-run or redelivery
     of a batch whose run crashed after its silver commit changes nothing: gold and the live feed
     re-check these records' entities, or that crash would leave them behind silver for good."""
 
@@ -143,6 +144,28 @@ def current_versions(
     row_filter = And(EqualTo("is_current", True), In("violation_id", set(violation_ids)))
     rows = table.scan(row_filter=row_filter, selected_fields=tuple(columns)).to_arrow()
     return pl.from_arrow(rows).cast(schema)  # type: ignore[union-attr]
+
+
+def superseded_entities(table: Table, current: pl.DataFrame, unchanged: pl.DataFrame) -> pl.DataFrame:
+    """``ENTITY_COLUMNS`` of the versions that the current UPDATE versions of ``unchanged`` records closed.
+
+    A re-run must re-check these too: if the run that wrote the update crashed before gold and the
+    live feed, those still count the violation under its old entity (say, before a rename).
+    """
+    updated = current.filter(
+        pl.col("violation_id").is_in(unchanged["violation_id"].implode()) & (pl.col("change_type") == UPDATE)
+    )
+    if updated.is_empty():
+        return unchanged.clear()
+    rows = table.scan(
+        row_filter=And(EqualTo("is_current", False), In("violation_id", set(updated["violation_id"]))),
+        selected_fields=(*ENTITY_COLUMNS, "valid_to"),
+    ).to_arrow()
+    closed = pl.from_arrow(rows).cast({"valid_to": VIOLATIONS_POLARS["valid_to"]})  # type: ignore[union-attr]
+    by_that_run = updated.select("violation_id", valid_to=pl.col("valid_from"))
+    return closed.join(by_that_run, on=["violation_id", "valid_to"]).select(
+        pl.col(c).cast(VIOLATIONS_POLARS[c]) for c in ENTITY_COLUMNS
+    )
 
 
 def content_id(plan: Scd2Plan) -> uuid.UUID:

@@ -8,6 +8,7 @@ A batch is applied as a small diff per touched entity: the entity's stored items
 versions the batch closed (updated or deleted violations), plus the batch's new versions, ranked; the
 top 5 per agency stay, the rest are deleted. When a closed item leaves a gap, the entity's older live
 violations are read back from current silver, so the feed is always exactly the latest min(5, n).
+After a historical load, ``refresh_feed`` takes out the live versions the load replaced.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from ventureos.gold import LEVELS, entity_rows
+from ventureos.schemas import VIOLATIONS_POLARS
 from ventureos.serving.base import VIOLATIONS, Item, ServingStore, from_wire, to_wire
 from ventureos.silver import Scd2Plan
 
@@ -87,9 +89,7 @@ def apply_to_feed(
     kept_as_is = feed_frame(live(present))
     records = plan.touched
     touched = pl.concat([entity_rows(records, level).select("entity_key") for level in LEVELS])
-    entities = sorted(
-        set(touched["entity_key"]) | set(feed_frame(plan.closed.filter(from_live_source()))["PK"])
-    )
+    entities = sorted(set(touched["entity_key"]))
     if not entities:
         return FeedChange(0, 0, 0)
     # One query per touched entity, a few in flight at once (boto3 clients are thread-safe; the SQLite
@@ -121,13 +121,13 @@ def apply_to_feed(
         refill = feed_frame(live(silver)).join(
             stale.select("PK", "agency").unique(), on=["PK", "agency"], how="semi"
         )
-    # New versions win over what is stored (an update may change attributes), stored over the current
-    # items of unchanged records and over refills.
+    # The batch's current items win over what is stored (an update may change attributes, and a crashed
+    # run may have left an old item under the same key), stored items over refills.
     candidates = pl.concat(
         [
             new.select(*keys, "agency", origin=pl.lit("new"), priority=pl.lit(0)),
-            kept.select(*keys, "agency", origin=pl.lit("stored"), priority=pl.lit(1)),
-            kept_as_is.select(*keys, "agency", origin=pl.lit("present"), priority=pl.lit(2)),
+            kept_as_is.select(*keys, "agency", origin=pl.lit("present"), priority=pl.lit(1)),
+            kept.select(*keys, "agency", origin=pl.lit("stored"), priority=pl.lit(2)),
             refill.select(*keys, "agency", origin=pl.lit("refill"), priority=pl.lit(3)),
         ]
     )
@@ -138,7 +138,7 @@ def apply_to_feed(
     )
     to_write = pl.concat([new, kept_as_is, refill]).unique(subset=keys, keep="first", maintain_order=True)
     to_write = to_write.join(wanted.filter(pl.col("origin") != "stored"), on=keys, how="semi")
-    # A stored item that is its record's current item is rewritten only when its attributes differ.
+    # An item already stored is rewritten only when its attributes differ.
     items = [
         item
         for item in map(_item, to_write.to_dicts())
@@ -150,16 +150,13 @@ def apply_to_feed(
     return FeedChange(len(entities), written, deleted)
 
 
-def refresh_feed(store: ServingStore, replaced: pl.DataFrame, read_silver: SilverReader) -> FeedChange:
-    """Bring the feed of the entities of ``replaced`` back to current silver after a bulk change.
-
-    ``replaced``: live versions (``FEED_COLUMNS``) that were current before a historical load, which
-    may have updated or (replace mode) removed them. Their stored items that are no longer current
-    leave, and older live violations of their entities fill the gaps.
-    """
-    closed = replaced.filter(from_live_source())
-    plan = Scd2Plan(added=pl.DataFrame(schema=closed.schema), closed=closed, unchanged=closed.clear())
-    return apply_to_feed(store, plan, read_silver, present=closed.clear())
+def refresh_feed(store: ServingStore, gone: pl.DataFrame, read_silver: SilverReader) -> FeedChange:
+    """After a bulk change of silver: items of the live versions in ``gone`` (``ENTITY_COLUMNS`` of
+    versions that are no longer current) leave the feed, and older live violations of their entities
+    fill the gaps."""
+    no_versions = pl.DataFrame(schema={c: VIOLATIONS_POLARS[c] for c in FEED_COLUMNS})
+    plan = Scd2Plan(added=no_versions, closed=gone, unchanged=gone.clear())
+    return apply_to_feed(store, plan, read_silver, present=no_versions)
 
 
 def _item(row: dict[str, object]) -> Item:
