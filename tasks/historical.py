@@ -80,10 +80,10 @@ def plan_load(agency: str, dataset: str, source: str, mode: str) -> LoadPlan:
         rows_per_file=count_rows(files),
     )
     silver = lakehouse.violations()
-    done, complete = recorded_batches(silver, plan.load_id)
+    done, complete = recorded_batches(silver, plan)
     if mode == "replace" and not complete:
         staged = staging_table(lakehouse.catalog, plan, silver, create=False)
-        done, _ = recorded_batches(staged, plan.load_id)
+        done, _ = recorded_batches(staged, plan)
     plan = dataclasses.replace(plan, done=done, complete=complete)
     if complete or len(done) >= plan.batches:
         return plan

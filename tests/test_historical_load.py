@@ -88,6 +88,11 @@ def test_append_is_idempotent_and_replace_swaps_atomically(small_batches: Path, 
     assert rows.height == second.violations - second.deleted and rows["is_current"].all()
     assert not list(current_lakehouse().catalog.list_tables("staging"))
 
+    # The first load again, after another load replaced its rows: it runs again, nothing is skipped.
+    back = historical_load("osha", "enforcement", str(tmp_path / "first"), "append")
+    assert back["skipped_batches"] == [] and back["reconciled"]
+    assert live <= set(current()["violation_id"])
+
 
 def fail_on_call(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
     """The ``call``-th silver commit of the run raises, after that batch's buffer files are written:

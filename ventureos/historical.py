@@ -45,6 +45,7 @@ STAGING_PREFIX = "staging/historical"
 STAGING_NAMESPACE = "staging"
 
 LOAD_ID = "ventureos.load-id"
+DATASET = "ventureos.dataset"
 BATCH = "ventureos.batch"
 COUNTS = "ventureos.counts"
 COMPLETE = "ventureos.load-complete"
@@ -110,8 +111,17 @@ class LoadPlan:
         """Names a batch's buffer files: a re-run of the batch overwrites them (no content hash needed)."""
         return uuid.uuid5(uuid.NAMESPACE_URL, f"ventureos:historical:{self.load_id}:{batch}")
 
+    @property
+    def dataset_key(self) -> str:
+        return f"{self.agency}/{self.dataset}"
+
     def markers(self, batch: int, counts: dict[str, int]) -> dict[str, str]:
-        return {LOAD_ID: self.load_id, BATCH: str(batch), COUNTS: json.dumps(counts, sort_keys=True)}
+        return {
+            LOAD_ID: self.load_id,
+            DATASET: self.dataset_key,
+            BATCH: str(batch),
+            COUNTS: json.dumps(counts, sort_keys=True),
+        }
 
 
 # Source files ------------------------------------------------------------------------------------
@@ -249,15 +259,23 @@ def lookup_rows(uri: str, records: pl.DataFrame, lake: Storage) -> pl.DataFrame:
 # Markers -----------------------------------------------------------------------------------------
 
 
-def recorded_batches(table: Table | None, load: str) -> tuple[dict[int, dict[str, int]], bool]:
-    """Batches a load already committed to ``table`` (from snapshot summaries), and whether it finished."""
+def recorded_batches(table: Table | None, plan: LoadPlan) -> tuple[dict[int, dict[str, int]], bool]:
+    """Batches the load already committed to ``table`` (from snapshot summaries), and whether it finished.
+
+    A later replace of the same dataset by another load swapped these rows out: from there on the
+    load counts as not run (running it again loads it again, instead of skipping every batch).
+    """
     done: dict[int, dict[str, int]] = {}
     complete = False
     if table is None:
         return done, complete
-    for snapshot in table.metadata.snapshots:
+    for snapshot in sorted(table.metadata.snapshots, key=lambda s: s.sequence_number or 0):
         summary = snapshot.summary
-        if summary is None or summary[LOAD_ID] != load:
+        if summary is None or summary[LOAD_ID] is None:
+            continue
+        if summary[LOAD_ID] != plan.load_id:
+            if summary[COMPLETE] == "true" and summary[DATASET] == plan.dataset_key:
+                done, complete = {}, False
             continue
         if summary[COMPLETE] == "true":
             complete = True
@@ -382,7 +400,7 @@ def swap_in(silver: Table, staging: Table, plan: LoadPlan, done: dict[int, dict[
     """
     files = [task.file for task in staging.scan().plan_files()]
     counts = json.dumps({str(k): v for k, v in sorted(done.items())}, sort_keys=True)
-    properties = {LOAD_ID: plan.load_id, COMPLETE: "true", COUNTS: counts}
+    properties = {LOAD_ID: plan.load_id, DATASET: plan.dataset_key, COMPLETE: "true", COUNTS: counts}
     with silver.transaction() as txn, warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Delete operation did not match any records")  # a first load
         # Both snapshots of the swap carry the marks: the delete's parent is silver before the load.
