@@ -134,17 +134,29 @@ def _storage_for(lake: Storage, source: str) -> tuple[Storage, str]:
     return lake, source.strip("/")
 
 
+def _parent(storage: Storage, key: str) -> tuple[Storage, str]:
+    """(storage, key) of the same place, with the key's last part moved out of a root that is a file
+    or a name prefix."""
+    if key:
+        return storage, key
+    parent, _, name = storage.root.rpartition("/")
+    return Storage(parent, storage.settings), name
+
+
 def find_source_files(lake: Storage, source: str, spec: Dataset) -> SourceFiles:
-    """The CSVs under ``source`` (a lake key, folder, prefix, absolute path or URI), split by role."""
+    """The CSVs of ``source``, split by role: a file, a folder, or a name prefix of files (``in/osha_``);
+    a lake key, an absolute path or a URI."""
     storage, key = _storage_for(lake, source)
     info = storage.fs.get_file_info(storage.path(key).rstrip("/"))
-    if info.type == pafs.FileType.File and key:
+    if info.type == pafs.FileType.File:
+        storage, key = _parent(storage, key)
         keys = [key]
-    elif info.type == pafs.FileType.File:
-        parent, _, name = storage.root.rpartition("/")
-        storage, keys = Storage(parent, lake.settings), [name]
-    else:
+    elif info.type == pafs.FileType.Directory:
         keys = storage.list(key)
+    else:
+        storage, key = _parent(storage, key)
+        folder = key.rpartition("/")[0]
+        keys = [k for k in storage.list(folder) if k.startswith(key)]
     if not keys:
         raise HistoricalSourceError(f"no files under {source!r}")
     unsupported = [k for k in keys if not k.lower().endswith(".csv")]
@@ -185,12 +197,36 @@ def _scan_csv(files: SourceFiles, key: str) -> pl.LazyFrame:
     )
 
 
+def _physical_lines(files: SourceFiles, key: str) -> int:
+    """Lines of a file, quotes ignored (each line read as one field)."""
+    lines = pl.scan_csv(
+        files.uri(key),
+        has_header=False,
+        separator="\x01",
+        quote_char=None,
+        infer_schema=False,
+        truncate_ragged_lines=True,
+        encoding="utf8-lossy",
+        storage_options=files.storage.polars_storage_options,
+    )
+    return lines.select(pl.len()).collect().item()
+
+
 def count_rows(files: SourceFiles) -> dict[str, int]:
-    """Rows per record file (a newline count, no parsing): fixes the batches before any is read."""
+    """Rows per record file (a newline count, no parsing): fixes the batches before any is read.
+
+    A file with lines after its header but no row (a quote left open swallows the rest of the file
+    into one field) is an error: its batches would silently be none.
+    """
     counts = {}
     for key in files.records:
         try:
             counts[key] = _scan_csv(files, key).select(pl.len()).collect().item()
+            if counts[key] == 0 and (lines := _physical_lines(files, key)) > 1:
+                raise HistoricalSourceError(
+                    f"{files.uri(key)}: no row can be read although {lines - 1} lines follow the header "
+                    "(a quote left open?)"
+                )
         except pl.exceptions.PolarsError as exc:
             raise HistoricalSourceError(f"{files.uri(key)}: {str(exc).splitlines()[0]}") from None
     return counts

@@ -1,0 +1,66 @@
+"""What a historical load's ``source`` can name, and the clear errors for sources it cannot load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from normalizers import get_dataset
+from ventureos.generate import generate_osha_enforcement
+from ventureos.historical import HistoricalSourceError, count_rows, find_source_files
+from ventureos.lakehouse import current_lakehouse
+
+ENFORCEMENT = get_dataset("osha", "enforcement")
+
+
+def names(keys: list[str]) -> list[str]:
+    return [key.rsplit("/", 1)[-1] for key in keys]
+
+
+def test_a_folder_a_file_and_a_name_prefix(home: Path, tmp_path: Path) -> None:
+    generate_osha_enforcement(50, tmp_path / "in", files=2, seed=3)
+    lake = current_lakehouse().storage
+    folder = find_source_files(lake, str(tmp_path / "in"), ENFORCEMENT)
+    assert names(folder.records) == ["osha_violation_001.csv", "osha_violation_002.csv"]
+    assert {n: names(k) for n, k in folder.lookups.items()} == {
+        "inspection": ["osha_inspection_001.csv", "osha_inspection_002.csv"]
+    }
+    prefix = find_source_files(lake, str(tmp_path / "in" / "osha_violation_"), ENFORCEMENT)
+    assert (
+        names(prefix.records) == ["osha_violation_001.csv", "osha_violation_002.csv"] and not prefix.lookups
+    )
+    one = find_source_files(lake, str(tmp_path / "in" / "osha_violation_002.csv"), ENFORCEMENT)
+    assert names(one.records) == ["osha_violation_002.csv"]
+    assert sum(count_rows(folder).values()) == 50
+
+    # The same, as keys of the lake.
+    for path in sorted((tmp_path / "in").iterdir()):
+        lake.write_bytes(f"bronze/historical/osha/enforcement/{path.name}", path.read_bytes())
+    in_lake = find_source_files(lake, "bronze/historical/osha/enforcement/osha_v", ENFORCEMENT)
+    assert names(in_lake.records) == ["osha_violation_001.csv", "osha_violation_002.csv"]
+
+
+def test_sources_that_cannot_be_loaded_say_why(home: Path, tmp_path: Path) -> None:
+    lake = current_lakehouse().storage
+    with pytest.raises(HistoricalSourceError, match=r"^no files under '.*/missing'$"):
+        find_source_files(lake, str(tmp_path / "missing"), ENFORCEMENT)
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "mixed" / "osha_violation.csv").write_text("activity_nr,citation_id\n1,01001\n")
+    (tmp_path / "mixed" / "notes.txt").write_text("x")
+    with pytest.raises(HistoricalSourceError, match=r"read CSV files only; not CSV: notes\.txt"):
+        find_source_files(lake, str(tmp_path / "mixed"), ENFORCEMENT)
+    (tmp_path / "lookups").mkdir()
+    (tmp_path / "lookups" / "osha_inspection.csv").write_text("activity_nr\n1\n")
+    with pytest.raises(HistoricalSourceError, match="no record files under"):
+        find_source_files(lake, str(tmp_path / "lookups"), ENFORCEMENT)
+
+
+def test_a_quote_left_open_is_an_error_not_an_empty_file(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "osha_violation.csv").write_text(
+        'activity_nr,citation_id,standard\n1,"01001,19100147\n2,01002,19100212\n3,01003,19260501\n'
+    )
+    files = find_source_files(current_lakehouse().storage, str(tmp_path / "q"), ENFORCEMENT)
+    with pytest.raises(HistoricalSourceError, match="no row can be read although 3 lines follow the header"):
+        count_rows(files)
