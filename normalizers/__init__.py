@@ -8,8 +8,8 @@ other file holds the records themselves.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -24,7 +24,8 @@ class Dataset:
     agency: str
     dataset: str
     normalize: Callable[..., pl.DataFrame]
-    lookups: tuple[str, ...] = ()
+    lookups: Mapping[str, str] = field(default_factory=dict)
+    """Lookup table name -> the column it is joined on."""
 
     @property
     def key(self) -> str:
@@ -40,10 +41,10 @@ REGISTRY: dict[str, Dataset] = {
     d.key: d
     for d in (
         Dataset("osha", "severe_injury", severe_injury.normalize),
-        Dataset("osha", "enforcement", enforcement.normalize, lookups=("inspection",)),
+        Dataset("osha", "enforcement", enforcement.normalize, lookups={"inspection": enforcement.KEY}),
         Dataset("faa", "enforcement", faa_enforcement.normalize),
         Dataset("epa", "echo", echo.normalize),
-        Dataset("epa", "icis_fec", icis_fec.normalize, lookups=("facilities",)),
+        Dataset("epa", "icis_fec", icis_fec.normalize, lookups={"facilities": icis_fec.KEY}),
     )
 }
 

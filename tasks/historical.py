@@ -122,7 +122,10 @@ def load_batch(
     before the one silver commit that marks the batch done: a crash anywhere re-runs the batch whole.
     """
     lakehouse = current_lakehouse()
-    lookups = {name: lookup_rows(u, frame, lakehouse.storage) for name, u in plan.lookup_uris.items()}
+    join_on = get_dataset(plan.agency, plan.dataset).lookups
+    lookups = {
+        name: lookup_rows(u, frame, lakehouse.storage, join_on[name]) for name, u in plan.lookup_uris.items()
+    }
     batch = normalize_raw_batch(RawBatch(raw_frame(frame, uri), lookups=lookups), plan.agency, plan.dataset)
     quality = _quality_counts(batch.valid)
     counts = {"read": batch.records_read, "quarantined": batch.rejects.height}

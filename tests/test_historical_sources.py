@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from normalizers import get_dataset
 from ventureos.generate import generate_osha_enforcement
-from ventureos.historical import HistoricalSourceError, count_rows, find_source_files
+from ventureos.historical import HistoricalSourceError, count_rows, find_source_files, lookup_rows
 from ventureos.lakehouse import current_lakehouse
 
 ENFORCEMENT = get_dataset("osha", "enforcement")
@@ -64,3 +65,20 @@ def test_a_quote_left_open_is_an_error_not_an_empty_file(home: Path, tmp_path: P
     files = find_source_files(current_lakehouse().storage, str(tmp_path / "q"), ENFORCEMENT)
     with pytest.raises(HistoricalSourceError, match="no row can be read although 3 lines follow the header"):
         count_rows(files)
+
+
+def test_lookup_rows_join_on_the_datasets_key_only(home: Path, tmp_path: Path) -> None:
+    """A column both files happen to share (here a load timestamp) must not be part of the join."""
+    lake = current_lakehouse().storage
+    uri = str(tmp_path / "inspection.parquet")
+    inspections = pl.DataFrame(
+        {"activity_nr": ["1", "2", "3"], "load_dt": ["x", "x", "x"], "estab_name": ["A", "B", "C"]}
+    )
+    inspections.write_parquet(uri)
+    violations = pl.DataFrame({"activity_nr": ["2", "3", "9"], "load_dt": ["y", "y", "y"]})
+    got = lookup_rows(uri, violations, lake, "activity_nr")
+    assert sorted(got["estab_name"]) == ["B", "C"]
+    with pytest.raises(
+        HistoricalSourceError, match=r"cannot join .* on 'citation_id': the lookup table have"
+    ):
+        lookup_rows(uri, violations, lake, "citation_id")

@@ -271,23 +271,22 @@ def stage_lookups(files: SourceFiles, lake: Storage, keys: dict[str, str]) -> di
     return uris
 
 
-def lookup_rows(uri: str, records: pl.DataFrame, lake: Storage) -> pl.DataFrame:
-    """The lookup rows a batch needs: semi-joined on the columns both tables share.
+def lookup_rows(uri: str, records: pl.DataFrame, lake: Storage, key: str) -> pl.DataFrame:
+    """The lookup rows a batch needs: semi-joined on the dataset's join column for that lookup.
 
     The key range of the batch prunes row groups first (bulk dumps come ordered by key).
     """
     lookup = pl.scan_parquet(uri, storage_options=lake.polars_storage_options)
-    keys = [c for c in lookup.collect_schema().names() if c in records.columns]
-    if not keys:
-        raise HistoricalSourceError(f"lookup {uri} shares no column with the records")
-    wanted = records.select(keys).drop_nulls().unique()
-    first = pl.col(keys[0])
-    low, high = wanted[keys[0]].min(), wanted[keys[0]].max()
+    for name, columns in (("lookup table", lookup.collect_schema().names()), ("records", records.columns)):
+        if key not in columns:
+            raise HistoricalSourceError(f"cannot join {uri} on {key!r}: the {name} have no such column")
+    wanted = records.select(key).drop_nulls().unique()
+    low, high = wanted[key].min(), wanted[key].max()
     if low is None:
         return lookup.head(0).collect()
     return (
-        lookup.filter(first.is_between(pl.lit(low), pl.lit(high)))
-        .join(wanted.lazy(), on=keys, how="semi")
+        lookup.filter(pl.col(key).is_between(pl.lit(low), pl.lit(high)))
+        .join(wanted.lazy(), on=key, how="semi")
         .collect()
     )
 

@@ -27,6 +27,8 @@ from normalizers.common import (
 )
 from ventureos.entities import slugify
 
+KEY = "CASE_NUMBER"
+"""What a case conclusion and its facilities share."""
 CONCLUSION_COLUMNS = (
     "ACTIVITY_ID", "CASE_NUMBER", "ENF_CONCLUSION_ID", "ENF_CONCLUSION_NMBR", "ENF_CONCLUSION_NAME",
     "SETTLEMENT_LODGED_DATE", "SETTLEMENT_ENTERED_DATE", "PRIMARY_LAW", "FED_PENALTY_ASSESSED_AMT",
@@ -64,7 +66,7 @@ def case_facilities(facilities: pl.DataFrame | None) -> pl.DataFrame:
 def normalize(raw: pl.DataFrame, facilities: pl.DataFrame | None = None) -> pl.DataFrame:
     source_columns = [c for c in raw.columns if c not in LINEAGE]
     raw = _with_columns(raw.with_columns(blank_to_null(source_columns)), CONCLUSION_COLUMNS)
-    joined = raw.join(case_facilities(facilities), on="CASE_NUMBER", how="left", maintain_order="left")
+    joined = raw.join(case_facilities(facilities), on=KEY, how="left", maintain_order="left")
 
     entered = parse_date(pl.col("SETTLEMENT_ENTERED_DATE"))
     lodged = parse_date(pl.col("SETTLEMENT_LODGED_DATE"))
