@@ -26,6 +26,8 @@ class Dataset:
     normalize: Callable[..., pl.DataFrame]
     lookups: Mapping[str, str] = field(default_factory=dict)
     """Lookup table name -> the column it is joined on."""
+    id_columns: tuple[str, ...] = ()
+    """Columns every record file has (a bulk file without them is the wrong file, not bad rows)."""
 
     @property
     def key(self) -> str:
@@ -40,8 +42,14 @@ class Dataset:
 REGISTRY: dict[str, Dataset] = {
     d.key: d
     for d in (
-        Dataset("osha", "severe_injury", severe_injury.normalize),
-        Dataset("osha", "enforcement", enforcement.normalize, lookups={"inspection": enforcement.KEY}),
+        Dataset("osha", "severe_injury", severe_injury.normalize, id_columns=("ID",)),
+        Dataset(
+            "osha",
+            "enforcement",
+            enforcement.normalize,
+            lookups={"inspection": enforcement.KEY},
+            id_columns=(enforcement.KEY, "citation_id"),
+        ),
         Dataset("faa", "enforcement", faa_enforcement.normalize),
         Dataset("epa", "echo", echo.normalize),
         Dataset("epa", "icis_fec", icis_fec.normalize, lookups={"facilities": icis_fec.KEY}),

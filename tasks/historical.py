@@ -19,6 +19,7 @@ from ventureos.historical import (
     MODES,
     LoadPlan,
     SeenIds,
+    check_columns,
     count_rows,
     drop_staging,
     find_source_files,
@@ -67,8 +68,9 @@ def plan_load(agency: str, dataset: str, source: str, mode: str) -> LoadPlan:
     """Find the files, fix the batches, and read which of them an earlier run of this load committed."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    lakehouse = current_lakehouse()
-    files = find_source_files(lakehouse.storage, source, get_dataset(agency, dataset))
+    lakehouse, spec = current_lakehouse(), get_dataset(agency, dataset)
+    files = find_source_files(lakehouse.storage, source, spec)
+    check_columns(files, spec)
     batch_rows = lakehouse.settings.batch_rows
     plan = LoadPlan(
         load_id=load_id(agency, dataset, mode, batch_rows, files),

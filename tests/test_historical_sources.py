@@ -9,7 +9,13 @@ import pytest
 
 from normalizers import get_dataset
 from ventureos.generate import generate_osha_enforcement
-from ventureos.historical import HistoricalSourceError, count_rows, find_source_files, lookup_rows
+from ventureos.historical import (
+    HistoricalSourceError,
+    check_columns,
+    count_rows,
+    find_source_files,
+    lookup_rows,
+)
 from ventureos.lakehouse import current_lakehouse
 
 ENFORCEMENT = get_dataset("osha", "enforcement")
@@ -55,6 +61,22 @@ def test_sources_that_cannot_be_loaded_say_why(home: Path, tmp_path: Path) -> No
     (tmp_path / "lookups" / "osha_inspection.csv").write_text("activity_nr\n1\n")
     with pytest.raises(HistoricalSourceError, match="no record files under"):
         find_source_files(lake, str(tmp_path / "lookups"), ENFORCEMENT)
+
+
+def test_a_file_without_the_datasets_id_columns_is_the_wrong_file(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "osha_violation.csv").write_text("foo,bar\n1,2\n")
+    files = find_source_files(current_lakehouse().storage, str(tmp_path / "w"), ENFORCEMENT)
+    with pytest.raises(
+        HistoricalSourceError,
+        match=r"osha_violation\.csv is not a file of osha/enforcement: no activity_nr, citation_id column \(columns: foo, bar\)",
+    ):
+        check_columns(files, ENFORCEMENT)
+    (tmp_path / "w" / "osha_violation.csv").write_text("activity_nr,citation_id\n1,01001\n")
+    (tmp_path / "w" / "osha_inspection.csv").write_text("ACTIVITY,estab_name\n1,ACME\n")
+    files = find_source_files(current_lakehouse().storage, str(tmp_path / "w"), ENFORCEMENT)
+    with pytest.raises(HistoricalSourceError, match=r"osha_inspection\.csv is not .*: no activity_nr column"):
+        check_columns(files, ENFORCEMENT)
 
 
 def test_a_quote_left_open_is_an_error_not_an_empty_file(home: Path, tmp_path: Path) -> None:

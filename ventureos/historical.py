@@ -197,6 +197,23 @@ def _scan_csv(files: SourceFiles, key: str) -> pl.LazyFrame:
     )
 
 
+def check_columns(files: SourceFiles, spec: Dataset) -> None:
+    """Every record file has the dataset's id columns and every lookup file its join column."""
+    wanted = {key: spec.id_columns for key in files.records}
+    wanted |= {key: (spec.lookups[name],) for name, keys in files.lookups.items() for key in keys}
+    for key, columns in wanted.items():
+        try:
+            header = _scan_csv(files, key).collect_schema().names()
+        except pl.exceptions.PolarsError as exc:
+            raise HistoricalSourceError(f"{files.uri(key)}: {str(exc).splitlines()[0]}") from None
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise HistoricalSourceError(
+                f"{files.uri(key)} is not a file of {spec.key}: no {', '.join(missing)} column "
+                f"(columns: {', '.join(header[:8])}{', ...' if len(header) > 8 else ''})"
+            )
+
+
 def _physical_lines(files: SourceFiles, key: str) -> int:
     """Lines of a file, quotes ignored (each line read as one field)."""
     lines = pl.scan_csv(
