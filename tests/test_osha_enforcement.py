@@ -135,7 +135,7 @@ def test_normalizes_violations_joined_to_inspections() -> None:
 
 def test_registry_entry_finalizes_with_ids_and_hash() -> None:
     spec = get_dataset("osha", "enforcement")
-    assert spec.lookups == ("inspection",)
+    assert spec.lookups == {"inspection": "activity_nr"} and spec.id_columns == ("activity_nr", "citation_id")
     assert spec.lookup_of("bronze/historical/osha/enforcement/osha_inspection_001.csv") == "inspection"
     assert spec.lookup_of("osha_violation_001.csv") is None
     raw = raw_violations([{"activity_nr": "1553019", "citation_id": "01001", "viol_type": "S",
