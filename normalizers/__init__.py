@@ -52,7 +52,13 @@ REGISTRY: dict[str, Dataset] = {
         ),
         Dataset("faa", "enforcement", faa_enforcement.normalize),
         Dataset("epa", "echo", echo.normalize),
-        Dataset("epa", "icis_fec", icis_fec.normalize, lookups={"facilities": icis_fec.KEY}),
+        Dataset(
+            "epa",
+            "icis_fec",
+            icis_fec.normalize,
+            lookups={"facilities": icis_fec.KEY},
+            id_columns=(icis_fec.KEY,),
+        ),
     )
 }
 

@@ -17,6 +17,7 @@ from ventureos.bronze import RawBatch
 from ventureos.buffer import write_buffer_files
 from ventureos.historical import (
     MODES,
+    SWAP_STARTED,
     LoadPlan,
     SeenIds,
     check_columns,
@@ -24,10 +25,10 @@ from ventureos.historical import (
     drop_staging,
     find_source_files,
     is_fresh,
+    load_history,
     load_id,
     lookup_rows,
     raw_frame,
-    recorded_batches,
     stage_lookups,
     staging_table,
     swap_in,
@@ -82,10 +83,16 @@ def plan_load(agency: str, dataset: str, source: str, mode: str) -> LoadPlan:
         rows_per_file=count_rows(files),
     )
     silver = lakehouse.violations()
-    done, complete = recorded_batches(silver, plan)
+    history = load_history(silver, plan)
+    done, complete = history.done, history.complete
     if mode == "replace" and not complete:
         staged = staging_table(lakehouse.catalog, plan, silver, create=False)
-        done, _ = recorded_batches(staged, plan)
+        if staged is not None and staged.properties.get(SWAP_STARTED) == "true":
+            # Left by a run that died at its swap, and silver does not hold the load (any more):
+            # its files may be gone, start over.
+            drop_staging(lakehouse.catalog, plan, lakehouse.storage)
+            staged = None
+        done = load_history(staged, plan).done
     plan = dataclasses.replace(plan, done=done, complete=complete)
     if complete or len(done) >= plan.batches:
         return plan

@@ -211,6 +211,15 @@ def replace_takes_daily_items_out_of_the_feed(history: pl.DataFrame) -> None:
     assert expected_feed(current_silver()) == [] and stored_feed(open_store(load_settings())) == []
     assert_gold_equals_current_silver()
 
+    # A daily correction of a historical report enters the feed; the first (append) load run again,
+    # which the replace swapped out, takes it back to its historical version and out of the feed.
+    stage_day("2024-03-07", history.head(1).with_columns(Employer=pl.lit("Daily Again Inc")))
+    assert daily_ingest("2024-03-07")["totals"]["updated"] == 1
+    assert stored_feed(open_store(load_settings())) == expected_feed(current_silver()) != []
+    again = historical_batch(history)
+    assert again["skipped_batches"] == [] and again["totals"]["updated"] == 1
+    assert expected_feed(current_silver()) == [] and stored_feed(open_store(load_settings())) == []
+
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_rerun_after_a_crash_past_the_silver_commit_repairs_gold_and_the_feed(

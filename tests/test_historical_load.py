@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -19,6 +20,7 @@ from flows.historical_load import historical_load
 from ventureos.generate import Generated, generate_osha_enforcement
 from ventureos.historical import BATCH, COMPLETE, LOAD_ID, add_progress_listener
 from ventureos.lakehouse import current_lakehouse
+from ventureos.maintenance import expire_snapshots
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -92,6 +94,32 @@ def test_append_is_idempotent_and_replace_swaps_atomically(small_batches: Path, 
     back = historical_load("osha", "enforcement", str(tmp_path / "first"), "append")
     assert back["skipped_batches"] == [] and back["reconciled"]
     assert live <= set(current()["violation_id"])
+
+
+def test_a_replace_swapped_out_by_another_runs_again_from_scratch(
+    small_batches: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Load A's swap lands but its run dies before dropping the staging table; load B replaces the
+    dataset; snapshots expire (A's files go). Running A again must load A anew, not swap in the
+    staging table's stale files."""
+    a = generate_osha_enforcement(150, tmp_path / "a", seed=7)
+    b = generate_osha_enforcement(120, tmp_path / "b", seed=8, first_activity_nr=900_000_000)
+
+    def die(*args: object) -> None:
+        raise RuntimeError("died after the swap")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tasks.historical, "drop_staging", die)
+        with pytest.raises(RuntimeError, match="died after the swap"):
+            historical_load("osha", "enforcement", str(tmp_path / "a"), "replace")
+    assert set(current()["violation_id"]) == live_ids(a)
+    historical_load("osha", "enforcement", str(tmp_path / "b"), "replace")
+    assert set(current()["violation_id"]) == live_ids(b)
+    expire_snapshots(current_lakehouse().violations(), datetime.now(UTC) + timedelta(seconds=1), keep_last=1)
+
+    again = historical_load("osha", "enforcement", str(tmp_path / "a"), "replace")
+    assert again["skipped_batches"] == [] and again["reconciled"]
+    assert set(current()["violation_id"]) == live_ids(a) and silver().height == len(live_ids(a))
 
 
 def fail_on_call(monkeypatch: pytest.MonkeyPatch, call: int) -> None:

@@ -63,20 +63,26 @@ def test_sources_that_cannot_be_loaded_say_why(home: Path, tmp_path: Path) -> No
         find_source_files(lake, str(tmp_path / "lookups"), ENFORCEMENT)
 
 
-def test_a_file_without_the_datasets_id_columns_is_the_wrong_file(home: Path, tmp_path: Path) -> None:
-    (tmp_path / "w").mkdir()
-    (tmp_path / "w" / "osha_violation.csv").write_text("foo,bar\n1,2\n")
-    files = find_source_files(current_lakehouse().storage, str(tmp_path / "w"), ENFORCEMENT)
+def test_the_wrong_files_fail_the_plan_naming_them(home: Path, tmp_path: Path) -> None:
+    lake, source = current_lakehouse().storage, tmp_path / "w"
+    source.mkdir()
+    (source / "osha_violation.csv").write_text("foo,bar\n1,2\n")
+    with pytest.raises(
+        HistoricalSourceError, match=r"needs its inspection file\(s\) .*the source holds none"
+    ):
+        check_columns(find_source_files(lake, str(source), ENFORCEMENT), ENFORCEMENT)
+    (source / "osha_inspection.csv").write_text("activity_nr,estab_name\n1,ACME\n")
     with pytest.raises(
         HistoricalSourceError,
         match=r"osha_violation\.csv is not a file of osha/enforcement: no activity_nr, citation_id column \(columns: foo, bar\)",
     ):
-        check_columns(files, ENFORCEMENT)
-    (tmp_path / "w" / "osha_violation.csv").write_text("activity_nr,citation_id\n1,01001\n")
-    (tmp_path / "w" / "osha_inspection.csv").write_text("ACTIVITY,estab_name\n1,ACME\n")
-    files = find_source_files(current_lakehouse().storage, str(tmp_path / "w"), ENFORCEMENT)
+        check_columns(find_source_files(lake, str(source), ENFORCEMENT), ENFORCEMENT)
+    (source / "osha_violation.csv").write_text("activity_nr,citation_id\n1,01001\n")
+    (source / "osha_inspection.csv").write_text("ACTIVITY,estab_name\n1,ACME\n")
     with pytest.raises(HistoricalSourceError, match=r"osha_inspection\.csv is not .*: no activity_nr column"):
-        check_columns(files, ENFORCEMENT)
+        check_columns(find_source_files(lake, str(source), ENFORCEMENT), ENFORCEMENT)
+    (source / "osha_inspection.csv").write_text("activity_nr,estab_name\n1,ACME\n")
+    check_columns(find_source_files(lake, str(source), ENFORCEMENT), ENFORCEMENT)
 
 
 def test_a_quote_left_open_is_an_error_not_an_empty_file(home: Path, tmp_path: Path) -> None:

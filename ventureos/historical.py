@@ -31,6 +31,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.expressions import And, EqualTo
 from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Snapshot
 
 from normalizers import Dataset
 from normalizers.common import ROW, SOURCE_URI
@@ -46,6 +47,8 @@ STAGING_NAMESPACE = "staging"
 
 LOAD_ID = "ventureos.load-id"
 DATASET = "ventureos.dataset"
+SWAP_STARTED = "ventureos.swap-started"
+"""Staging table property: its files were (or were about to be) swapped into silver."""
 BATCH = "ventureos.batch"
 COUNTS = "ventureos.counts"
 COMPLETE = "ventureos.load-complete"
@@ -140,7 +143,7 @@ def _parent(storage: Storage, key: str) -> tuple[Storage, str]:
     if key:
         return storage, key
     parent, _, name = storage.root.rpartition("/")
-    return Storage(parent, storage.settings), name
+    return Storage(parent or "/", storage.settings), name
 
 
 def find_source_files(lake: Storage, source: str, spec: Dataset) -> SourceFiles:
@@ -198,8 +201,16 @@ def _scan_csv(files: SourceFiles, key: str) -> pl.LazyFrame:
 
 
 def check_columns(files: SourceFiles, spec: Dataset) -> None:
-    """Every record file has the dataset's id columns and every lookup file its join column."""
-    wanted = {key: spec.id_columns for key in files.records}
+    """Every lookup table has files; every record file has the dataset's id columns and the lookups'
+    join columns, and every lookup file its join column."""
+    missing_lookups = [name for name in spec.lookups if not files.lookups.get(name)]
+    if missing_lookups:
+        raise HistoricalSourceError(
+            f"{spec.key} needs its {', '.join(missing_lookups)} file(s) with the records (a CSV whose name "
+            f"contains {' or '.join(repr(n) for n in missing_lookups)}); the source holds none"
+        )
+    joins = tuple(dict.fromkeys(spec.lookups.values()))
+    wanted = {key: tuple(dict.fromkeys((*spec.id_columns, *joins))) for key in files.records}
     wanted |= {key: (spec.lookups[name],) for name, keys in files.lookups.items() for key in keys}
     for key, columns in wanted.items():
         try:
@@ -311,44 +322,54 @@ def lookup_rows(uri: str, records: pl.DataFrame, lake: Storage, key: str) -> pl.
 # Markers -----------------------------------------------------------------------------------------
 
 
-def recorded_batches(table: Table | None, plan: LoadPlan) -> tuple[dict[int, dict[str, int]], bool]:
-    """Batches the load already committed to ``table`` (from snapshot summaries), and whether it finished.
+@dataclass(frozen=True)
+class LoadHistory:
+    """What a table's snapshot summaries say about one load."""
 
-    A later replace of the same dataset by another load swapped these rows out: from there on the
-    load counts as not run (running it again loads it again, instead of skipping every batch).
+    done: dict[int, dict[str, int]] = field(default_factory=dict)
+    """Batch number -> its counts, for every batch committed since the load last counted as run."""
+    complete: bool = False
+    """The replace swap happened (and no later replace by another load swapped it out)."""
+    snapshots: tuple[Snapshot, ...] = ()
+    """The load's snapshots since it last counted as run, oldest first."""
+
+
+def load_history(table: Table | None, plan: LoadPlan) -> LoadHistory:
+    """The load's batches and marks in ``table``.
+
+    A completed replace of the same dataset by another load swapped the load's rows out: from there on
+    the load counts as not run (running it again loads it again, instead of skipping every batch).
     """
     done: dict[int, dict[str, int]] = {}
     complete = False
-    if table is None:
-        return done, complete
-    for snapshot in sorted(table.metadata.snapshots, key=lambda s: s.sequence_number or 0):
+    snapshots: list[Snapshot] = []
+    for snapshot in sorted(table.metadata.snapshots if table else [], key=lambda s: s.sequence_number or 0):
         summary = snapshot.summary
         if summary is None or summary[LOAD_ID] is None:
             continue
         if summary[LOAD_ID] != plan.load_id:
             if summary[COMPLETE] == "true" and summary[DATASET] == plan.dataset_key:
-                done, complete = {}, False
+                done, complete, snapshots = {}, False, []
             continue
+        snapshots.append(snapshot)
         if summary[COMPLETE] == "true":
             complete = True
             done |= {int(k): v for k, v in json.loads(summary[COUNTS] or "{}").items()}
         elif summary[BATCH] is not None:
             done[int(summary[BATCH])] = json.loads(summary[COUNTS] or "{}")
-    return done, complete
+    return LoadHistory(done, complete, tuple(snapshots))
 
 
 def versions_before_load(silver: Table, plan: LoadPlan, columns: Sequence[str]) -> pl.DataFrame:
-    """The dataset's current versions in silver just before the load's first commit to it (empty when
-    the load has committed nothing to silver yet, or silver was empty).
+    """The dataset's current versions in silver just before this run of the load first committed to
+    it (empty when it has committed nothing to silver yet, or silver was empty).
 
     Raises ``HistoricalSourceError`` when that snapshot has expired: what the load replaced can no
     longer be read.
     """
     schema = pl.Schema({c: VIOLATIONS_POLARS[c] for c in columns})
-    ours = [
-        s for s in silver.metadata.snapshots if s.summary is not None and s.summary[LOAD_ID] == plan.load_id
-    ]
-    parent = min(ours, key=lambda s: s.sequence_number or 0).parent_snapshot_id if ours else None
+    ours = load_history(silver, plan).snapshots
+    parent = ours[0].parent_snapshot_id if ours else None
     if parent is None:
         return pl.DataFrame(schema=schema)
     if silver.snapshot_by_id(parent) is None:
@@ -448,8 +469,12 @@ def swap_in(silver: Table, staging: Table, plan: LoadPlan, done: dict[int, dict[
     """One silver transaction: delete the dataset's rows, add the staged files. Returns files added.
 
     The snapshot carries the load's completion mark and every batch's counts, so a re-run after a
-    crash right here knows the swap happened.
+    crash right here knows the swap happened. The staging table is marked first: once its files may
+    belong to silver, it is never resumed from (silver may lose them again to a later replace and
+    snapshot expiry), only dropped.
     """
+    with staging.transaction() as marking:
+        marking.set_properties({SWAP_STARTED: "true"})
     files = [task.file for task in staging.scan().plan_files()]
     counts = json.dumps({str(k): v for k, v in sorted(done.items())}, sort_keys=True)
     properties = {LOAD_ID: plan.load_id, DATASET: plan.dataset_key, COMPLETE: "true", COUNTS: counts}
