@@ -20,6 +20,7 @@ from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID, TASK_SOURCE
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import get_current_settings
 from prefect.tasks import exponential_backoff
 from pyiceberg.exceptions import (
     CommitFailedException,
@@ -125,7 +126,9 @@ def existing_limits(names: list[str]) -> list[str]:
             except ObjectNotFound:
                 if name not in _reported_missing:
                     _reported_missing.add(name)
-                    _log.warning("Concurrency limit %s does not exist: commits are not queued", name)
+                    # Expected with the in-process API (laptop, demo, tests); a warning against a server.
+                    level = logging.WARNING if get_current_settings().api.url else logging.INFO
+                    _log.log(level, "Concurrency limit %s does not exist: commits are not queued", name)
                 continue
             found.append(name)
     return found
@@ -136,8 +139,9 @@ def iceberg_commit_slot(*tables: str) -> Iterator[None]:
     """Hold the commit slot of each table while committing, so concurrent runs queue, not conflict.
 
     Operators create the limits (``prefect gcl create iceberg-commit-silver.violations --limit 1``);
-    where one does not exist (a laptop, tests) its slot is skipped (a warning once per process) and the
-    optimistic Iceberg commit plus the ``CommitFailedException`` retries keep the table consistent.
+    where one does not exist (a laptop, tests) its slot is skipped (logged once per process, as a
+    warning when a Prefect server is configured) and the optimistic Iceberg commit plus the
+    ``CommitFailedException`` retries keep the table consistent.
     Several tables are acquired together, in one request, so two writers cannot deadlock.
     """
     limits = existing_limits([commit_limit_name(t) for t in tables])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from pathlib import Path
 
@@ -149,10 +150,15 @@ def test_batch_task_reuses_results_only_inside_one_flow_run(tmp_path: Path) -> N
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_iceberg_commit_slot_is_held_while_committing_and_skipped_without_limit() -> None:
+def test_iceberg_commit_slot_is_held_while_committing_and_skipped_without_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     name = commit_limit_name("silver.policy_test")
-    with iceberg_commit_slot("silver.policy_test"):
+    with caplog.at_level(logging.INFO, logger="tasks.policy"), iceberg_commit_slot("silver.policy_test"):
         pass  # no limit: nothing to acquire, the commit goes ahead
+    # The harness is a Prefect server (PREFECT_API_URL set): a missing limit is a warning there.
+    [record] = [r for r in caplog.records if name in r.getMessage()]
+    assert record.levelno == logging.WARNING and "commits are not queued" in record.getMessage()
 
     with get_client(sync_client=True) as client:
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
