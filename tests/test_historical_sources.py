@@ -48,6 +48,23 @@ def test_a_folder_a_file_and_a_name_prefix(home: Path, tmp_path: Path) -> None:
     assert names(in_lake.records) == ["osha_violation_001.csv", "osha_violation_002.csv"]
 
 
+@pytest.mark.aws
+def test_a_name_prefix_on_s3(aws_home: str, tmp_path: Path) -> None:
+    generate_osha_enforcement(30, tmp_path / "in", files=2, seed=4)
+    lake = current_lakehouse().storage
+    for path in sorted((tmp_path / "in").iterdir()):
+        lake.write_bytes(f"dumps/2024-{path.name}", path.read_bytes())
+    lake.write_bytes("dumps/2023-osha_violation_001.csv", b"activity_nr,citation_id\n1,01001\n")
+    files = find_source_files(lake, f"s3://{aws_home}/dumps/2024-osha_", ENFORCEMENT)
+    assert names(files.records) == ["2024-osha_violation_001.csv", "2024-osha_violation_002.csv"]
+    assert names(files.lookups["inspection"]) == [
+        "2024-osha_inspection_001.csv",
+        "2024-osha_inspection_002.csv",
+    ]
+    check_columns(files, ENFORCEMENT)
+    assert sum(count_rows(files).values()) == 30
+
+
 def test_sources_that_cannot_be_loaded_say_why(home: Path, tmp_path: Path) -> None:
     lake = current_lakehouse().storage
     with pytest.raises(HistoricalSourceError, match=r"^no files under '.*/missing'$"):
