@@ -29,7 +29,7 @@ from pyiceberg.types import DateType, LongType, NestedField, StringType, Timesta
 
 from ventureos.catalog import ensure_table
 from ventureos.entities import city_key, company_key, slugify, state_key
-from ventureos.schemas import MONEY, VIOLATIONS_POLARS, polars_schema, to_arrow
+from ventureos.schemas import MONEY, polars_schema, to_arrow, violations_schema
 from ventureos.silver import Scd2Plan
 
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
@@ -230,7 +230,7 @@ def current_silver_of(
     violations: Table, slugs: list[str], states: list[str], columns: tuple[str, ...] = SILVER_COLUMNS
 ) -> pl.DataFrame:
     """Current silver rows of the given companies and states (cities lie inside their states)."""
-    schema = pl.Schema({c: VIOLATIONS_POLARS[c] for c in columns})
+    schema = violations_schema(columns)
     parts = [
         In(column, set(values)) for column, values in (("company_slug", slugs), ("state", states)) if values
     ]

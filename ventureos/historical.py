@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.fs as pafs
@@ -36,7 +37,7 @@ from pyiceberg.table.snapshots import Snapshot
 from normalizers import Dataset
 from normalizers.common import ROW, SOURCE_URI
 from ventureos.catalog import TABLE_PROPERTIES
-from ventureos.schemas import VIOLATIONS_PARTITION, VIOLATIONS_POLARS, VIOLATIONS_SCHEMA
+from ventureos.schemas import VIOLATIONS_PARTITION, VIOLATIONS_SCHEMA, violations_schema
 from ventureos.silver import COUNT_COLUMNS as SCD2_COUNTS
 from ventureos.storage import Storage
 
@@ -190,13 +191,15 @@ def load_id(agency: str, dataset: str, mode: str, batch_rows: int, files: Source
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
 
 
-def _scan_csv(files: SourceFiles, key: str) -> pl.LazyFrame:
+def _scan_csv(files: SourceFiles, key: str, **options: Any) -> pl.LazyFrame:
+    """Every column a string; ``options`` go to ``pl.scan_csv``."""
     os.environ.setdefault("POLARS_CSV_CHUNK_SIZE", str(CSV_CHUNK_BYTES))
     return pl.scan_csv(
         files.uri(key),
         infer_schema=False,
         encoding="utf8-lossy",
         storage_options=files.storage.polars_storage_options,
+        **options,
     )
 
 
@@ -227,15 +230,8 @@ def check_columns(files: SourceFiles, spec: Dataset) -> None:
 
 def _physical_lines(files: SourceFiles, key: str) -> int:
     """Lines of a file, quotes ignored (each line read as one field)."""
-    lines = pl.scan_csv(
-        files.uri(key),
-        has_header=False,
-        separator="\x01",
-        quote_char=None,
-        infer_schema=False,
-        truncate_ragged_lines=True,
-        encoding="utf8-lossy",
-        storage_options=files.storage.polars_storage_options,
+    lines = _scan_csv(
+        files, key, has_header=False, separator="\x01", quote_char=None, truncate_ragged_lines=True
     )
     return lines.select(pl.len()).collect().item()
 
@@ -367,7 +363,7 @@ def versions_before_load(silver: Table, plan: LoadPlan, columns: Sequence[str]) 
     Raises ``HistoricalSourceError`` when that snapshot has expired: what the load replaced can no
     longer be read.
     """
-    schema = pl.Schema({c: VIOLATIONS_POLARS[c] for c in columns})
+    schema = violations_schema(columns)
     ours = load_history(silver, plan).snapshots
     parent = ours[0].parent_snapshot_id if ours else None
     if parent is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import polars as pl
 import pyarrow as pa
 from pyiceberg.partitioning import PartitionField, PartitionSpec
@@ -96,6 +98,11 @@ def polars_schema(arrow_schema: pa.Schema) -> pl.Schema:
 VIOLATIONS_POLARS = polars_schema(VIOLATIONS_ARROW)
 QUARANTINE_POLARS = polars_schema(QUARANTINE_ARROW)
 VIOLATION_COLUMNS: list[str] = VIOLATIONS_POLARS.names()
+
+
+def violations_schema(columns: Sequence[str]) -> pl.Schema:
+    """Silver's types of some of its columns: for frames that carry only what a step needs."""
+    return pl.Schema({c: VIOLATIONS_POLARS[c] for c in columns})
 
 
 def to_arrow(frame: pl.DataFrame, arrow_schema: pa.Schema) -> pa.Table:

@@ -23,6 +23,7 @@ from ventureos.schemas import (
     VIOLATION_COLUMNS,
     VIOLATIONS_POLARS,
     to_arrow,
+    violations_schema,
 )
 
 INSERT, UPDATE, DELETE = "INSERT", "UPDATE", "DELETE"
@@ -42,7 +43,7 @@ class Scd2Plan:
     closed: pl.DataFrame
     counts: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=COUNTS_SCHEMA))
     unchanged: pl.DataFrame = field(
-        default_factory=lambda: pl.DataFrame(schema={c: VIOLATIONS_POLARS[c] for c in ENTITY_COLUMNS})
+        default_factory=lambda: pl.DataFrame(schema=violations_schema(ENTITY_COLUMNS))
     )
     """``ENTITY_COLUMNS`` of the batch's records that changed nothing in silver (and, when read by
     ``write_silver``, of the versions their current UPDATE versions closed). A re-run or redelivery
@@ -128,8 +129,10 @@ def plan_scd2(incoming: pl.DataFrame, current: pl.DataFrame, now: datetime, run_
         .select(pl.col(c).cast(t) for c, t in COUNTS_SCHEMA.items())
         .sort("agency", "dataset")
     )
-    unchanged = decided.filter(pl.col("change_type").is_null()).select(
-        pl.col(c).cast(VIOLATIONS_POLARS[c]) for c in ENTITY_COLUMNS
+    unchanged = (
+        decided.filter(pl.col("change_type").is_null())
+        .select(ENTITY_COLUMNS)
+        .cast(violations_schema(ENTITY_COLUMNS))
     )
     return Scd2Plan(added=added, closed=closed.select(VIOLATION_COLUMNS), counts=counts, unchanged=unchanged)
 
@@ -138,7 +141,7 @@ def current_versions(
     table: Table, violation_ids: list[str], columns: Sequence[str] = VIOLATION_COLUMNS
 ) -> pl.DataFrame:
     """Current rows of the given ids (by default whole: the ones a batch may close)."""
-    schema = pl.Schema({c: VIOLATIONS_POLARS[c] for c in columns})
+    schema = violations_schema(columns)
     if not violation_ids:
         return pl.DataFrame(schema=schema)
     row_filter = And(EqualTo("is_current", True), In("violation_id", set(violation_ids)))
@@ -163,8 +166,10 @@ def superseded_entities(table: Table, current: pl.DataFrame, unchanged: pl.DataF
     ).to_arrow()
     closed = pl.from_arrow(rows).cast({"valid_to": VIOLATIONS_POLARS["valid_to"]})  # type: ignore[union-attr]
     by_that_run = updated.select("violation_id", valid_to=pl.col("valid_from"))
-    return closed.join(by_that_run, on=["violation_id", "valid_to"]).select(
-        pl.col(c).cast(VIOLATIONS_POLARS[c]) for c in ENTITY_COLUMNS
+    return (
+        closed.join(by_that_run, on=["violation_id", "valid_to"])
+        .select(ENTITY_COLUMNS)
+        .cast(violations_schema(ENTITY_COLUMNS))
     )
 
 
@@ -189,7 +194,8 @@ def content_id(plan: Scd2Plan) -> uuid.UUID:
 
 @dataclass(frozen=True)
 class EncodedVersions:
-    """A plan's rows as Parquet files of the table, encoded once: the added ones also become buffer files."""
+    """A plan's rows as Parquet files of the table, encoded once (a historical batch also stores the
+    added ones as its buffer files; daily and feed runs write one buffer file per dataset instead)."""
 
     write_id: uuid.UUID
     """Names the buffer files (data files get the commit's own random names: never overwritten)."""
