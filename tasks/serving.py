@@ -39,7 +39,8 @@ def update_live_feed(plan: Scd2Plan) -> dict[str, Any]:
     violations = lakehouse.violations()
     change = apply_to_feed(
         ready_store(lakehouse.settings),
-        plan,
+        plan.added,
+        plan.touched,
         lambda slugs, states, columns: current_silver_of(violations, slugs, states, columns),
         current_versions(violations, plan.unchanged["violation_id"].to_list(), FEED_COLUMNS),
     )

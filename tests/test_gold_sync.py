@@ -62,7 +62,7 @@ def test_feed_keeps_latest_five_through_updates_deletes_and_history(home: Path) 
 
         unchanged = plan.unchanged["violation_id"].to_list()
         present = current_versions(current_lakehouse().violations(), unchanged, FEED_COLUMNS)
-        change = apply_to_feed(store, plan, read_silver, present)
+        change = apply_to_feed(store, plan.added, plan.touched, read_silver, present)
         return change.written, change.deleted
 
     rows = real_rows(12)

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from ventureos.gold import LEVELS, entity_rows
-from ventureos.schemas import VIOLATIONS_POLARS
+from ventureos.schemas import violations_schema
 from ventureos.serving.base import VIOLATIONS, Item, ServingStore, from_wire, to_wire
-from ventureos.silver import Scd2Plan
 
 FEED_SIZE = 5
 QUERY_THREADS = 8
@@ -76,18 +75,22 @@ def feed_frame(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def apply_to_feed(
-    store: ServingStore, plan: Scd2Plan, read_silver: SilverReader, present: pl.DataFrame
+    store: ServingStore,
+    added: pl.DataFrame,
+    records: pl.DataFrame,
+    read_silver: SilverReader,
+    present: pl.DataFrame,
 ) -> FeedChange:
     """Bring the feed of every entity a batch touched to the latest ``FEED_SIZE`` live violations.
 
-    ``present``: the current versions (``FEED_COLUMNS``) of the records the batch left unchanged. Their
-    items are written only when missing or different, and a stored item of any record of the batch that
-    is not its current item goes: so the re-run of a batch whose run crashed before this step repairs
-    the feed, and a plain re-run writes nothing.
+    ``added``: the versions the batch wrote; ``records``: ``ENTITY_COLUMNS`` of every record the batch
+    touched (``Scd2Plan.touched``); ``present``: the current versions (``FEED_COLUMNS``) of the records
+    it left unchanged. Their items are written only when missing or different, and a stored item of any
+    of the records that is not its current item goes: so the re-run of a batch whose run crashed before
+    this step repairs the feed, and a plain re-run writes nothing.
     """
-    new = feed_frame(live(plan.added))
+    new = feed_frame(live(added))
     kept_as_is = feed_frame(live(present))
-    records = plan.touched
     touched = pl.concat([entity_rows(records, level).select("entity_key") for level in LEVELS])
     entities = sorted(set(touched["entity_key"]))
     if not entities:
@@ -154,9 +157,8 @@ def refresh_feed(store: ServingStore, gone: pl.DataFrame, read_silver: SilverRea
     """After a bulk change of silver: items of the live versions in ``gone`` (``ENTITY_COLUMNS`` of
     versions that are no longer current) leave the feed, and older live violations of their entities
     fill the gaps."""
-    no_versions = pl.DataFrame(schema={c: VIOLATIONS_POLARS[c] for c in FEED_COLUMNS})
-    plan = Scd2Plan(added=no_versions, closed=gone, unchanged=gone.clear())
-    return apply_to_feed(store, plan, read_silver, present=no_versions)
+    no_versions = pl.DataFrame(schema=violations_schema(FEED_COLUMNS))
+    return apply_to_feed(store, no_versions, gone, read_silver, present=no_versions)
 
 
 def _item(row: dict[str, object]) -> Item:
