@@ -1,4 +1,4 @@
-"""What every flow does the same way: its run id and its clock."""
+"""What every flow does the same way: its run id and its clock, and the daily path's writes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ import uuid
 from datetime import UTC, date, datetime
 
 from prefect.runtime import flow_run
+
+from tasks.gold import update_gold
+from tasks.report import build_report
+from tasks.serving import update_live_feed
+from tasks.silver import write_quarantine, write_silver
+from ventureos.batch import NormalizedBatch
+from ventureos.report import RunReport
 
 
 def run_id() -> str:
@@ -40,3 +47,21 @@ class Stopwatch:
 
     def timings(self) -> dict[str, float]:
         return self.steps | {"total": time.monotonic() - self.started}
+
+
+def write_daily_path(
+    flow: str, batches: list[NormalizedBatch], rid: str, now: datetime, day: str, watch: Stopwatch
+) -> RunReport:
+    """What daily-ingest and feed-poll do after normalizing: silver (+ buffer), gold, the live feed,
+    the quarantine; then the run's report, with the timings of every step."""
+    plan, written = write_silver(batches, rid, now, day)
+    watch.lap("silver")
+    update_gold(plan)
+    watch.lap("gold")
+    update_live_feed(plan)
+    watch.lap("live_feed")
+    write_quarantine(batches, rid, now)
+    watch.lap("quarantine")
+    report = build_report(flow, rid, batches, plan, written)
+    report.timings = watch.timings()
+    return report

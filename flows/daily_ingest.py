@@ -7,14 +7,11 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.common import Stopwatch, parse_day, run_id, utc_now
+from flows.common import Stopwatch, parse_day, run_id, utc_now, write_daily_path
 from normalizers import check_selection
 from tasks.bronze import daily_prefix, find_daily_datasets, read_bronze
-from tasks.gold import update_gold
 from tasks.normalize import normalize_batch
-from tasks.report import build_report, publish_report
-from tasks.serving import update_live_feed
-from tasks.silver import write_quarantine, write_silver
+from tasks.report import publish_report
 
 
 def _run_name() -> str:
@@ -38,15 +35,6 @@ def daily_ingest(
     targets = find_daily_datasets(day, agency, dataset)
     batches = [normalize_batch(read_bronze(daily_prefix(a, d, day), a, d), a, d) for a, d in targets]
     watch.lap("read_and_normalize")
-    plan, written = write_silver(batches, rid, now, day)
-    watch.lap("silver")
-    update_gold(plan)
-    watch.lap("gold")
-    update_live_feed(plan)
-    watch.lap("live_feed")
-    write_quarantine(batches, rid, now)
-    watch.lap("quarantine")
-    report = build_report("daily-ingest", rid, batches, plan, written)
-    report.timings = watch.timings()
+    report = write_daily_path("daily-ingest", batches, rid, now, day, watch)
     publish_report(report, key=f"daily-ingest-{agency or 'all'}-{dataset or 'all'}")
     return report.as_dict()

@@ -8,12 +8,9 @@ from typing import Any
 
 from prefect import flow
 
-from flows.common import Stopwatch, run_id, utc_now
+from flows.common import Stopwatch, run_id, utc_now, write_daily_path
 from tasks.feed import delete_messages, normalize_feed, poison_batch, receive_feed, split_feed, stage_feed
-from tasks.gold import update_gold
-from tasks.report import build_report, publish_report
-from tasks.serving import update_live_feed
-from tasks.silver import write_quarantine, write_silver
+from tasks.report import publish_report
 from ventureos.batch import NormalizedBatch
 from ventureos.queue import Message, current_queue
 from ventureos.report import RunReport
@@ -29,16 +26,7 @@ def ingest_messages(messages: list[Message], rid: str, now: datetime) -> RunRepo
     batches: list[NormalizedBatch] = [normalize_feed(s.raw, s.agency, s.dataset) for s in staged]
     batches += poison_batch(feed)
     watch.lap("stage_and_normalize")
-    plan, written = write_silver(batches, rid, now, day)
-    watch.lap("silver")
-    update_gold(plan)
-    watch.lap("gold")
-    update_live_feed(plan)
-    watch.lap("live_feed")
-    write_quarantine(batches, rid, now)
-    watch.lap("quarantine")
-    report = build_report("feed-poll", rid, batches, plan, written)
-    report.timings = watch.timings()
+    report = write_daily_path("feed-poll", batches, rid, now, day, watch)
     report.extra["bronze"] = [s.bronze_uri for s in staged]
     return report
 

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 import typer
 
-import flows.feed_poll as feed_poll_flow
+import flows.common
 from flows.common import utc_now
 from flows.feed_poll import feed_poll, ingest_messages
 from ventureos.cli.feed import message_bodies
@@ -126,7 +126,7 @@ def crash_and_redeliver(storage_prefix: str, monkeypatch: pytest.MonkeyPatch) ->
         raise SystemExit("killed right after the silver commit")
 
     with monkeypatch.context() as patch:
-        patch.setattr(feed_poll_flow, "update_gold", die)
+        patch.setattr(flows.common, "update_gold", die)
         with pytest.raises(SystemExit):
             ingest_messages(messages, "run-that-crashed", utc_now())
     assert silver_rows().height == 30

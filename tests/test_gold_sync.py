@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from pyiceberg.expressions import EqualTo
 
-import flows.daily_ingest as daily_ingest_flow
+import flows.common
 from flows.daily_ingest import daily_ingest
 from flows.gold_sync import gold_sync
 from flows.historical_load import historical_load
@@ -242,7 +242,7 @@ def test_rerun_after_a_crash_past_the_silver_commit_repairs_gold_and_the_feed(
         raise SystemExit("killed right after the silver commit")
 
     with monkeypatch.context() as patch:
-        patch.setattr(daily_ingest_flow, "update_gold", die)
+        patch.setattr(flows.common, "update_gold", die)
         with pytest.raises(SystemExit):
             daily_ingest(DAY2)
     assert stored_feed(store) != expected_feed(current_silver())  # the old company still shows
