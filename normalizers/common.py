@@ -88,6 +88,7 @@ USPS_STATES = {
 USPS_CODES = sorted(set(USPS_STATES.values()))
 
 # Each format only applies to text of its own shape: chrono would read the "06" of "6/19/06" as year 6.
+TWO_DIGIT_YEAR_PIVOT = 1950
 DATE_FORMATS = {
     r"^\d{1,2}/\d{1,2}/\d{4}$": "%m/%d/%Y",
     r"^\d{1,2}/\d{1,2}/\d{2}$": "%m/%d/%y",
@@ -105,12 +106,24 @@ def blank_to_null(columns: Iterable[str]) -> list[pl.Expr]:
 
 
 def parse_date(value: pl.Expr) -> pl.Expr:
-    """A date from any of the agencies' formats; timestamps keep their date part."""
-    date_part = value.str.strip_chars().str.extract(r"^([^\sT]+)")
-    return pl.coalesce(
-        pl.when(date_part.str.contains(shape)).then(date_part.str.to_date(fmt, strict=False))
-        for shape, fmt in DATE_FORMATS.items()
-    )
+    """A date from any of the agencies' formats; timestamps keep their date part.
+
+    A two-digit year from 50 on is in the 1900s (chrono reads 00-68 as 20xx: a 1968 inspection would
+    become 2068), so ``%y`` dates cover 1950-2049.
+    """
+    # The first word, less an ISO time (``T`` and a digit: the T of ``05-OCT-2009`` stays).
+    date_part = value.str.strip_chars().str.extract(r"^(\S+?)(?:T\d\S*)?(?:\s|$)")
+    parsed = []
+    for shape, fmt in DATE_FORMATS.items():
+        day = date_part.str.to_date(fmt, strict=False)
+        if "%y" in fmt:
+            day = (
+                pl.when(day.dt.year() >= TWO_DIGIT_YEAR_PIVOT + 100)
+                .then(day.dt.offset_by("-100y"))
+                .otherwise(day)
+            )
+        parsed.append(pl.when(date_part.str.contains(shape)).then(day))
+    return pl.coalesce(parsed)
 
 
 def state_code(value: pl.Expr) -> pl.Expr:
@@ -123,14 +136,28 @@ def state_code(value: pl.Expr) -> pl.Expr:
 
 def zip5(value: pl.Expr) -> pl.Expr:
     """Five-digit ZIP, zero-padded (sources drop leading zeros); ZIP+4 keeps its first five."""
-    digits = value.str.strip_chars().str.extract(r"^(\d{3,5})(?:\.0+)?(?:-\d{4})?$")
+    text = value.str.strip_chars()
+    digits = pl.coalesce(
+        text.str.extract(r"^(\d{3,5})(?:\.0+)?(?:-\d{4})?$"),
+        # ZIP+4 written without its dash (or read as a number that lost a leading zero).
+        text.str.extract(r"^(\d{4,5})\d{4}$"),
+    )
     return digits.str.zfill(5)
 
 
 def money(value: pl.Expr) -> pl.Expr:
-    """Decimal amount from text such as ``$44,681`` or ``55000.0``; null when blank."""
+    """Decimal amount from text such as ``$44,681`` or ``55000.0``; null when blank or unreadable.
+
+    Decimal all the way (cents rounded half to even): through a float, ``1.005`` came out 1.00 and
+    one ``NaN`` or 19-digit amount failed the whole batch's cast to decimal(18, 2).
+    """
     cleaned = value.str.replace_all(r"[$,\s]", "")
-    return cleaned.cast(pl.Float64, strict=False).round(2).cast(pl.Decimal(18, 2))
+    return cleaned.cast(pl.Decimal(38, 6), strict=False).round(2).cast(pl.Decimal(18, 2), strict=False)
+
+
+def unreadable(value: pl.Expr, parsed: pl.Expr) -> pl.Expr:
+    """The source has a value that its parser could not read (e.g. a penalty of ``N/A``): a quality flag."""
+    return value.str.strip_chars().ne("").fill_null(False) & parsed.is_null()
 
 
 def flag(value: pl.Expr) -> pl.Expr:

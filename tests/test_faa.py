@@ -145,3 +145,15 @@ def test_column_names_in_other_case_or_separators_are_recognized():
     assert out.select("source_id", "company_slug", "penalty_amount", "event_date").row(0) == (
         "2015CE100001:civil-penalty:dollars", "fedex", Decimal("1500.00"), date(2015, 1, 2),
     )  # fmt: skip
+
+
+def test_an_unreadable_dollar_amount_is_flagged_not_fatal():
+    """A ``NaN`` amount once failed the whole batch's cast to decimal; days are not money at all."""
+    rows = (
+        "2015CE100001,FEDEX,A/C OR COMM OPER,05-OCT-2015,ORD ASSESS CIVIL PENALTY,NaN,DOLLARS,OTHER,,\n"
+        "2015CE100002,FEDEX,A/C OR COMM OPER,05-OCT-2015,CERTIFICATE SUSPENSION,thirty,DAYS,OTHER,,\n"
+    )
+    got = _batch(HEADER + rows).valid.select(
+        "event_date", "penalty_amount", pl.col("quality_issues").list.contains("invalid_penalty")
+    )
+    assert got.rows() == [(date(2015, 10, 5), None, True), (date(2015, 10, 5), None, False)]

@@ -91,6 +91,9 @@ def test_normalizes_violations_joined_to_inspections() -> None:
             {"activity_nr": "999999999", "citation_id": "01001", "viol_type": "X",
              "issuance_date": "19890314"},
             {"activity_nr": "999999999", "citation_id": "01002", "viol_type": "S", "issuance_date": ""},
+            # An amount no parser reads (NaN once failed the whole batch): null, flagged.
+            {"activity_nr": "1553019", "citation_id": "01004", "viol_type": "S", "issuance_date": "20160201",
+             "current_penalty": "NaN", "initial_penalty": "N/A"},
             {"activity_nr": "1553019", "citation_id": "", "viol_type": "S", "issuance_date": "20160201"},
             {"activity_nr": "", "citation_id": "01003", "viol_type": "S", "issuance_date": "20160201"},
         ]
@@ -99,34 +102,34 @@ def test_normalizes_violations_joined_to_inspections() -> None:
     expected = pl.DataFrame(
         {
             "source_id": ["1553019-01001", "1553019-01002A", "1553109-02001", "1553109-03001",
-                          "999999999-01001", "999999999-01002", None, None],
+                          "999999999-01001", "999999999-01002", "1553019-01004", None, None],
             "event_date": [date(2016, 2, 1), date(2016, 2, 1), date(2015, 6, 30), date(2015, 8, 1),
-                           date(1989, 3, 14), None, date(2016, 2, 1), date(2016, 2, 1)],
+                           date(1989, 3, 14), None, date(2016, 2, 1), date(2016, 2, 1), date(2016, 2, 1)],
             "company_name": ["KROGER CO (THE)", "KROGER CO (THE)", "WAL-MART STORES, INC.",
-                             "WAL-MART STORES, INC.", None, None, "KROGER CO (THE)", None],
-            "city": ["MEMPHIS", "MEMPHIS", "NEWARK", "NEWARK", None, None, "MEMPHIS", None],
-            "state": ["TN", "TN", "NJ", "NJ", None, None, "TN", None],
-            "zip": ["38103", "38103", "07102", "07102", None, None, "38103", None],
-            "naics_code": ["445110", "445110", "452311", "452311", None, None, "445110", None],
-            "violation_type": ["serious", "willful", "repeat", "other", None, "serious", "serious",
+                             "WAL-MART STORES, INC.", None, None, "KROGER CO (THE)", "KROGER CO (THE)", None],
+            "city": ["MEMPHIS", "MEMPHIS", "NEWARK", "NEWARK", None, None, "MEMPHIS", "MEMPHIS", None],
+            "state": ["TN", "TN", "NJ", "NJ", None, None, "TN", "TN", None],
+            "zip": ["38103", "38103", "07102", "07102", None, None, "38103", "38103", None],
+            "naics_code": ["445110", "445110", "452311", "452311", None, None, "445110", "445110", None],
+            "violation_type": ["serious", "willful", "repeat", "other", None, "serious", "serious", "serious",
                                "serious"],
             "penalty_amount": [Decimal("3500.00"), Decimal("70000.00"), None, Decimal("0.00"), None, None,
-                               None, None],
+                               None, None, None],
             "initial_penalty": [Decimal("7000.00"), Decimal("70000.00"), Decimal("1250.50"),
-                                Decimal("0.00"), None, None, None, None],
+                                Decimal("0.00"), None, None, None, None, None],
             "quality_issues": [[], [], ["event_date_fallback"], [],
                                ["missing_inspection", "unknown_violation_type"], ["missing_inspection"],
-                               [], ["missing_inspection"]],
-            "is_deleted": [False, False, False, True, False, False, False, False],
+                               ["invalid_penalty"], [], ["missing_inspection"]],
+            "is_deleted": [False, False, False, True, False, False, False, False, False],
             "reject_reason": [None, None, None, None, None,
-                              "missing event date (no issuance_date, no inspection open_date)",
+                              "missing event date (no issuance_date, no inspection open_date)", None,
                               "missing citation_id", "missing activity_nr"],
         },
         schema_overrides={"penalty_amount": pl.Decimal(18, 2), "initial_penalty": pl.Decimal(18, 2)},
     )  # fmt: skip
     assert_frame_equal(out.select(expected.columns), expected)
     assert out["description"][0] == "19100147 C04 I"
-    assert out[ROW].to_list() == list(range(8))
+    assert out[ROW].to_list() == list(range(9))
     details = out["violation_details"].str.json_decode(
         pl.Struct({"gravity": pl.String, "insp_type": pl.String, "open_date": pl.String})
     )

@@ -164,14 +164,34 @@ def test_records_that_cannot_be_violations_get_a_reason() -> None:
 
 
 def test_money_and_dates_parse_the_agencies_formats() -> None:
-    from normalizers.common import money, parse_date
+    from normalizers.common import money, parse_date, unreadable
 
     frame = pl.DataFrame(
         {
-            "v": ["$44,681", "55000.0", " 10000 ", "", None],
-            "d": ["1/2/2015", "2015-01-02", "20150102", "x", None],
+            "v": ["$44,681", "55000.0", " 10000 ", "", None, "1.005", "NaN", "inf", "12345678901234567890", "N/A"],
+            "d": ["1/2/2015", "2015-01-02", "20150102", "x", None, "05-OCT-2009", "1/1/68", "12/31/69",
+                  "6/19/06", "2015-01-02T10:00:00Z"],
         }
+    )  # fmt: skip
+    got = frame.select(
+        money(pl.col("v")), parse_date(pl.col("d")), unreadable(pl.col("v"), money(pl.col("v"))).alias("bad")
     )
-    got = frame.select(money(pl.col("v")), parse_date(pl.col("d")))
-    assert got["v"].to_list() == [Decimal("44681.00"), Decimal("55000.00"), Decimal("10000.00"), None, None]
-    assert got["d"].to_list() == [dt.date(2015, 1, 2)] * 3 + [None, None]
+    # Decimal all the way: no float rounding of 1.005, and no amount that fails the batch's cast.
+    assert got["v"].to_list() == [
+        Decimal("44681.00"), Decimal("55000.00"), Decimal("10000.00"), None, None, Decimal("1.00"),
+        None, None, None, None,
+    ]  # fmt: skip
+    assert got["bad"].to_list() == [False] * 5 + [False, True, True, True, True]
+    # The T of OCT is not an ISO time; two-digit years from 50 on are 19xx.
+    assert got["d"].to_list() == [dt.date(2015, 1, 2)] * 3 + [None, None] + [
+        dt.date(2009, 10, 5), dt.date(1968, 1, 1), dt.date(1969, 12, 31), dt.date(2006, 6, 19),
+        dt.date(2015, 1, 2),
+    ]  # fmt: skip
+
+
+def test_zip5_keeps_five_digits_of_every_zip_shape() -> None:
+    from normalizers.common import zip5
+
+    values = ["02743", "2743", "7076.0", "12345-6789", "123456789", "12345678", "0", "1234567", "ABCDE", None]
+    got = pl.select(zip5(pl.lit(pl.Series(values)))).to_series().to_list()
+    assert got == ["02743", "02743", "07076", "12345", "12345", "01234", None, None, None, None]

@@ -21,6 +21,7 @@ from normalizers.common import (
     quality_flags,
     reject_when,
     state_code,
+    unreadable,
     zip5,
 )
 
@@ -73,6 +74,7 @@ def normalize(raw: pl.DataFrame) -> pl.DataFrame:
             {
                 "event_date_fallback": penalty_date.is_null() & case_date.is_not_null(),
                 "missing_event_date": penalty_date.is_null() & case_date.is_null(),
+                "invalid_penalty": unreadable(pl.col("FAC_LAST_PENALTY_AMT"), last_amount),
             }
         ).alias("quality_issues"),
         pl.lit(False).alias("is_deleted"),

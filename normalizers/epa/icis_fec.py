@@ -23,6 +23,7 @@ from normalizers.common import (
     quality_flags,
     reject_when,
     state_code,
+    unreadable,
     zip5,
 )
 from ventureos.entities import slugify
@@ -70,9 +71,8 @@ def normalize(raw: pl.DataFrame, facilities: pl.DataFrame | None = None) -> pl.D
 
     entered = parse_date(pl.col("SETTLEMENT_ENTERED_DATE"))
     lodged = parse_date(pl.col("SETTLEMENT_LODGED_DATE"))
-    penalty = pl.sum_horizontal(
-        money(pl.col("FED_PENALTY_ASSESSED_AMT")), money(pl.col("STATE_LOCAL_PENALTY_AMT")), ignore_nulls=True
-    )
+    amounts = {c: money(pl.col(c)) for c in ("FED_PENALTY_ASSESSED_AMT", "STATE_LOCAL_PENALTY_AMT")}
+    penalty = pl.sum_horizontal(*amounts.values(), ignore_nulls=True)
     source_id = pl.coalesce(
         pl.col("ENF_CONCLUSION_ID"),
         pl.concat_str(pl.col("CASE_NUMBER"), pl.col("ENF_CONCLUSION_NMBR"), separator=":"),
@@ -99,6 +99,7 @@ def normalize(raw: pl.DataFrame, facilities: pl.DataFrame | None = None) -> pl.D
                 "missing_facility": pl.col("FACILITY_COUNT").is_null(),
                 "event_date_fallback": entered.is_null() & lodged.is_not_null(),
                 "missing_event_date": entered.is_null() & lodged.is_null(),
+                "invalid_penalty": pl.any_horizontal(unreadable(pl.col(c), a) for c, a in amounts.items()),
             }
         ).alias("quality_issues"),
         pl.lit(False).alias("is_deleted"),

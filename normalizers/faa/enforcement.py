@@ -20,6 +20,7 @@ from normalizers.common import (
     parse_date,
     quality_flags,
     reject_when,
+    unreadable,
 )
 from ventureos.entities import slugify
 
@@ -92,7 +93,8 @@ def normalize(raw: pl.DataFrame) -> pl.DataFrame:
         violation_type = (
             pl.when(action.str.contains(wording, literal=True)).then(pl.lit(kind)).otherwise(violation_type)
         )
-    penalty = pl.when(sanction == "DOLLARS").then(money(pl.col("SANCTION AMOUNT")))
+    dollars = sanction == "DOLLARS"
+    penalty = pl.when(dollars).then(money(pl.col("SANCTION AMOUNT")))
     individual = pl.col("_ENTITY TYPE").str.contains("|".join(INDIVIDUAL_TYPES))
     # One case, several actions: the action and sanction keep ids apart; an exact repeat gets its ordinal.
     action_key = pl.concat_str(
@@ -125,6 +127,7 @@ def normalize(raw: pl.DataFrame) -> pl.DataFrame:
                 "individual": individual.fill_null(False),
                 "event_date_fallback": known_date.is_null() & closed_date.is_not_null(),
                 "missing_event_date": known_date.is_null() & closed_date.is_null(),
+                "invalid_penalty": dollars.fill_null(False) & unreadable(pl.col("SANCTION AMOUNT"), penalty),
             }
         ).alias("quality_issues"),
         pl.lit(False).alias("is_deleted"),

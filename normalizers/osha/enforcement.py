@@ -18,6 +18,7 @@ from normalizers.common import (
     quality_flags,
     reject_when,
     state_code,
+    unreadable,
     zip5,
 )
 
@@ -110,6 +111,8 @@ def normalize(raw: pl.DataFrame, inspection: pl.DataFrame | None = None) -> pl.D
                 "event_date_fallback": issued.is_null() & opened.is_not_null(),
                 "missing_inspection": ~has_inspection,
                 "unknown_violation_type": violation_type.is_null(),
+                "invalid_penalty": unreadable(pl.col("current_penalty"), money(pl.col("current_penalty")))
+                | unreadable(pl.col("initial_penalty"), money(pl.col("initial_penalty"))),
             }
         ).alias("quality_issues"),
         (pl.col("delete_flag").str.to_uppercase() == "D").fill_null(False).alias("is_deleted"),
