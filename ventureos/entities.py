@@ -44,6 +44,8 @@ _TRUNCATE_PATTERN = r"^(.+?\s(?:" + "|".join(_ENTITY_ENDS) + r"))\s.*$"
 NON_PERSON_WORDS = (
     "DBA", "AND", "OF", "CITY", "COUNTY", "TOWN", "TOWNSHIP", "VILLAGE", "STATE", "DEPT", "SCHOOL", "DISTRICT",
     "UNIVERSITY", "BOARD", "AUTHORITY", "US", "UNITED", "AVIATION", "AIR", "AIRLINES", "SERVICES", "SERVICE",
+    # Regional and group tails of companies ("SCAPA, NA" is Scapa North America).
+    "NA", "AMERICA", "AMERICAS", "GROUP", "INTERNATIONAL", "INTL",
 )  # fmt: skip
 _BUSINESS_WORDS = (
     r"\b(?:" + "|".join(s.replace(" ", r"\s") for s in (*LEGAL_SUFFIXES, *NON_PERSON_WORDS)) + r")\b"
@@ -59,7 +61,7 @@ _OUTLET_PATTERN = r"(?:\s+(?:STORES?|SUPER\s?MARKETS?|GROCERY))+$"
 OTHER_ORGANIZATION_WORDS = (
     "COLLEGE", "UNIVERSITY", "SCHOOL", "ACADEMY", "INSTITUTE", "INSURANCE", "ASSURANCE", "CREDIT", "BANK",
     "BANCORP", "FOUNDATION", "CHURCH", "MINISTRIES", "ASSOCIATION", "CLUB", "MUSEUM", "TRUST",
-    "FABRICATORS", "FABRICATING",
+    "FABRICATORS", "FABRICATING", "FAMILY CENTER",
 )  # fmt: skip
 _OTHER_ORGANIZATION = r"\b(?:" + "|".join(OTHER_ORGANIZATION_WORDS) + r")\b"
 # Spelled-out words and their usual abbreviations, one form kept.
@@ -95,13 +97,20 @@ CANONICAL_STEPS: tuple[tuple[str, Callable[[pl.Expr], pl.Expr]], ...] = (
         lambda e: e.str.replace_all(r"\(THE\)|^THE\s+|,\s*THE$", " "),
     ),
     (
-        "keep the legal name before DBA / D/B/A / AKA",
+        "keep the legal name before DBA / D/B/A / AKA (a leading DBA names the business itself)",
         lambda e: e.str.replace(
             r"\s+(?:D\s?/\s?B\s?/\s?A|D\.B\.A\.?|DBA|DOING BUSINESS AS|AKA|A/K/A)[\s:].*$", ""
-        ),
+        ).str.replace(r"^(?:D\s?/\s?B\s?/\s?A|D\.B\.A\.?|DBA)[\s:]+", ""),
+    ),
+    (
+        "drop an owner tail (VONS, A SAFEWAY COMPANY)",
+        lambda e: e.str.replace(r",\s*(?:A|AN)\s+.*\b(?:COMPANY|CORPORATION|SUBSIDIARY|DIVISION)$", ""),
     ),
     ("drop a numeric location prefix (0423-WAL-MART)", lambda e: e.str.replace(r"^\d{3,}\s*-\s*", "")),
-    ("drop a site tail after ' - ' or ' / '", lambda e: e.str.replace(r"\s+[-/]\s+.*$", "")),
+    (
+        "drop a site tail after ' - ', ' / ' or '/#' (RALPHS GROCERY COMPANY/#31-SHERMAN OAKS)",
+        lambda e: e.str.replace(r"\s+[-/]\s+.*$|\s*/\s*#.*$", ""),
+    ),
     (
         "drop store numbers (#343, STORE 12, NO. 5)",
         lambda e: e.str.replace_all(
