@@ -60,7 +60,7 @@ def write_daily_path(
     watch.lap("gold")
     update_live_feed(plan)
     watch.lap("live_feed")
-    write_quarantine(batches, rid, now)
+    write_quarantine(batches, plan, rid, now)
     watch.lap("quarantine")
     report = build_report(flow, rid, batches, plan, written)
     report.timings = watch.timings()

@@ -39,11 +39,13 @@ from ventureos.silver import (
     COUNT_COLUMNS,
     Scd2Plan,
     append_quarantine,
+    closed_version_ids,
     commit_scd2,
     current_versions,
     encode_versions,
     plan_scd2,
     quarantine_frame,
+    unmatched_deletes,
 )
 
 
@@ -137,15 +139,18 @@ def load_batch(
     }
     batch = normalize_raw_batch(RawBatch(raw_frame(frame, uri), lookups=lookups), plan.agency, plan.dataset)
     quality = _quality_counts(batch.valid)
-    counts = {"read": batch.records_read, "quarantined": batch.rejects.height}
     target.table.refresh()
     scd2 = Scd2Plan.empty()
     if not batch.valid.is_empty():
         ids = batch.valid["violation_id"]
         candidates = target.seen.candidates(ids) if target.fresh else ids.unique()
         current = current_versions(target.table, candidates.unique().to_list())
-        scd2 = plan_scd2(batch.valid, current, now, run_id)
-    rejects = batch.rejects
+        # Only a candidate can have been deleted before (the others have no version at all).
+        maybe_closed = batch.valid.filter(pl.col("violation_id").is_in(candidates.implode()))
+        closed = closed_version_ids(target.table, unmatched_deletes(maybe_closed, current))
+        scd2 = plan_scd2(batch.valid, current, now, run_id, closed)
+    rejects = batch.to_quarantine(scd2.withdrawn)
+    counts = {"read": batch.records_read, "quarantined": rejects.height}
     del batch, lookups  # memory: from here on the plan holds everything left to write
     if not rejects.is_empty():
         with iceberg_commit_slot(QUARANTINE):

@@ -22,7 +22,7 @@ def build_report(
             "agency": [b.agency for b in batches],
             "dataset": [b.dataset for b in batches],
             "read": [b.records_read for b in batches],
-            "quarantined": [b.rejects.height for b in batches],
+            "quarantined": [b.to_quarantine(plan.withdrawn).height for b in batches],
         },
         schema={"agency": pl.String, "dataset": pl.String, "read": pl.Int64, "quarantined": pl.Int64},
     )

@@ -15,12 +15,14 @@ from ventureos.schemas import QUARANTINE, VIOLATIONS
 from ventureos.silver import (
     Scd2Plan,
     append_quarantine,
+    closed_version_ids,
     commit_scd2,
     current_versions,
     encode_versions,
     plan_scd2,
     quarantine_frame,
     superseded_entities,
+    unmatched_deletes,
 )
 
 
@@ -45,7 +47,8 @@ def write_silver(
     if incoming.is_empty():
         return Scd2Plan.empty(), []
     current = current_versions(table, incoming["violation_id"].unique().to_list())
-    plan = plan_scd2(incoming, current, now, run_id)
+    closed = closed_version_ids(table, unmatched_deletes(incoming, current))
+    plan = plan_scd2(incoming, current, now, run_id, closed)
     plan.unchanged = pl.concat([plan.unchanged, superseded_entities(table, current, plan.unchanged)])
     if plan.is_noop:
         return plan, []
@@ -58,12 +61,13 @@ def write_silver(
 
 
 @task(name="write-quarantine", **IO_TASK)
-def write_quarantine(batches: list[NormalizedBatch], run_id: str, now: datetime) -> int:
+def write_quarantine(batches: list[NormalizedBatch], plan: Scd2Plan, run_id: str, now: datetime) -> int:
     """All rejects of the run in one commit; returns how many were not already quarantined."""
+    rejects = [(b, b.to_quarantine(plan.withdrawn)) for b in batches]
     frames = [
-        quarantine_frame(b.rejects, b.agency, b.dataset, run_id, now)
-        for b in batches
-        if not b.rejects.is_empty()
+        quarantine_frame(records, b.agency, b.dataset, run_id, now)
+        for b, records in rejects
+        if not records.is_empty()
     ]
     if not frames:
         return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from ventureos.generate import Generated, generate_osha_enforcement
 from ventureos.historical import BATCH, COMPLETE, LOAD_ID, add_progress_listener
 from ventureos.lakehouse import current_lakehouse
 from ventureos.maintenance import expire_snapshots
+from ventureos.silver import WITHDRAWN
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -64,10 +66,14 @@ def test_append_is_idempotent_and_replace_swaps_atomically(small_batches: Path, 
     assert len(live) == first.violations - first.deleted
     assert report["reconciled"] and report["batches"] == 6  # 2 files of 225 rows, 100 per batch
     assert list(report["timings"]) == ["plan", "batches", "swap_and_clean_up", "live_feed", "gold", "total"]
+    # Deleted citations never loaded close nothing: quarantined (nothing lost), not counted unchanged.
     assert report["totals"] == {
         "read": 450, "inserted": len(live), "updated": 0, "deleted": 0,
-        "unchanged": first.deleted, "duplicates": 0, "quarantined": 0,
+        "unchanged": 0, "duplicates": 0, "quarantined": first.deleted,
     }  # fmt: skip
+    withdrawn = pl.from_arrow(current_lakehouse().quarantine().scan().to_arrow())
+    assert withdrawn.height == first.deleted and set(withdrawn["reason"]) == {WITHDRAWN}
+    assert {json.loads(p)["delete_flag"] for p in withdrawn["raw_payload"]} == {"D"}
     assert progress[0] == (0, 6) and progress[-1] == (6, 6)
     assert set(current()["violation_id"]) == live and silver().height == len(live)
     assert report["written"] and all("/silver/violations/buffer/" in uri for uri in report["written"])

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 
 from normalizers import normalize
+from normalizers.common import ROW, SOURCE_URI
 from ventureos.bronze import read_raw_batch
 from ventureos.lakehouse import current_lakehouse
-from ventureos.silver import commit_scd2, current_versions, encode_versions, plan_scd2
+from ventureos.silver import (
+    closed_version_ids,
+    commit_scd2,
+    current_versions,
+    encode_versions,
+    plan_scd2,
+    unmatched_deletes,
+)
 
 from .conftest import BUNDLED_SAMPLES
 
@@ -23,11 +32,14 @@ def batch(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def merge(rows: pl.DataFrame, now: datetime, deleted: set[str] = frozenset()) -> dict[str, int]:
+    """What write_silver does; the counts, plus how many deletes were withdrawn (for quarantine)."""
     table = current_lakehouse().violations()
     incoming = batch(rows).with_columns(is_deleted=pl.col("source_id").is_in(list(deleted)))
-    plan = plan_scd2(incoming, current_versions(table, incoming["violation_id"].to_list()), now, "run")
+    current = current_versions(table, incoming["violation_id"].to_list())
+    closed = closed_version_ids(table, unmatched_deletes(incoming, current))
+    plan = plan_scd2(incoming, current, now, "run", closed)
     commit_scd2(table, plan, encode_versions(table, plan))
-    return plan.counts.drop("agency", "dataset").row(0, named=True)
+    return plan.counts.drop("agency", "dataset").row(0, named=True) | {"withdrawn": plan.withdrawn.height}
 
 
 def silver() -> pl.DataFrame:
@@ -41,7 +53,15 @@ def test_insert_update_delete_and_rerun(home: Path) -> None:
         BUNDLED_SAMPLES / "osha_severe_injury" / "severeinjury_sample.csv", infer_schema=False
     )
     first = reports.head(5)
-    assert merge(first, T1) == {"inserted": 5, "updated": 0, "deleted": 0, "unchanged": 0, "duplicates": 0}
+    counts = merge(first, T1)
+    assert counts == {
+        "inserted": 5,
+        "updated": 0,
+        "deleted": 0,
+        "unchanged": 0,
+        "duplicates": 0,
+        "withdrawn": 0,
+    }
     snapshots = len(current_lakehouse().violations().snapshots())
 
     # Second delivery: one report corrected, one withdrawn, one repeated twice in the batch.
@@ -53,7 +73,14 @@ def test_insert_update_delete_and_rerun(home: Path) -> None:
     )
     second = pl.concat([corrected, corrected.slice(4, 1)])
     counts = merge(second, T2, deleted={first["ID"][1]})
-    assert counts == {"inserted": 0, "updated": 1, "deleted": 1, "unchanged": 3, "duplicates": 1}
+    assert counts == {
+        "inserted": 0,
+        "updated": 1,
+        "deleted": 1,
+        "unchanged": 3,
+        "duplicates": 1,
+        "withdrawn": 0,
+    }
     # Closing and adding versions is one atomic commit.
     assert len(current_lakehouse().violations().snapshots()) - snapshots <= 2
 
@@ -72,7 +99,61 @@ def test_insert_update_delete_and_rerun(home: Path) -> None:
 
     # The same delivery again changes nothing; a delete of an already deleted id is a no-op.
     again = merge(second, T3, deleted={first["ID"][1]})
-    assert again == {"inserted": 0, "updated": 0, "deleted": 0, "unchanged": 5, "duplicates": 1}
+    assert again == {
+        "inserted": 0,
+        "updated": 0,
+        "deleted": 0,
+        "unchanged": 5,
+        "duplicates": 1,
+        "withdrawn": 0,
+    }
     assert silver().height == 7
+
+    # A delete of a report silver never held closes nothing: withdrawn (to quarantine), not unchanged.
+    unseen = reports.slice(5, 2)
+    fresh = merge(unseen, T3, deleted={unseen["ID"][0]})
+    assert fresh == {
+        "inserted": 1,
+        "updated": 0,
+        "deleted": 0,
+        "unchanged": 0,
+        "duplicates": 0,
+        "withdrawn": 1,
+    }
+    assert silver().height == 8
     # Exactly one current version per live violation.
     assert silver().filter("is_current")["violation_id"].is_duplicated().sum() == 0
+
+
+def test_daily_path_quarantines_withdrawn_deletes_and_reconciles(home: Path) -> None:
+    """A citation deleted before silver ever held it lands in quarantine with its raw record."""
+    from tasks.report import build_report
+    from tasks.silver import write_quarantine, write_silver
+    from ventureos.batch import normalize_raw_batch
+    from ventureos.bronze import RawBatch
+    from ventureos.silver import WITHDRAWN
+
+    def delivery(rows: list[dict[str, str]]) -> list:
+        raw = pl.DataFrame(rows).with_row_index(ROW).with_columns(pl.lit("s3://lake/v.csv").alias(SOURCE_URI))
+        inspection = pl.DataFrame({"activity_nr": ["1"], "estab_name": ["ACME"], "open_date": ["20240101"]})
+        return [normalize_raw_batch(RawBatch(raw, lookups={"inspection": inspection}), "osha", "enforcement")]
+
+    def run(batches: list, now: datetime) -> dict[str, int]:
+        plan, _ = write_silver.fn(batches, "run", now, now.date().isoformat())
+        write_quarantine.fn(batches, plan, "run", now)
+        report = build_report("daily-ingest", "run", batches, plan, [])
+        assert report.reconciled
+        return {k: v for k, v in report.totals.items() if v}
+
+    live = {"activity_nr": "1", "citation_id": "01001", "issuance_date": "20240102"}
+    gone = {"activity_nr": "1", "citation_id": "01002", "issuance_date": "20240102", "delete_flag": "D"}
+    assert run(delivery([live, gone]), T1) == {"read": 2, "inserted": 1, "quarantined": 1}
+    quarantine = pl.from_arrow(current_lakehouse().quarantine().scan().to_arrow())
+    assert quarantine.select("source_uri", "reason").rows() == [("s3://lake/v.csv", WITHDRAWN)]
+    assert json.loads(quarantine["raw_payload"].item())["citation_id"] == "01002"
+
+    # The live one is deleted now (closed); delivered again, its delete is no news, not withdrawn.
+    deleted = {**live, "delete_flag": "D"}
+    assert run(delivery([deleted, gone]), T2) == {"read": 2, "deleted": 1, "quarantined": 1}
+    assert run(delivery([deleted, gone]), T3) == {"read": 2, "unchanged": 1, "quarantined": 1}
+    assert current_lakehouse().quarantine().scan().to_arrow().num_rows == 1  # stored once

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
 from normalizers import UnknownDatasetError, normalize
 from normalizers.common import ROW
-from ventureos.bronze import REJECT_SCHEMA, RawBatch, record_rejects
+from ventureos.bronze import REJECT_SCHEMA, RawBatch, record_payloads, record_rejects
+from ventureos.silver import WITHDRAWN, withdrawn_records
 
 
 @dataclass
@@ -20,10 +21,17 @@ class NormalizedBatch:
     rejects: pl.DataFrame
     """``source_uri, reason, raw_payload`` of files and records that cannot."""
     records_read: int
+    deleted: pl.DataFrame = field(default_factory=lambda: record_payloads(pl.DataFrame(), pl.DataFrame()))
+    """``ROW``, source_uri, reason, raw_payload of the valid records the source marks deleted: the ones
+    with no version in silver go to quarantine (``Scd2Plan.withdrawn``), after the plan says which."""
 
     @classmethod
     def empty(cls, agency: str, dataset: str) -> NormalizedBatch:
         return cls(agency, dataset, pl.DataFrame(), pl.DataFrame(schema=REJECT_SCHEMA), 0)
+
+    def to_quarantine(self, withdrawn: pl.DataFrame) -> pl.DataFrame:
+        """Rejects plus the deletes the SCD2 plan found withdrawn (``Scd2Plan.withdrawn``)."""
+        return pl.concat([self.rejects, withdrawn_records(self.deleted, withdrawn)])
 
 
 def normalize_raw_batch(raw: RawBatch, agency: str, dataset: str) -> NormalizedBatch:
@@ -35,4 +43,8 @@ def normalize_raw_batch(raw: RawBatch, agency: str, dataset: str) -> NormalizedB
         normalized = raw.frame.select(ROW, pl.lit(str(exc)).alias("reject_reason"))
     rejects = pl.concat([raw.rejects, record_rejects(raw.frame, normalized)])
     valid = normalized.filter(pl.col("reject_reason").is_null())
-    return NormalizedBatch(agency, dataset, valid, rejects, raw.records_read)
+    deleted = pl.DataFrame()
+    if "is_deleted" in valid.columns:  # not when the dataset is unknown (every record rejected)
+        deleted = valid.filter(pl.col("is_deleted")).select(ROW, reason=pl.lit(WITHDRAWN))
+    deleted = record_payloads(raw.frame, deleted)
+    return NormalizedBatch(agency, dataset, valid, rejects, raw.records_read, deleted)

@@ -219,16 +219,22 @@ def read_raw_batch(
 
 def record_rejects(raw: pl.DataFrame, normalized: pl.DataFrame) -> pl.DataFrame:
     """(source_uri, reason, raw_payload) for the records a normalizer rejected."""
-    rejected = normalized.filter(pl.col("reject_reason").is_not_null()).select(ROW, "reject_reason")
-    if rejected.is_empty():
-        return pl.DataFrame(schema=REJECT_SCHEMA)
+    rejected = normalized.filter(pl.col("reject_reason").is_not_null()).select(ROW, reason="reject_reason")
+    return record_payloads(raw, rejected).drop(ROW)
+
+
+def record_payloads(raw: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """``ROW``, source_uri, reason and raw_payload of the raw records of ``rows`` (``ROW``, reason)."""
+    if rows.is_empty():
+        return pl.DataFrame(schema={ROW: pl.UInt32} | dict(REJECT_SCHEMA))
     source_columns = [c for c in raw.columns if c not in (ROW, SOURCE_URI)]
     return (
-        raw.join(rejected, on=ROW, how="inner")
+        raw.join(rows, on=ROW, how="inner")
         .sort(ROW)
         .select(
+            pl.col(ROW).cast(pl.UInt32),
             pl.col(SOURCE_URI).alias("source_uri"),
-            pl.col("reject_reason").alias("reason"),
+            "reason",
             details_json(source_columns).alias("raw_payload"),
         )
     )

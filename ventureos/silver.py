@@ -7,7 +7,7 @@ see a batch either entirely or not at all.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -16,7 +16,7 @@ import polars_hash  # noqa: F401  (registers .nchash)
 from pyiceberg.expressions import And, EqualTo, In
 from pyiceberg.table import Table
 
-from normalizers.common import SOURCE_URI
+from normalizers.common import ROW, SOURCE_URI
 from ventureos.datafiles import EncodedFile, encode_partitions, upload
 from ventureos.schemas import (
     QUARANTINE_ARROW,
@@ -30,6 +30,11 @@ INSERT, UPDATE, DELETE = "INSERT", "UPDATE", "DELETE"
 COUNT_COLUMNS = ("inserted", "updated", "deleted", "unchanged", "duplicates")
 COUNTS_SCHEMA = pl.Schema(
     {"agency": pl.String, "dataset": pl.String} | dict.fromkeys(COUNT_COLUMNS, pl.Int64)
+)
+# Quarantine reason of a record the source marks deleted whose violation silver never held.
+WITHDRAWN = "deleted by the source (delete flag) and never loaded: no version to close"
+WITHDRAWN_SCHEMA = pl.Schema(
+    {"agency": pl.String, "dataset": pl.String, SOURCE_URI: pl.String, ROW: pl.UInt32}
 )
 # What gold and the live feed need to know which entities a record belongs to.
 ENTITY_COLUMNS = ("violation_id", "agency", "company_name", "company_slug", "city", "state")
@@ -49,6 +54,9 @@ class Scd2Plan:
     ``write_silver``, of the versions their current UPDATE versions closed). A re-run or redelivery
     of a batch whose run crashed after its silver commit changes nothing: gold and the live feed
     re-check these records' entities, or that crash would leave them behind silver for good."""
+    withdrawn: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=WITHDRAWN_SCHEMA))
+    """Lineage (``SOURCE_URI``, ``ROW``) of the records the source marks deleted whose violation has no
+    version in silver: nothing to close, so they go to quarantine (``WITHDRAWN``), not silver."""
 
     @classmethod
     def empty(cls) -> Scd2Plan:
@@ -74,12 +82,19 @@ def empty_violations() -> pl.DataFrame:
     return pl.DataFrame(schema=VIOLATIONS_POLARS)
 
 
-def plan_scd2(incoming: pl.DataFrame, current: pl.DataFrame, now: datetime, run_id: str) -> Scd2Plan:
+def plan_scd2(
+    incoming: pl.DataFrame,
+    current: pl.DataFrame,
+    now: datetime,
+    run_id: str,
+    closed: Collection[str] = (),
+) -> Scd2Plan:
     """Compare a finalized, valid batch with the current silver versions of the same ids.
 
     Unchanged hash -> no-op; changed -> close + new UPDATE version; ``is_deleted`` -> close + DELETE
     tombstone (never current); unknown id -> INSERT. Within the batch the last record of an id wins and
-    the others count as duplicates.
+    the others count as duplicates. A delete of an id with no current version is unchanged when
+    ``closed`` (ids with closed versions: ``closed_version_ids``) has it, else withdrawn.
     """
     batch = incoming.unique(subset=["violation_id"], keep="last", maintain_order=True)
     ts = pl.lit(now, dtype=pl.Datetime("us", "UTC"))
@@ -97,7 +112,12 @@ def plan_scd2(incoming: pl.DataFrame, current: pl.DataFrame, now: datetime, run_
         .when(exists & (pl.col("_current_hash") != pl.col("record_hash")))
         .then(pl.lit(UPDATE))
     )
-    decided = joined.with_columns(change_type=change)
+    withdrawn = (
+        pl.col("is_deleted")
+        & ~exists
+        & ~pl.col("violation_id").is_in(pl.Series(list(closed), dtype=pl.String).implode())
+    )
+    decided = joined.with_columns(change_type=change, _withdrawn=withdrawn)
     added = (
         decided.filter(pl.col("change_type").is_not_null())
         .with_columns(
@@ -121,7 +141,7 @@ def plan_scd2(incoming: pl.DataFrame, current: pl.DataFrame, now: datetime, run_
             inserted=(pl.col("change_type") == INSERT).sum(),
             updated=(pl.col("change_type") == UPDATE).sum(),
             deleted=(pl.col("change_type") == DELETE).sum(),
-            unchanged=pl.col("change_type").is_null().sum(),
+            unchanged=(pl.col("change_type").is_null() & ~pl.col("_withdrawn")).sum(),
             _kept=pl.len(),
         )
         .join(read, on=["agency", "dataset"])
@@ -130,11 +150,45 @@ def plan_scd2(incoming: pl.DataFrame, current: pl.DataFrame, now: datetime, run_
         .sort("agency", "dataset")
     )
     unchanged = (
-        decided.filter(pl.col("change_type").is_null())
+        decided.filter(pl.col("change_type").is_null() & ~pl.col("_withdrawn"))
         .select(ENTITY_COLUMNS)
         .cast(violations_schema(ENTITY_COLUMNS))
     )
-    return Scd2Plan(added=added, closed=closed.select(VIOLATION_COLUMNS), counts=counts, unchanged=unchanged)
+    withdrawn_rows = (
+        decided.filter(pl.col("_withdrawn")).select(WITHDRAWN_SCHEMA.names()).cast(WITHDRAWN_SCHEMA)
+    )
+    return Scd2Plan(
+        added=added,
+        closed=closed.select(VIOLATION_COLUMNS),
+        counts=counts,
+        unchanged=unchanged,
+        withdrawn=withdrawn_rows,
+    )
+
+
+def unmatched_deletes(incoming: pl.DataFrame, current: pl.DataFrame) -> list[str]:
+    """Ids the batch deletes that have no current version (withdrawn, or deleted before)."""
+    deletes = incoming.filter(
+        pl.col("is_deleted") & ~pl.col("violation_id").is_in(current["violation_id"].implode())
+    )
+    return deletes["violation_id"].unique().to_list()
+
+
+def closed_version_ids(table: Table, violation_ids: list[str]) -> list[str]:
+    """Those of the ids that have closed versions in the table (a re-delivered delete is no news)."""
+    if not violation_ids:
+        return []
+    rows = table.scan(
+        row_filter=And(EqualTo("is_current", False), In("violation_id", set(violation_ids))),
+        selected_fields=("violation_id",),
+    ).to_arrow()
+    return pl.from_arrow(rows)["violation_id"].unique().to_list()  # type: ignore[index]
+
+
+def withdrawn_records(deleted: pl.DataFrame, withdrawn: pl.DataFrame) -> pl.DataFrame:
+    """The quarantine rows (source_uri, reason, raw_payload) of a batch's withdrawn deletes."""
+    keys = withdrawn.select(source_uri=SOURCE_URI, **{ROW: pl.col(ROW)})
+    return deleted.join(keys, on=["source_uri", ROW], how="semi").drop(ROW)
 
 
 def current_versions(
