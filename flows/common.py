@@ -30,7 +30,7 @@ def parse_day(value: str) -> str:
     try:
         return date.fromisoformat(value).isoformat()
     except ValueError:
-        raise ValueError(f"date must be YYYY-MM-DD, got {value!r}") from None
+        raise ValueError(f"date must be a calendar day as YYYY-MM-DD, got {value!r}") from None
 
 
 class Stopwatch:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.common import Stopwatch, parse_day, run_id, utc_now, write_daily_path
@@ -33,8 +33,14 @@ def daily_ingest(
     check_selection(agency, dataset)
     rid, now, watch = run_id(), utc_now(), Stopwatch()
     targets = find_daily_datasets(day, agency, dataset)
+    if not targets:
+        # Not an error (a source may skip a day), but a mistyped date must not pass unnoticed.
+        warning = f"no bronze files under {daily_prefix(agency or '*', dataset or '*', day)}"
+        get_run_logger().warning(warning)
     batches = [normalize_batch(read_bronze(daily_prefix(a, d, day), a, d), a, d) for a, d in targets]
     watch.lap("read_and_normalize")
     report = write_daily_path("daily-ingest", batches, rid, now, day, watch)
+    if not targets:
+        report.extra["warnings"] = [warning]
     publish_report(report, key=f"daily-ingest-{agency or 'all'}-{dataset or 'all'}")
     return report.as_dict()

@@ -49,7 +49,7 @@ def test_run_daily_ingest_and_query(home: Path, capsys: pytest.CaptureFixture[st
 def test_errors_are_one_line_and_non_zero(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli("run", "daily-ingest", "--date", "2024-13-01") == 1
     err = capsys.readouterr().err
-    assert err == "error: date must be YYYY-MM-DD, got '2024-13-01'\n"
+    assert err == "error: date must be a calendar day as YYYY-MM-DD, got '2024-13-01'\n"
 
     assert (
         run_cli("run", "daily-ingest", "--date", "2024-01-01", "--agency", "osha", "--dataset", "nope") == 1
@@ -68,6 +68,30 @@ def test_errors_are_one_line_and_non_zero(home: Path, capsys: pytest.CaptureFixt
     finally:
         del os.environ["VENTUREOS_LAKEURI"]
     assert capsys.readouterr().err == "error: unknown setting(s): VENTUREOS_LAKEURI\n"
+
+
+def test_usage_errors_name_the_option_and_exit_two(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Typer raises its own copy of click's exceptions: they were printed without the option's name."""
+    args = ("run", "historical-load", "--agency", "osha", "--dataset", "enforcement", "--mode", "repalce")
+    assert run_cli(*args) == 2
+    assert "Invalid value for --mode: must be one of append, replace" in capsys.readouterr().err
+    assert run_cli("top", "--agency", "xyz") == 2
+    assert "unknown agency 'xyz'; one of epa, faa, osha or all" in capsys.readouterr().err
+    assert run_cli("serving", "get", "walmart") == 2
+    assert "'walmart' is not an entity key: COMPANY#<slug>" in capsys.readouterr().err
+    # A fresh home: the serving tables do not exist yet, and the error says how to create them.
+    assert run_cli("serving", "get", "company#Walmart") == 1
+    assert "create it with `ventureos serving init`" in capsys.readouterr().err
+    assert run_cli("serving", "init") == 0
+    capsys.readouterr()
+    assert run_cli("serving", "get", "company#Walmart") == 2  # normalized to COMPANY#walmart
+    assert "no serving items for COMPANY#walmart" in capsys.readouterr().err
+
+
+def test_every_core_table_is_queryable_before_any_run(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sql = "select (select count(*) from silver_violations_quarantine) as rejects, count(*) as n from gold_company_stats"
+    assert run_cli("query", sql, "--json") == 0
+    assert json.loads(capsys.readouterr().out) == [{"rejects": 0, "n": 0}]
 
 
 def test_demo_console_script_exits_zero_with_summary(tmp_path: Path) -> None:

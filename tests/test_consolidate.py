@@ -390,11 +390,14 @@ def test_flows_and_cli_consolidate_and_refuse_before_grace(
         yearly_consolidate(year=this_year)
     with pytest.raises(SystemExit) as refused:
         main(["run", "yearly-consolidate", "--year", this_year])
-    assert refused.value.code == 1 and "use force" in capsys.readouterr().err
+    assert refused.value.code == 1 and "use --force" in capsys.readouterr().err
     state = yearly_consolidate(year="2024", return_state=True)  # long past July 1, 2025
     closed = state.result()
     assert (closed["rows_in"], closed["rows_out"], closed["files_removed"]) == (14, 14, 2)
     assert storage.list(f"{archive.ARCHIVE_PREFIX}/violation_year=2024") == [year_key("2024")]
+    # No empty month or ingest-date folders left behind on local disk.
+    assert storage.list_dirs(f"{archive.ARCHIVE_PREFIX}/violation_year=2024") == []
+    assert storage.list_dirs(BUFFER_PREFIX) == []
 
     with get_client(sync_client=True) as client:
         assert client.read_flow_run(state.state_details.flow_run_id).name == "yearly-consolidate-2024"

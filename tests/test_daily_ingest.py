@@ -94,6 +94,10 @@ def test_daily_ingest_embedded(home: Path) -> None:
     otisville = silver_rows().filter(pl.col("source_id") == "2015010015").row(0, named=True)
     assert otisville["state"] == "NY" and otisville["zip"] == "10963"
     assert otisville["event_date"].isoformat() == "2015-01-01"
+    # A date with no files (a typo, a skipped day) reconciles at zero but says so.
+    empty = daily_ingest("2015-10-30")
+    assert empty["reconciled"] and empty["totals"]["read"] == 0
+    assert empty["warnings"] == ["no bronze files under bronze/daily/*/*/2015-10-30"]
 
 
 @pytest.mark.aws

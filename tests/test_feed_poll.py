@@ -63,7 +63,7 @@ def sqs_queue_home(home: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        ("{oops", "invalid JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
+        ("{oops", "invalid JSON: Expecting property name enclosed in double quotes (line 1, column 2)"),
         ("[1, 2]", "invalid envelope: not a JSON object"),
         (
             json.dumps({"agency": "osha", "dataset": "severe_injury", "sent_at": SENT_AT}),
@@ -166,7 +166,7 @@ def crash_and_redeliver(storage_prefix: str, monkeypatch: pytest.MonkeyPatch) ->
     assert quarantined.height == 5
     assert quarantined["source_uri"].str.starts_with(f"feed://{queue.name}/").all()
     reasons = sorted(quarantined["reason"])
-    assert reasons[0] == "invalid JSON: Expecting property name enclosed in double quotes at line 1 column 2"
+    assert reasons[0] == "invalid JSON: Expecting property name enclosed in double quotes (line 1, column 2)"
     assert reasons[1] == "invalid envelope: missing record"
     assert reasons[2] == "missing ID"
     assert reasons[3].startswith("oversized message: ")
@@ -271,7 +271,16 @@ def test_cli_send_csv_poll_and_status(
 
 def test_send_accepts_envelopes_bare_records_and_csv() -> None:
     envelope = envelope_json("osha", "severe_injury", {"ID": "1"}, message_id="m-1")
-    assert message_bodies(f"{envelope}\n\n{{oops\n".encode(), False, None, None) == [envelope, "{oops"]
+    assert message_bodies(f"{envelope}\n\n{envelope}\n".encode(), False, None, None) == [envelope, envelope]
+    # Bare records without --agency/--dataset would all be poison: refused at send, naming the line.
+    with pytest.raises(ValueError, match=r"^line 3 is not a feed envelope \(invalid JSON: .*--agency and"):
+        message_bodies(f"{envelope}\n\n{{oops\n".encode(), False, None, None)
+    with pytest.raises(
+        ValueError, match=r"^line 1 is not a feed envelope \(invalid envelope: missing agency"
+    ):
+        message_bodies(b'{"ID": "7"}\n', False, None, None)
+    with pytest.raises(typer.BadParameter, match="--agency and --dataset go together"):
+        message_bodies(b'{"ID": "7"}\n', False, "osha", None)
     [wrapped] = message_bodies(b'{"ID": "7"}\n', False, "osha", "severe_injury")
     assert parse_envelope(wrapped, "q", 2000).record == {"ID": "7"}
     csv = "ID,Employer\n8,Caf\xe9 Inc\n".encode("cp1252")

@@ -27,6 +27,7 @@ def test_generates_exact_rows_with_integrity_and_quirks(tmp_path: Path) -> None:
     # One row per (activity_nr, citation_id); every violation's inspection exists, in the same file.
     assert violations.select("activity_nr", "citation_id").is_unique().all()
     assert inspections["activity_nr"].is_unique().all()
+    assert 2.4 < violations.height / inspections.height < 2.9  # the catalog's ~2.6 per inspection
     assert violations.join(inspections, on="activity_nr", how="anti").is_empty()
     for v, i in zip(out.violation_files, out.inspection_files, strict=True):
         one = pl.read_csv(v, infer_schema=False).join(pl.read_csv(i, infer_schema=False), on="activity_nr")

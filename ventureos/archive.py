@@ -135,7 +135,7 @@ def check_grace(year: str, today: date, force: bool) -> None:
     if not force and today < grace_ends(year):
         raise GracePeriodError(
             f"year {year} can be closed from {grace_ends(year).isoformat()} (6-month grace for late rows);"
-            " use force to close it earlier"
+            " use --force (force=True) to close it earlier"
         )
 
 

@@ -83,7 +83,7 @@ def parse_json(text: str) -> pl.DataFrame:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BronzeFileError(
-            f"unparseable JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            f"unparseable JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
     records = payload if isinstance(payload, list) else [payload]
     if not records or not all(isinstance(r, dict) for r in records):

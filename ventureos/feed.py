@@ -81,7 +81,7 @@ def parse_envelope(body: str, queue_message_id: str, max_bytes: int) -> Envelope
     try:
         payload = json.loads(body)
     except json.JSONDecodeError as exc:
-        raise PoisonMessage(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise PoisonMessage(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
     if not isinstance(payload, dict):
         raise PoisonMessage("invalid envelope: not a JSON object")
     missing = [key for key in REQUIRED if payload.get(key) in (None, "")]

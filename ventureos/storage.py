@@ -117,8 +117,19 @@ class Storage:
         return self.uri(key)
 
     def delete(self, key: str) -> None:
+        """Delete a file; on local disk also the folders it leaves empty (object stores have none)."""
         with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(self.path(key))
+        if self.is_s3:
+            return
+        folder = Path(self.path(key)).parent
+        root = Path(self._base)
+        while folder != root and root in folder.parents:
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                return
+            folder = folder.parent
 
     # Parquet -----------------------------------------------------------------------------
     def write_parquet(self, key: str, frame: pl.DataFrame) -> str:

@@ -10,10 +10,21 @@ import sys
 
 import click
 import typer
+from typer.exceptions import TyperException
 
 from ventureos.cli import demo, entity, feed, generate, maintain, query, run, serving
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+
+
+@app.callback()
+def _options(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and Prefect's logs on errors."),
+) -> None:
+    """VentureOS Lakehouse: ingest, normalize and serve US corporate violation records."""
+    # ``main`` takes --debug out before parsing (it must act before the command runs); this shows it in help.
+
+
 app.add_typer(run.app, name="run")
 app.add_typer(feed.app, name="feed")
 app.add_typer(entity.app, name="entity")
@@ -41,13 +52,15 @@ def main(argv: list[str] | None = None) -> None:
         args.remove("--debug")
     _environment_defaults(debug)
     try:
-        app(args=args, prog_name="ventureos", standalone_mode=False)
-    except click.exceptions.Abort:
+        # Without standalone mode a command's ``typer.Exit(code)`` comes back as the return value.
+        code = app(args=args, prog_name="ventureos", standalone_mode=False)
+    except (click.exceptions.Abort, typer.Abort):
         sys.exit(130)
-    except click.exceptions.ClickException as exc:
-        exc.show()
+    except (click.exceptions.ClickException, TyperException) as exc:
+        # Typer raises its own copy of click's exceptions (usage errors name the option).
+        exc.show() if hasattr(exc, "show") else print(f"error: {exc.format_message()}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except (click.exceptions.Exit, typer.Exit) as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:
         if debug:
@@ -55,3 +68,5 @@ def main(argv: list[str] | None = None) -> None:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)

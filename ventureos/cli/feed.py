@@ -12,7 +12,7 @@ import typer
 from normalizers import get_dataset
 from ventureos.bronze import decode_text, parse_csv
 from ventureos.cli.output import console, print_json
-from ventureos.feed import envelope_json
+from ventureos.feed import PoisonMessage, envelope_json, parse_envelope
 from ventureos.queue import current_queue
 
 app = typer.Typer(no_args_is_help=True, help="The API feed queue (SQS or the local queue).")
@@ -21,8 +21,11 @@ app = typer.Typer(no_args_is_help=True, help="The API feed queue (SQS or the loc
 def message_bodies(data: bytes, csv: bool, agency: str | None, dataset: str | None) -> list[str]:
     """CSV rows (with agency/dataset) or JSON lines: whole envelopes, or bare records with agency/dataset.
 
-    JSON lines go out as they are when they are envelopes: feed-poll judges them (bad ones are quarantined).
+    Envelopes go out as they are, once each is checked: a bare record sent without --agency and
+    --dataset would only reach feed-poll's quarantine.
     """
+    if bool(agency) != bool(dataset):
+        raise typer.BadParameter("--agency and --dataset go together (they wrap bare records)")
     text = decode_text(data)
     if csv:
         if not (agency and dataset):
@@ -31,6 +34,13 @@ def message_bodies(data: bytes, csv: bool, agency: str | None, dataset: str | No
     lines = [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
     if agency and dataset:
         return [envelope_json(agency, dataset, _record(number, line)) for number, line in lines]
+    for number, line in lines:
+        try:
+            parse_envelope(line, "send", max_bytes=len(line.encode()))
+        except PoisonMessage as exc:
+            raise ValueError(
+                f"line {number} is not a feed envelope ({exc}); give --agency and --dataset to send bare records"
+            ) from None
     return [line for _, line in lines]
 
 
@@ -38,7 +48,7 @@ def _record(number: int, line: str) -> dict:
     try:
         return json.loads(line)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"line {number} is not JSON: {exc.msg} at column {exc.colno}") from None
+        raise ValueError(f"line {number} is not JSON: {exc.msg} (column {exc.colno})") from None
 
 
 def send(

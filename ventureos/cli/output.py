@@ -31,6 +31,8 @@ def print_report(report: dict[str, Any]) -> None:
     counts = pl.DataFrame(report["datasets"]) if report["datasets"] else pl.DataFrame()
     if not counts.is_empty():
         print_frame(counts, title=f"{report['flow']} {report['run_id']}")
+    for warning in report.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     t = report["totals"]
     status = "[green]reconciled[/green]" if report["reconciled"] else "[red]NOT RECONCILED[/red]"
     console.print(

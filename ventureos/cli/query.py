@@ -8,12 +8,18 @@ import polars as pl
 import typer
 
 from ventureos.cli.output import print_frame, print_json
+from ventureos.gold import LEVELS, gold_table, removals_table
 from ventureos.lakehouse import current_lakehouse
 
 
 def sql_context() -> pl.SQLContext:
     """Tables registered as ``{namespace}_{table}``, e.g. ``silver_violations``."""
-    catalog = current_lakehouse().catalog
+    lakehouse = current_lakehouse()
+    # Silver, quarantine and gold are queryable from the start ("no rejects yet" is a count of 0).
+    lakehouse.violations(), lakehouse.quarantine(), removals_table(lakehouse.catalog)
+    for level in LEVELS:
+        gold_table(lakehouse.catalog, level)
+    catalog = lakehouse.catalog
     frames = {}
     for namespace in catalog.list_namespaces():
         for identifier in catalog.list_tables(namespace):

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import polars as pl
 import typer
 
+from normalizers import REGISTRY
 from ventureos.cli.output import console, print_frame, print_json
 from ventureos.gold import ALL, top_entities
 from ventureos.lakehouse import current_lakehouse
@@ -52,6 +53,21 @@ def load_projects_command() -> None:
         console.print(f"loaded {key}")
 
 
+ENTITY_LEVELS = ("COMPANY", "CITY", "STATE")
+
+
+def entity_key_of(text: str) -> str:
+    """``company#Walmart`` -> ``COMPANY#walmart``: keys are an upper-case level and a lower-case slug."""
+    level, _, slug = text.removeprefix("ENTITY#").partition("#")
+    if level.upper() not in ENTITY_LEVELS or not slug:
+        raise typer.BadParameter(
+            f"{text!r} is not an entity key: COMPANY#<slug>, CITY#<city>-<state> or STATE#<code>,"
+            " e.g. COMPANY#walmart, CITY#austin-tx, STATE#tx",
+            param_hint="ENTITY_KEY",
+        )
+    return f"{level.upper()}#{slug.lower()}"
+
+
 def entity_items(serving: ServingStore, key: str) -> list[dict[str, Any]]:
     """Every stored item of an entity: its Entities items, then its live feed (newest first)."""
     return serving.query(ENTITIES, key) + serving.query(VIOLATIONS, key)[::-1]
@@ -76,14 +92,15 @@ def get(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object with every item.")] = False,
 ) -> None:
     """Metadata, stats and the recent feed of one entity, as the API reads them."""
-    entity_key = entity_key.removeprefix("ENTITY#")
+    entity_key = entity_key_of(entity_key)
     items = entity_items(store(), entity_key)
     if as_json:
         print_json({"entity_key": entity_key, "items": [jsonable(i) for i in items]})
         return
     if not items:
         raise typer.BadParameter(
-            f"no serving items for {entity_key} (run gold-sync first?)", param_hint="ENTITY_KEY"
+            f"no serving items for {entity_key} (a company that has violations? then run gold-sync)",
+            param_hint="ENTITY_KEY",
         )
     metadata = next((i for i in items if i["SK"] == "METADATA"), {})
     console.print(
@@ -162,6 +179,9 @@ def top(
     as_json: Annotated[bool, typer.Option("--json", help="Rows as a JSON list.")] = False,
 ) -> None:
     """Rank bad actors from gold."""
+    agencies = sorted({d.agency for d in REGISTRY.values()})
+    if agency.lower() not in (ALL, *agencies):
+        raise typer.BadParameter(f"unknown agency {agency!r}; one of {', '.join(agencies)} or {ALL}")
     ranked = top_entities(current_lakehouse().catalog, entity.value, agency.lower(), by.value, limit)
     if as_json:
         print_json([jsonable(row) for row in ranked.to_dicts()])

@@ -27,6 +27,10 @@ _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 
 
+class MissingServingTable(LookupError):
+    """A serving table that does not exist yet (``ventureos serving init`` creates them)."""
+
+
 def _plain_value(value: Any) -> Any:
     if isinstance(value, float):
         return Decimal(str(value))

@@ -12,6 +12,7 @@ from ventureos.serving.base import (
     TABLES,
     Item,
     Key,
+    MissingServingTable,
     ServingStore,
     from_wire,
     register_backend,
@@ -34,6 +35,12 @@ class SqliteStore(ServingStore):
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             yield conn
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                raise MissingServingTable(
+                    f"{exc} in {self.path}: create it with `ventureos serving init`"
+                ) from None
+            raise
         finally:
             conn.close()
 
