@@ -8,7 +8,7 @@ the quality score and the content hash.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import polars as pl
 import polars_hash  # noqa: F401  (registers the stable .nchash namespace)
@@ -165,15 +165,19 @@ def flag(value: pl.Expr) -> pl.Expr:
     return value.cast(pl.Float64, strict=False).fill_null(0) > 0
 
 
-def details_json(columns: Sequence[str]) -> pl.Expr:
+def details_json(columns: Sequence[str], unread: Mapping[str, pl.Expr] | None = None) -> pl.Expr:
     """Compact JSON object of the given source fields that have a value, keyed by the source's names.
 
     Null fields are left out: a column that only other files of the batch have (or that this record
-    leaves blank) must not change the record's content, hence its ``record_hash``.
+    leaves blank) must not change the record's content, hence its ``record_hash``. ``unread`` maps
+    mapped source fields to what they were parsed into: a value the parser could not read (a date of
+    ``notadate``, a type code of ``X``) is kept here, so the source's text survives in silver.
     """
+    has_value = {c: pl.col(c).is_not_null() for c in columns}
+    has_value |= {c: pl.col(c).is_not_null() & parsed.is_null() for c, parsed in (unread or {}).items()}
     members = [
-        pl.when(pl.col(c).is_not_null()).then(pl.struct(c).struct.json_encode().str.head(-1).str.tail(-1))
-        for c in columns
+        pl.when(kept).then(pl.struct(c).struct.json_encode().str.head(-1).str.tail(-1))
+        for c, kept in has_value.items()
     ]
     if not members:
         return pl.lit("{}", dtype=pl.String)

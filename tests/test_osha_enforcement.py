@@ -7,6 +7,7 @@ data/stashed/osha_data_dictionary/, e6c4c3d), so the suite runs from a clone any
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 from decimal import Decimal
@@ -92,7 +93,8 @@ def test_normalizes_violations_joined_to_inspections() -> None:
              "issuance_date": "19890314"},
             {"activity_nr": "999999999", "citation_id": "01002", "viol_type": "S", "issuance_date": ""},
             # An amount no parser reads (NaN once failed the whole batch): null, flagged.
-            {"activity_nr": "1553019", "citation_id": "01004", "viol_type": "S", "issuance_date": "20160201",
+            # Unreadable mapped values are kept in violation_details under their source names.
+            {"activity_nr": "1553019", "citation_id": "01004", "viol_type": "S", "issuance_date": "notadate",
              "current_penalty": "NaN", "initial_penalty": "N/A"},
             {"activity_nr": "1553019", "citation_id": "", "viol_type": "S", "issuance_date": "20160201"},
             {"activity_nr": "", "citation_id": "01003", "viol_type": "S", "issuance_date": "20160201"},
@@ -104,7 +106,7 @@ def test_normalizes_violations_joined_to_inspections() -> None:
             "source_id": ["1553019-01001", "1553019-01002A", "1553109-02001", "1553109-03001",
                           "999999999-01001", "999999999-01002", "1553019-01004", None, None],
             "event_date": [date(2016, 2, 1), date(2016, 2, 1), date(2015, 6, 30), date(2015, 8, 1),
-                           date(1989, 3, 14), None, date(2016, 2, 1), date(2016, 2, 1), date(2016, 2, 1)],
+                           date(1989, 3, 14), None, date(2016, 1, 13), date(2016, 2, 1), date(2016, 2, 1)],
             "company_name": ["KROGER CO (THE)", "KROGER CO (THE)", "WAL-MART STORES, INC.",
                              "WAL-MART STORES, INC.", None, None, "KROGER CO (THE)", "KROGER CO (THE)", None],
             "city": ["MEMPHIS", "MEMPHIS", "NEWARK", "NEWARK", None, None, "MEMPHIS", "MEMPHIS", None],
@@ -119,7 +121,7 @@ def test_normalizes_violations_joined_to_inspections() -> None:
                                 Decimal("0.00"), None, None, None, None, None],
             "quality_issues": [[], [], ["event_date_fallback"], [],
                                ["missing_inspection", "unknown_violation_type"], ["missing_inspection"],
-                               ["invalid_penalty"], [], ["missing_inspection"]],
+                               ["event_date_fallback", "invalid_penalty"], [], ["missing_inspection"]],
             "is_deleted": [False, False, False, True, False, False, False, False, False],
             "reject_reason": [None, None, None, None, None,
                               "missing event date (no issuance_date, no inspection open_date)", None,
@@ -134,6 +136,11 @@ def test_normalizes_violations_joined_to_inspections() -> None:
         pl.Struct({"gravity": pl.String, "insp_type": pl.String, "open_date": pl.String})
     )
     assert details[0] == {"gravity": "05", "insp_type": "B", "open_date": "20160113"}
+    unread = [json.loads(d) for d in out["violation_details"]]
+    assert unread[4]["viol_type"] == "X" and "viol_type" not in unread[0]
+    assert {k: unread[6][k] for k in ("issuance_date", "current_penalty", "initial_penalty")} == {
+        "issuance_date": "notadate", "current_penalty": "NaN", "initial_penalty": "N/A",
+    }  # fmt: skip
 
 
 def test_registry_entry_finalizes_with_ids_and_hash() -> None:

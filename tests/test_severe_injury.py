@@ -195,3 +195,20 @@ def test_zip5_keeps_five_digits_of_every_zip_shape() -> None:
     values = ["02743", "2743", "7076.0", "12345-6789", "123456789", "12345678", "0", "1234567", "ABCDE", None]
     got = pl.select(zip5(pl.lit(pl.Series(values)))).to_series().to_list()
     assert got == ["02743", "02743", "07076", "12345", "12345", "01234", None, None, None, None]
+
+
+def test_unreadable_mapped_values_survive_in_details() -> None:
+    rows = real_rows("2015010022", "2015010033").with_columns(
+        State=pl.Series(["ATLANTIS", "NEW YORK"]),
+        Zip=pl.Series(["ABCDE", "10963"]),
+        Latitude=pl.Series(["n/a", "41.4"]),
+    )
+    got = normalized_csv(rows)
+    assert got.select("state", "zip").rows() == [(None, None), ("NY", "10963")]
+    details = [json.loads(d) for d in got["violation_details"]]
+    assert {k: details[0][k] for k in ("State", "Zip", "Latitude")} == {
+        "State": "ATLANTIS",
+        "Zip": "ABCDE",
+        "Latitude": "n/a",
+    }
+    assert not {"State", "Zip", "Latitude"} & set(details[1])  # read fine: not repeated in the details

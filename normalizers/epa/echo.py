@@ -49,17 +49,25 @@ def normalize(raw: pl.DataFrame) -> pl.DataFrame:
         pl.col("REGISTRY_ID"), penalty_date.dt.strftime("%Y%m%d").fill_null("undated"), separator=":"
     )
 
+    state, zip_code = state_code(pl.col("FAC_STATE")), zip5(pl.col("FAC_ZIP"))
+    latitude, longitude = (pl.col(c).cast(pl.Float64, strict=False) for c in ("FAC_LAT", "FAC_LONG"))
+    unread = {
+        "FAC_DATE_LAST_PENALTY": penalty_date, "FAC_LAST_PENALTY_AMT": last_amount, "FAC_STATE": state,
+        "FAC_ZIP": zip_code, "FAC_LAT": latitude, "FAC_LONG": longitude,
+    }  # fmt: skip
+
     normalized = raw.select(
         source_id.alias("source_id"),
         pl.coalesce(penalty_date, case_date).alias("event_date"),
         pl.col("FAC_NAME").alias("company_name"),
         pl.col("FAC_STREET").alias("address"),
         pl.col("FAC_CITY").str.to_uppercase().alias("city"),
-        state_code(pl.col("FAC_STATE")).alias("state"),
-        zip5(pl.col("FAC_ZIP")).alias("zip"),
-        pl.col("FAC_LAT").cast(pl.Float64, strict=False).alias("latitude"),
-        pl.col("FAC_LONG").cast(pl.Float64, strict=False).alias("longitude"),
-        # The exporter lists every NAICS code of the facility; the first is the primary one.
+        state.alias("state"),
+        zip_code.alias("zip"),
+        latitude.alias("latitude"),
+        longitude.alias("longitude"),
+        # The exporter lists every program's NAICS codes in no set order: the first is kept here,
+        # all of them stay in violation_details (FAC_NAICS_CODES).
         pl.col("FAC_NAICS_CODES").str.extract(r"^(\d+)").alias("naics_code"),
         pl.lit("environmental_penalty").alias("violation_type"),
         penalty.alias("penalty_amount"),
@@ -69,7 +77,7 @@ def normalize(raw: pl.DataFrame) -> pl.DataFrame:
             pl.lit("; penalties in the last 5 years: ") + pl.col("FAC_PENALTY_COUNT").fill_null("0"),
             pl.lit(", total $") + pl.col("FAC_TOTAL_PENALTIES").fill_null("0"),
         ).alias("description"),
-        details_json([c for c in source_columns if c not in MAPPED]).alias("violation_details"),
+        details_json([c for c in source_columns if c not in MAPPED], unread).alias("violation_details"),
         quality_flags(
             {
                 "event_date_fallback": penalty_date.is_null() & case_date.is_not_null(),

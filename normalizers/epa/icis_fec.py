@@ -93,7 +93,7 @@ def normalize(raw: pl.DataFrame, facilities: pl.DataFrame | None = None) -> pl.D
         pl.concat_str(law.fill_null("epa"), pl.lit("_enforcement_case")).alias("violation_type"),
         pl.when(penalty > 0).then(penalty).alias("penalty_amount"),
         pl.col("ENF_CONCLUSION_NAME").alias("description"),
-        details_json(details).alias("violation_details"),
+        details_json(details, {"SETTLEMENT_ENTERED_DATE": entered}).alias("violation_details"),
         quality_flags(
             {
                 "missing_facility": pl.col("FACILITY_COUNT").is_null(),

@@ -121,7 +121,9 @@ def normalize(raw: pl.DataFrame) -> pl.DataFrame:
         pl.concat_str(action, pl.col("_CASE TYPE"), sanction, separator="; ", ignore_nulls=True).alias(
             "description"
         ),
-        details_json([c for c in source_columns if c not in MAPPED]).alias("violation_details"),
+        details_json([c for c in source_columns if c not in MAPPED], {"DATE KNOWN": known_date}).alias(
+            "violation_details"
+        ),
         quality_flags(
             {
                 "individual": individual.fill_null(False),

@@ -105,7 +105,15 @@ def normalize(raw: pl.DataFrame, inspection: pl.DataFrame | None = None) -> pl.D
         money(pl.col("current_penalty")).alias("penalty_amount"),
         money(pl.col("initial_penalty")).alias("initial_penalty"),
         pl.col("standard").alias("description"),
-        details_json(details).alias("violation_details"),
+        details_json(
+            details,
+            unread={
+                "issuance_date": issued,
+                "viol_type": violation_type,
+                "current_penalty": money(pl.col("current_penalty")),
+                "initial_penalty": money(pl.col("initial_penalty")),
+            },
+        ).alias("violation_details"),
         quality_flags(
             {
                 "event_date_fallback": issued.is_null() & opened.is_not_null(),

@@ -39,6 +39,14 @@ def normalize(raw: pl.DataFrame) -> pl.DataFrame:
     for column, kind in reversed(SEVERITY_FLAGS.items()):
         violation_type = pl.when(flag(pl.col(column))).then(pl.lit(kind)).otherwise(violation_type)
     unmapped = [c for c in source_columns if c not in MAPPED]
+    state, zip_code = state_code(pl.col("State")), zip5(pl.col("Zip"))
+    unread = {
+        "EventDate": event_date,
+        "State": state,
+        "Zip": zip_code,
+        "Latitude": latitude,
+        "Longitude": longitude,
+    }
 
     normalized = raw.select(
         pl.col("ID").alias("source_id"),
@@ -46,14 +54,14 @@ def normalize(raw: pl.DataFrame) -> pl.DataFrame:
         pl.col("Employer").alias("company_name"),
         pl.concat_str("Address1", "Address2", separator=", ", ignore_nulls=True).alias("address"),
         pl.col("City").str.to_uppercase().alias("city"),
-        state_code(pl.col("State")).alias("state"),
-        zip5(pl.col("Zip")).alias("zip"),
+        state.alias("state"),
+        zip_code.alias("zip"),
         latitude.alias("latitude"),
         longitude.alias("longitude"),
         pl.col("Primary NAICS").str.replace(r"\.0+$", "").alias("naics_code"),
         violation_type.alias("violation_type"),
         pl.col("Final Narrative").alias("description"),
-        details_json(unmapped).alias("violation_details"),
+        details_json(unmapped, unread).alias("violation_details"),
         quality_flags({}).alias("quality_issues"),
         pl.lit(False).alias("is_deleted"),
         reject_when(
