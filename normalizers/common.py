@@ -259,6 +259,8 @@ def finalize(frame: pl.DataFrame, agency: str, dataset: str) -> pl.DataFrame:
     )
     # Entity resolution works on the frame's unique names (and adds its evidence to the details).
     resolved = resolve_companies(frame).with_columns(
+        # DESIGN: penalties are "null when none"; sources write none as 0 (OSHA 0.00, FAA 0 DOLLARS).
+        *(pl.when(pl.col(c) != 0).then(pl.col(c)).alias(c) for c in ("penalty_amount", "initial_penalty")),
         violation_id=pl.lit(f"{agency}:{dataset}:") + pl.col("source_id"),
         agency=pl.lit(agency),
         dataset=pl.lit(dataset),

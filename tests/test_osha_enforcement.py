@@ -164,3 +164,11 @@ def test_without_inspection_rows_every_violation_is_flagged(inspection: pl.DataF
     out = enforcement.normalize(raw, inspection=inspection)
     assert out["quality_issues"].to_list() == [["missing_inspection", "unknown_violation_type"]]
     assert out["reject_reason"].to_list() == [None]
+
+
+def test_a_zero_penalty_is_no_penalty() -> None:
+    """DESIGN: penalty_amount and initial_penalty are null when none; the catalog writes none as 0.00."""
+    raw = raw_violations([{"activity_nr": "1553019", "citation_id": "01001", "issuance_date": "20160201",
+                           "current_penalty": "0.00", "initial_penalty": "1250.00"}])  # fmt: skip
+    out = normalize(raw, "osha", "enforcement", {"inspection": INSPECTIONS})
+    assert out.select("penalty_amount", "initial_penalty").row(0) == (None, Decimal("1250.00"))
