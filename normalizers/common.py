@@ -112,7 +112,7 @@ def parse_date(value: pl.Expr) -> pl.Expr:
     become 2068), so ``%y`` dates cover 1950-2049.
     """
     # The first word, less an ISO time (``T`` and a digit: the T of ``05-OCT-2009`` stays).
-    date_part = value.str.strip_chars().str.extract(r"^(\S+?)(?:T\d\S*)?(?:\s|$)")
+    date_part = value.str.strip_chars().str.extract(r"^(\S+?)(?:T(?:\d\S*)?)?(?:\s|$)")
     parsed = []
     for shape, fmt in DATE_FORMATS.items():
         day = date_part.str.to_date(fmt, strict=False)
@@ -152,7 +152,8 @@ def money(value: pl.Expr) -> pl.Expr:
     one ``NaN`` or 19-digit amount failed the whole batch's cast to decimal(18, 2).
     """
     cleaned = value.str.replace_all(r"[$,\s]", "")
-    return cleaned.cast(pl.Decimal(38, 6), strict=False).round(2).cast(pl.Decimal(18, 2), strict=False)
+    # 18 decimals hold any amount's digits: rounding once, not at 6 and then 2 (1.0050001 is 1.01).
+    return cleaned.cast(pl.Decimal(38, 18), strict=False).round(2).cast(pl.Decimal(18, 2), strict=False)
 
 
 def unreadable(value: pl.Expr, parsed: pl.Expr) -> pl.Expr:

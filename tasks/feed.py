@@ -51,9 +51,11 @@ def stage_feed(feed: FeedBatch, day: str, batch_id: str) -> list[Staged]:
 
 @task(name="normalize-feed", **PURE_TASK)
 def normalize_feed(raw: RawBatch, agency: str, dataset: str) -> NormalizedBatch:
-    """The daily path's normalization; rejects are keyed by message so redeliveries quarantine once."""
+    """The daily path's normalization; rejects (and deletes that may turn out withdrawn) are keyed by
+    message, so redeliveries quarantine once."""
     batch = normalize_raw_batch(raw, agency, dataset)
-    batch.rejects = stable_rejects(batch.rejects, current_lakehouse().settings.queue_name)
+    queue = current_lakehouse().settings.queue_name
+    batch.rejects, batch.deleted = stable_rejects(batch.rejects, queue), stable_rejects(batch.deleted, queue)
     return batch
 
 

@@ -37,6 +37,8 @@ from ventureos.lakehouse import current_lakehouse
 from ventureos.schemas import QUARANTINE, VIOLATIONS
 from ventureos.silver import (
     COUNT_COLUMNS,
+    LEFT_OUT_OF_REPLACE,
+    WITHDRAWN,
     Scd2Plan,
     append_quarantine,
     closed_version_ids,
@@ -149,7 +151,7 @@ def load_batch(
         maybe_closed = batch.valid.filter(pl.col("violation_id").is_in(candidates.implode()))
         closed = closed_version_ids(target.table, unmatched_deletes(maybe_closed, current))
         scd2 = plan_scd2(batch.valid, current, now, run_id, closed)
-    rejects = batch.to_quarantine(scd2.withdrawn)
+    rejects = batch.to_quarantine(scd2.withdrawn, WITHDRAWN if plan.mode == "append" else LEFT_OUT_OF_REPLACE)
     counts = {"read": batch.records_read, "quarantined": rejects.height}
     del batch, lookups  # memory: from here on the plan holds everything left to write
     if not rejects.is_empty():

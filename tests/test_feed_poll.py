@@ -22,6 +22,7 @@ from ventureos.lakehouse import current_lakehouse
 from ventureos.queue import Depth, current_queue
 from ventureos.serving import open_store
 from ventureos.settings import load_settings
+from ventureos.silver import WITHDRAWN
 
 from .conftest import BUNDLED_SAMPLES, run_cli
 from .test_gold import assert_gold_equals_current_silver, current_silver
@@ -101,7 +102,8 @@ def test_envelope_identity_is_the_senders_message_id() -> None:
 
 
 def crash_and_redeliver(storage_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """35 messages (30 good, 1 record the normalizer rejects, 4 poison). The run dies right after its
+    """36 messages (30 good, 1 record the normalizer rejects, 1 delete of a violation never loaded,
+    4 poison). The run dies right after its
     silver commit; its retry (same flow-run id) repairs gold and the live feed, then dies before the
     delete; the redelivered batch must change nothing."""
     records = sample_records(31)
@@ -110,6 +112,11 @@ def crash_and_redeliver(storage_prefix: str, monkeypatch: pytest.MonkeyPatch) ->
     # Keys that look like the pipeline's own columns are just source fields.
     good.append(envelope_json("osha", "severe_injury", {**records[29], "_row": "7", "_source_uri": "x"}))
     no_id = envelope_json("osha", "severe_injury", {**records[30], "ID": None})
+    withdrawn = envelope_json(
+        "osha", "enforcement",
+        {"activity_nr": "316538985", "citation_id": "01002", "delete_flag": "D", "issuance_date": "20130215"},
+        message_id="osha-enf-1",
+    )  # fmt: skip
     poison = [
         "{oops",
         envelope_json("faa", "nope", records[0]),
@@ -117,10 +124,10 @@ def crash_and_redeliver(storage_prefix: str, monkeypatch: pytest.MonkeyPatch) ->
         json.dumps({"agency": "osha", "dataset": "severe_injury", "sent_at": SENT_AT}),
     ]
     queue = current_queue()
-    queue.send([*good, no_id, *poison])
+    queue.send([*good, no_id, withdrawn, *poison])
 
     messages = queue.receive(max_messages=100, max_seconds=10)
-    assert len(messages) == 35
+    assert len(messages) == 36
 
     def die(plan: object) -> None:
         raise SystemExit("killed right after the silver commit")
@@ -131,7 +138,7 @@ def crash_and_redeliver(storage_prefix: str, monkeypatch: pytest.MonkeyPatch) ->
             ingest_messages(messages, "run-that-crashed", utc_now())
     assert silver_rows().height == 30
     retried = ingest_messages(messages, "run-that-crashed", utc_now())
-    assert retried.totals["unchanged"] == 30 and retried.totals["quarantined"] == 5 and retried.reconciled
+    assert retried.totals["unchanged"] == 30 and retried.totals["quarantined"] == 6 and retried.reconciled
     # Gold and the live feed caught up with silver although the retry changed nothing in it.
     assert_gold_equals_current_silver()
     store = open_store(load_settings())
@@ -139,9 +146,9 @@ def crash_and_redeliver(storage_prefix: str, monkeypatch: pytest.MonkeyPatch) ->
     queue.release(messages)  # the crash: never deleted, and the visibility timeout has passed
 
     report = feed_poll()
-    assert report["messages"] == 35 and report["deleted"] == 35
+    assert report["messages"] == 36 and report["deleted"] == 36
     assert report["totals"] == {
-        "read": 35, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 30, "duplicates": 0, "quarantined": 5,
+        "read": 36, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 30, "duplicates": 0, "quarantined": 6,
     }  # fmt: skip
     assert report["reconciled"]
     assert list(report["timings"]) == [
@@ -162,15 +169,17 @@ def crash_and_redeliver(storage_prefix: str, monkeypatch: pytest.MonkeyPatch) ->
     assert_gold_equals_current_silver()
     assert stored_feed(store) == expected_feed(current_silver())
 
+    # Three deliveries, each message quarantined once (the withdrawn delete too: keyed by message).
     quarantined = quarantine_rows()
-    assert quarantined.height == 5
+    assert quarantined.height == 6
     assert quarantined["source_uri"].str.starts_with(f"feed://{queue.name}/").all()
     reasons = sorted(quarantined["reason"])
-    assert reasons[0] == "invalid JSON: Expecting property name enclosed in double quotes (line 1, column 2)"
-    assert reasons[1] == "invalid envelope: missing record"
-    assert reasons[2] == "missing ID"
-    assert reasons[3].startswith("oversized message: ")
-    assert reasons[4].startswith("unknown dataset 'faa/nope'")
+    assert reasons[0] == WITHDRAWN
+    assert reasons[1] == "invalid JSON: Expecting property name enclosed in double quotes (line 1, column 2)"
+    assert reasons[2] == "invalid envelope: missing record"
+    assert reasons[3] == "missing ID"
+    assert reasons[4].startswith("oversized message: ")
+    assert reasons[5].startswith("unknown dataset 'faa/nope'")
 
     storage = current_lakehouse().storage
     batches = storage.list("bronze/feed/osha/severe_injury")

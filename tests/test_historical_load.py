@@ -22,7 +22,7 @@ from ventureos.generate import Generated, generate_osha_enforcement
 from ventureos.historical import BATCH, COMPLETE, LOAD_ID, add_progress_listener
 from ventureos.lakehouse import current_lakehouse
 from ventureos.maintenance import expire_snapshots
-from ventureos.silver import WITHDRAWN
+from ventureos.silver import LEFT_OUT_OF_REPLACE, WITHDRAWN
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -94,6 +94,10 @@ def test_append_is_idempotent_and_replace_swaps_atomically(small_batches: Path, 
     rows = silver()
     assert set(rows["violation_id"]) == live_ids(second)
     assert rows.height == second.violations - second.deleted and rows["is_current"].all()
+    left_out = pl.from_arrow(current_lakehouse().quarantine().scan().to_arrow()).filter(
+        reason=LEFT_OUT_OF_REPLACE
+    )
+    assert left_out.height == second.deleted  # a replace's deletes: not part of the new rows
     assert not list(current_lakehouse().catalog.list_tables("staging"))
 
     # The first load again, after another load replaced its rows: it runs again, nothing is skipped.

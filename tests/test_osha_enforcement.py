@@ -172,3 +172,12 @@ def test_a_zero_penalty_is_no_penalty() -> None:
                            "current_penalty": "0.00", "initial_penalty": "1250.00"}])  # fmt: skip
     out = normalize(raw, "osha", "enforcement", {"inspection": INSPECTIONS})
     assert out.select("penalty_amount", "initial_penalty").row(0) == (None, Decimal("1250.00"))
+
+
+def test_an_unreadable_inspection_site_stays_in_details() -> None:
+    inspection = INSPECTIONS.head(1).with_columns(site_state=pl.lit("XX"), site_zip=pl.lit("ABC"))
+    raw = raw_violations([{"activity_nr": "1553019", "citation_id": "01001", "issuance_date": "20160201"}])
+    out = enforcement.normalize(raw, inspection=inspection)
+    assert out.select("state", "zip").row(0) == (None, None)
+    details = json.loads(out["violation_details"].item())
+    assert (details["site_state"], details["site_zip"]) == ("XX", "ABC")

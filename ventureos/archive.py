@@ -395,6 +395,8 @@ def apply_manifest(storage: Storage, manifest_key: str) -> int:
         if storage.exists(source):
             delete_source(storage, source)
             removed += 1
+    for folder in sorted({source.rpartition("/")[0] for source in body["sources"]}):
+        storage.remove_empty_folder(folder)  # a month or ingest-date folder left empty on local disk
     finish_manifest(storage, manifest_key, targets)
     return removed
 

@@ -29,9 +29,11 @@ class NormalizedBatch:
     def empty(cls, agency: str, dataset: str) -> NormalizedBatch:
         return cls(agency, dataset, pl.DataFrame(), pl.DataFrame(schema=REJECT_SCHEMA), 0)
 
-    def to_quarantine(self, withdrawn: pl.DataFrame) -> pl.DataFrame:
+    def to_quarantine(self, withdrawn: pl.DataFrame, reason: str = WITHDRAWN) -> pl.DataFrame:
         """Rejects plus the deletes the SCD2 plan found withdrawn (``Scd2Plan.withdrawn``)."""
-        return pl.concat([self.rejects, withdrawn_records(self.deleted, withdrawn)])
+        return pl.concat(
+            [self.rejects, withdrawn_records(self.deleted, withdrawn, self.agency, self.dataset, reason)]
+        )
 
 
 def normalize_raw_batch(raw: RawBatch, agency: str, dataset: str) -> NormalizedBatch:

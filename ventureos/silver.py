@@ -33,6 +33,8 @@ COUNTS_SCHEMA = pl.Schema(
 )
 # Quarantine reason of a record the source marks deleted whose violation silver never held.
 WITHDRAWN = "deleted by the source (delete flag) and never loaded: no version to close"
+# The same in a replace load, whose staging table starts empty: the delete stays out of the new rows.
+LEFT_OUT_OF_REPLACE = "deleted by the source (delete flag): left out of the replacing rows"
 WITHDRAWN_SCHEMA = pl.Schema(
     {"agency": pl.String, "dataset": pl.String, SOURCE_URI: pl.String, ROW: pl.UInt32}
 )
@@ -185,10 +187,18 @@ def closed_version_ids(table: Table, violation_ids: list[str]) -> list[str]:
     return pl.from_arrow(rows)["violation_id"].unique().to_list()  # type: ignore[index]
 
 
-def withdrawn_records(deleted: pl.DataFrame, withdrawn: pl.DataFrame) -> pl.DataFrame:
-    """The quarantine rows (source_uri, reason, raw_payload) of a batch's withdrawn deletes."""
-    keys = withdrawn.select(source_uri=SOURCE_URI, **{ROW: pl.col(ROW)})
-    return deleted.join(keys, on=["source_uri", ROW], how="semi").drop(ROW)
+def withdrawn_records(
+    deleted: pl.DataFrame, withdrawn: pl.DataFrame, agency: str, dataset: str, reason: str = WITHDRAWN
+) -> pl.DataFrame:
+    """The quarantine rows (source_uri, reason, raw_payload) of one batch's withdrawn deletes.
+
+    Matched by row number within the batch (one batch per agency/dataset), not by source URI: the
+    feed rewrites that to the message's stable URI.
+    """
+    rows = withdrawn.filter(agency=agency, dataset=dataset).select(ROW)
+    return deleted.join(rows, on=ROW, how="semi").select(
+        "source_uri", reason=pl.lit(reason), raw_payload="raw_payload"
+    )
 
 
 def current_versions(

@@ -109,27 +109,29 @@ class Storage:
             with self.fs.open_output_stream(target) as f:
                 f.write(data)
             return self.uri(key)
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
         tmp = f"{target}.{uuid.uuid4().hex}.tmp"
-        with self.fs.open_output_stream(tmp) as f:
-            f.write(data)
+        for attempt in range(3):
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with self.fs.open_output_stream(tmp) as f:
+                    f.write(data)
+                break
+            except FileNotFoundError:  # its folder was removed as empty between mkdir and open
+                if attempt == 2:
+                    raise
         self.fs.move(tmp, target)
         return self.uri(key)
 
     def delete(self, key: str) -> None:
-        """Delete a file; on local disk also the folders it leaves empty (object stores have none)."""
         with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(self.path(key))
-        if self.is_s3:
-            return
-        folder = Path(self.path(key)).parent
-        root = Path(self._base)
-        while folder != root and root in folder.parents:
-            try:
-                folder.rmdir()  # only when empty
-            except OSError:
-                return
-            folder = folder.parent
+
+    def remove_empty_folder(self, prefix: str) -> None:
+        """Local disk keeps a folder after its last file goes (object stores have none): remove it if
+        empty. Only for a step that owns the folder (consolidation, once its sources are gone)."""
+        if not self.is_s3:
+            with contextlib.suppress(OSError):  # not empty (or already gone)
+                Path(self.path(prefix)).rmdir()
 
     # Parquet -----------------------------------------------------------------------------
     def write_parquet(self, key: str, frame: pl.DataFrame) -> str:

@@ -67,6 +67,8 @@ def inspection_sites(inspection: pl.DataFrame | None) -> pl.DataFrame:
         .select(
             KEY,
             *INSPECTION_DETAILS,
+            "site_state",  # as given: kept in the details when it is no state code
+            "site_zip",
             insp_estab_name=pl.col("estab_name"),
             insp_site_address=pl.col("site_address"),
             insp_city=pl.col("site_city").str.to_uppercase(),
@@ -112,6 +114,8 @@ def normalize(raw: pl.DataFrame, inspection: pl.DataFrame | None = None) -> pl.D
                 "viol_type": violation_type,
                 "current_penalty": money(pl.col("current_penalty")),
                 "initial_penalty": money(pl.col("initial_penalty")),
+                "site_state": pl.col("insp_state"),
+                "site_zip": pl.col("insp_zip"),
             },
         ).alias("violation_details"),
         quality_flags(

@@ -58,7 +58,7 @@ ENTITY_LEVELS = ("COMPANY", "CITY", "STATE")
 
 def entity_key_of(text: str) -> str:
     """``company#Walmart`` -> ``COMPANY#walmart``: keys are an upper-case level and a lower-case slug."""
-    level, _, slug = text.removeprefix("ENTITY#").partition("#")
+    level, _, slug = (text[len("ENTITY#") :] if text.upper().startswith("ENTITY#") else text).partition("#")
     if level.upper() not in ENTITY_LEVELS or not slug:
         raise typer.BadParameter(
             f"{text!r} is not an entity key: COMPANY#<slug>, CITY#<city>-<state> or STATE#<code>,"
