@@ -33,14 +33,16 @@ def daily_ingest(
     check_selection(agency, dataset)
     rid, now, watch = run_id(), utc_now(), Stopwatch()
     targets = find_daily_datasets(day, agency, dataset)
-    if not targets:
-        # Not an error (a source may skip a day), but a mistyped date must not pass unnoticed.
-        warning = f"no bronze files under {daily_prefix(agency or '*', dataset or '*', day)}"
+    # No files is not an error (a source may skip a day), but a mistyped date must not pass unnoticed.
+    warnings = (
+        [] if targets else [f"no bronze files under {daily_prefix(agency or '*', dataset or '*', day)}"]
+    )
+    for warning in warnings:
         get_run_logger().warning(warning)
     batches = [normalize_batch(read_bronze(daily_prefix(a, d, day), a, d), a, d) for a, d in targets]
     watch.lap("read_and_normalize")
     report = write_daily_path("daily-ingest", batches, rid, now, day, watch)
-    if not targets:
-        report.extra["warnings"] = [warning]
+    if warnings:
+        report.extra["warnings"] = warnings
     publish_report(report, key=f"daily-ingest-{agency or 'all'}-{dataset or 'all'}")
     return report.as_dict()

@@ -41,13 +41,12 @@ from ventureos.silver import (
     WITHDRAWN,
     Scd2Plan,
     append_quarantine,
-    closed_version_ids,
     commit_scd2,
     current_versions,
+    deleted_before,
     encode_versions,
     plan_scd2,
     quarantine_frame,
-    unmatched_deletes,
 )
 
 
@@ -149,8 +148,9 @@ def load_batch(
         current = current_versions(target.table, candidates.unique().to_list())
         # Only a candidate can have been deleted before (the others have no version at all).
         maybe_closed = batch.valid.filter(pl.col("violation_id").is_in(candidates.implode()))
-        closed = closed_version_ids(target.table, unmatched_deletes(maybe_closed, current))
-        scd2 = plan_scd2(batch.valid, current, now, run_id, closed)
+        scd2 = plan_scd2(
+            batch.valid, current, now, run_id, deleted_before(target.table, maybe_closed, current)
+        )
     rejects = batch.to_quarantine(scd2.withdrawn, WITHDRAWN if plan.mode == "append" else LEFT_OUT_OF_REPLACE)
     counts = {"read": batch.records_read, "quarantined": rejects.height}
     del batch, lookups  # memory: from here on the plan holds everything left to write

@@ -22,12 +22,16 @@ def build_report(
             "agency": [b.agency for b in batches],
             "dataset": [b.dataset for b in batches],
             "read": [b.records_read for b in batches],
-            "quarantined": [b.to_quarantine(plan.withdrawn).height for b in batches],
+            "quarantined": [b.rejects.height for b in batches],
         },
         schema={"agency": pl.String, "dataset": pl.String, "read": pl.Int64, "quarantined": pl.Int64},
     )
+    # Withdrawn deletes are quarantined too (write_quarantine): counted from the plan, not re-joined.
+    withdrawn = plan.withdrawn.group_by("agency", "dataset").agg(_withdrawn=pl.len().cast(pl.Int64))
     counts = (
         read.join(plan.counts, on=["agency", "dataset"], how="left")
+        .join(withdrawn, on=["agency", "dataset"], how="left")
+        .with_columns(quarantined=pl.col("quarantined") + pl.col("_withdrawn").fill_null(0))
         .with_columns(pl.col(c).fill_null(0) for c in SCD2_COUNTS)
         .select("agency", "dataset", *COUNT_COLUMNS)
     )

@@ -15,14 +15,13 @@ from ventureos.schemas import QUARANTINE, VIOLATIONS
 from ventureos.silver import (
     Scd2Plan,
     append_quarantine,
-    closed_version_ids,
     commit_scd2,
     current_versions,
+    deleted_before,
     encode_versions,
     plan_scd2,
     quarantine_frame,
     superseded_entities,
-    unmatched_deletes,
 )
 
 
@@ -47,8 +46,7 @@ def write_silver(
     if incoming.is_empty():
         return Scd2Plan.empty(), []
     current = current_versions(table, incoming["violation_id"].unique().to_list())
-    closed = closed_version_ids(table, unmatched_deletes(incoming, current))
-    plan = plan_scd2(incoming, current, now, run_id, closed)
+    plan = plan_scd2(incoming, current, now, run_id, deleted_before(table, incoming, current))
     plan.unchanged = pl.concat([plan.unchanged, superseded_entities(table, current, plan.unchanged)])
     if plan.is_noop:
         return plan, []

@@ -13,12 +13,11 @@ from normalizers.common import ROW, SOURCE_URI
 from ventureos.bronze import read_raw_batch
 from ventureos.lakehouse import current_lakehouse
 from ventureos.silver import (
-    closed_version_ids,
     commit_scd2,
     current_versions,
+    deleted_before,
     encode_versions,
     plan_scd2,
-    unmatched_deletes,
 )
 
 from .conftest import BUNDLED_SAMPLES
@@ -36,10 +35,16 @@ def merge(rows: pl.DataFrame, now: datetime, deleted: set[str] = frozenset()) ->
     table = current_lakehouse().violations()
     incoming = batch(rows).with_columns(is_deleted=pl.col("source_id").is_in(list(deleted)))
     current = current_versions(table, incoming["violation_id"].to_list())
-    closed = closed_version_ids(table, unmatched_deletes(incoming, current))
-    plan = plan_scd2(incoming, current, now, "run", closed)
+    plan = plan_scd2(incoming, current, now, "run", deleted_before(table, incoming, current))
     commit_scd2(table, plan, encode_versions(table, plan))
     return plan.counts.drop("agency", "dataset").row(0, named=True) | {"withdrawn": plan.withdrawn.height}
+
+
+def counts_of(**nonzero: int) -> dict[str, int]:
+    """What ``merge`` returns, with every count not given as 0."""
+    return (
+        dict.fromkeys(("inserted", "updated", "deleted", "unchanged", "duplicates", "withdrawn"), 0) | nonzero
+    )
 
 
 def silver() -> pl.DataFrame:
@@ -54,14 +59,7 @@ def test_insert_update_delete_and_rerun(home: Path) -> None:
     )
     first = reports.head(5)
     counts = merge(first, T1)
-    assert counts == {
-        "inserted": 5,
-        "updated": 0,
-        "deleted": 0,
-        "unchanged": 0,
-        "duplicates": 0,
-        "withdrawn": 0,
-    }
+    assert counts == counts_of(inserted=5)
     snapshots = len(current_lakehouse().violations().snapshots())
 
     # Second delivery: one report corrected, one withdrawn, one repeated twice in the batch.
@@ -73,14 +71,7 @@ def test_insert_update_delete_and_rerun(home: Path) -> None:
     )
     second = pl.concat([corrected, corrected.slice(4, 1)])
     counts = merge(second, T2, deleted={first["ID"][1]})
-    assert counts == {
-        "inserted": 0,
-        "updated": 1,
-        "deleted": 1,
-        "unchanged": 3,
-        "duplicates": 1,
-        "withdrawn": 0,
-    }
+    assert counts == counts_of(updated=1, deleted=1, unchanged=3, duplicates=1)
     # Closing and adding versions is one atomic commit.
     assert len(current_lakehouse().violations().snapshots()) - snapshots <= 2
 
@@ -99,27 +90,13 @@ def test_insert_update_delete_and_rerun(home: Path) -> None:
 
     # The same delivery again changes nothing; a delete of an already deleted id is a no-op.
     again = merge(second, T3, deleted={first["ID"][1]})
-    assert again == {
-        "inserted": 0,
-        "updated": 0,
-        "deleted": 0,
-        "unchanged": 5,
-        "duplicates": 1,
-        "withdrawn": 0,
-    }
+    assert again == counts_of(unchanged=5, duplicates=1)
     assert silver().height == 7
 
     # A delete of a report silver never held closes nothing: withdrawn (to quarantine), not unchanged.
     unseen = reports.slice(5, 2)
     fresh = merge(unseen, T3, deleted={unseen["ID"][0]})
-    assert fresh == {
-        "inserted": 1,
-        "updated": 0,
-        "deleted": 0,
-        "unchanged": 0,
-        "duplicates": 0,
-        "withdrawn": 1,
-    }
+    assert fresh == counts_of(inserted=1, withdrawn=1)
     assert silver().height == 8
     # Exactly one current version per live violation.
     assert silver().filter("is_current")["violation_id"].is_duplicated().sum() == 0

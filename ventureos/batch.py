@@ -8,7 +8,7 @@ import polars as pl
 
 from normalizers import UnknownDatasetError, normalize
 from normalizers.common import ROW
-from ventureos.bronze import REJECT_SCHEMA, RawBatch, record_payloads, record_rejects
+from ventureos.bronze import PAYLOAD_SCHEMA, REJECT_SCHEMA, RawBatch, record_payloads, record_rejects
 from ventureos.silver import WITHDRAWN, withdrawn_records
 
 
@@ -21,7 +21,7 @@ class NormalizedBatch:
     rejects: pl.DataFrame
     """``source_uri, reason, raw_payload`` of files and records that cannot."""
     records_read: int
-    deleted: pl.DataFrame = field(default_factory=lambda: record_payloads(pl.DataFrame(), pl.DataFrame()))
+    deleted: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=PAYLOAD_SCHEMA))
     """``ROW``, source_uri, reason, raw_payload of the valid records the source marks deleted: the ones
     with no version in silver go to quarantine (``Scd2Plan.withdrawn``), after the plan says which."""
 

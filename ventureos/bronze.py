@@ -20,6 +20,8 @@ import polars as pl
 from normalizers.common import ROW, SOURCE_URI, details_json
 
 REJECT_SCHEMA = pl.Schema({"source_uri": pl.String, "reason": pl.String, "raw_payload": pl.String})
+# A reject that still knows its row in the raw frame (matched to a plan later, e.g. a withdrawn delete).
+PAYLOAD_SCHEMA = pl.Schema({ROW: pl.UInt32, **REJECT_SCHEMA})
 TEXT_EXTENSIONS = (".json", ".jsonl", ".csv")
 
 
@@ -226,7 +228,7 @@ def record_rejects(raw: pl.DataFrame, normalized: pl.DataFrame) -> pl.DataFrame:
 def record_payloads(raw: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
     """``ROW``, source_uri, reason and raw_payload of the raw records of ``rows`` (``ROW``, reason)."""
     if rows.is_empty():
-        return pl.DataFrame(schema={ROW: pl.UInt32} | dict(REJECT_SCHEMA))
+        return pl.DataFrame(schema=PAYLOAD_SCHEMA)
     source_columns = [c for c in raw.columns if c not in (ROW, SOURCE_URI)]
     return (
         raw.join(rows, on=ROW, how="inner")

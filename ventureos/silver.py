@@ -96,7 +96,7 @@ def plan_scd2(
     Unchanged hash -> no-op; changed -> close + new UPDATE version; ``is_deleted`` -> close + DELETE
     tombstone (never current); unknown id -> INSERT. Within the batch the last record of an id wins and
     the others count as duplicates. A delete of an id with no current version is unchanged when
-    ``closed`` (ids with closed versions: ``closed_version_ids``) has it, else withdrawn.
+    ``closed`` (ids with closed versions: ``deleted_before``) has it, else withdrawn.
     """
     batch = incoming.unique(subset=["violation_id"], keep="last", maintain_order=True)
     ts = pl.lit(now, dtype=pl.Datetime("us", "UTC"))
@@ -168,16 +168,13 @@ def plan_scd2(
     )
 
 
-def unmatched_deletes(incoming: pl.DataFrame, current: pl.DataFrame) -> list[str]:
-    """Ids the batch deletes that have no current version (withdrawn, or deleted before)."""
-    deletes = incoming.filter(
+def deleted_before(table: Table, incoming: pl.DataFrame, current: pl.DataFrame) -> list[str]:
+    """Ids ``incoming`` deletes that have no current version but closed ones: a re-delivered delete,
+    no news (the others are withdrawn). Reads the table only when there are such deletes."""
+    unmatched = incoming.filter(
         pl.col("is_deleted") & ~pl.col("violation_id").is_in(current["violation_id"].implode())
     )
-    return deletes["violation_id"].unique().to_list()
-
-
-def closed_version_ids(table: Table, violation_ids: list[str]) -> list[str]:
-    """Those of the ids that have closed versions in the table (a re-delivered delete is no news)."""
+    violation_ids = unmatched["violation_id"].unique().to_list()
     if not violation_ids:
         return []
     rows = table.scan(

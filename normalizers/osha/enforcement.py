@@ -91,6 +91,7 @@ def normalize(raw: pl.DataFrame, inspection: pl.DataFrame | None = None) -> pl.D
     code = pl.col("viol_type").str.to_uppercase()
     violation_type = code.replace_strict(VIOLATION_TYPES, default=None, return_dtype=pl.String)
     has_inspection = pl.col("insp_found").fill_null(False)
+    current_penalty, initial_penalty = money(pl.col("current_penalty")), money(pl.col("initial_penalty"))
     unmapped = [c for c in source_columns if c not in VIOLATION_MAPPED]
     details = [*unmapped, *(c for c in INSPECTION_DETAILS if c not in unmapped)]
 
@@ -104,16 +105,16 @@ def normalize(raw: pl.DataFrame, inspection: pl.DataFrame | None = None) -> pl.D
         pl.col("insp_zip").alias("zip"),
         pl.col("insp_naics").alias("naics_code"),
         violation_type.alias("violation_type"),
-        money(pl.col("current_penalty")).alias("penalty_amount"),
-        money(pl.col("initial_penalty")).alias("initial_penalty"),
+        current_penalty.alias("penalty_amount"),
+        initial_penalty.alias("initial_penalty"),
         pl.col("standard").alias("description"),
         details_json(
             details,
             unread={
                 "issuance_date": issued,
                 "viol_type": violation_type,
-                "current_penalty": money(pl.col("current_penalty")),
-                "initial_penalty": money(pl.col("initial_penalty")),
+                "current_penalty": current_penalty,
+                "initial_penalty": initial_penalty,
                 "site_state": pl.col("insp_state"),
                 "site_zip": pl.col("insp_zip"),
             },
@@ -123,8 +124,8 @@ def normalize(raw: pl.DataFrame, inspection: pl.DataFrame | None = None) -> pl.D
                 "event_date_fallback": issued.is_null() & opened.is_not_null(),
                 "missing_inspection": ~has_inspection,
                 "unknown_violation_type": violation_type.is_null(),
-                "invalid_penalty": unreadable(pl.col("current_penalty"), money(pl.col("current_penalty")))
-                | unreadable(pl.col("initial_penalty"), money(pl.col("initial_penalty"))),
+                "invalid_penalty": unreadable(pl.col("current_penalty"), current_penalty)
+                | unreadable(pl.col("initial_penalty"), initial_penalty),
             }
         ).alias("quality_issues"),
         (pl.col("delete_flag").str.to_uppercase() == "D").fill_null(False).alias("is_deleted"),
