@@ -21,7 +21,7 @@ import math
 import os
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,8 +259,9 @@ def count_rows(files: SourceFiles) -> dict[str, int]:
 # Reading batches ---------------------------------------------------------------------------------
 
 
-def read_batches(plan: LoadPlan) -> Iterator[tuple[int, str, pl.DataFrame]]:
-    """(batch number, file URI, raw frame) in a fixed order; numbering is stable across runs."""
+def read_batches(plan: LoadPlan, skip: Collection[int] = ()) -> Iterator[tuple[int, str, pl.DataFrame]]:
+    """(batch number, file URI, raw frame) in a fixed order; numbering is stable across runs. Batches
+    in ``skip`` (committed by an earlier run) are read past, not yielded."""
     number = 0
     for key in plan.files.records:
         uri = plan.files.uri(key)
@@ -268,7 +269,8 @@ def read_batches(plan: LoadPlan) -> Iterator[tuple[int, str, pl.DataFrame]]:
             for frame in _scan_csv(plan.files, key).collect_batches(chunk_size=plan.batch_rows):
                 if frame.height == 0:
                     continue
-                yield number, uri, frame
+                if number not in skip:
+                    yield number, uri, frame
                 number += 1
         except pl.exceptions.PolarsError as exc:
             raise HistoricalSourceError(f"{uri}: batch {number}: {str(exc).splitlines()[0]}") from None

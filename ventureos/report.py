@@ -10,6 +10,10 @@ from typing import Any
 
 import polars as pl
 
+from ventureos.batch import NormalizedBatch
+from ventureos.silver import COUNT_COLUMNS as SCD2_COUNTS
+from ventureos.silver import Scd2Plan
+
 COUNT_COLUMNS = ("read", "inserted", "updated", "deleted", "unchanged", "duplicates", "quarantined")
 
 
@@ -81,3 +85,40 @@ class RunReport:
         if self.written:
             lines += ["", "## Written", ""] + [f"- `{uri}`" for uri in self.written]
         return "\n".join(lines)
+
+
+def build_report(
+    flow: str, run_id: str, batches: list[NormalizedBatch], plan: Scd2Plan, written: list[str]
+) -> RunReport:
+    """The report of a daily or feed run: per dataset what was read and where each record went."""
+    read = pl.DataFrame(
+        {
+            "agency": [b.agency for b in batches],
+            "dataset": [b.dataset for b in batches],
+            "read": [b.records_read for b in batches],
+            "quarantined": [b.rejects.height for b in batches],
+        },
+        schema={"agency": pl.String, "dataset": pl.String, "read": pl.Int64, "quarantined": pl.Int64},
+    )
+    # Withdrawn deletes are quarantined too: counted from the plan, not re-joined.
+    withdrawn = plan.withdrawn.group_by("agency", "dataset").agg(_withdrawn=pl.len().cast(pl.Int64))
+    counts = (
+        read.join(plan.counts, on=["agency", "dataset"], how="left")
+        .join(withdrawn, on=["agency", "dataset"], how="left")
+        .with_columns(quarantined=pl.col("quarantined") + pl.col("_withdrawn").fill_null(0))
+        .with_columns(pl.col(c).fill_null(0) for c in SCD2_COUNTS)
+        .select("agency", "dataset", *COUNT_COLUMNS)
+    )
+    issues = [b.valid["quality_issues"] for b in batches if not b.valid.is_empty()]
+    quality = (
+        pl.concat(issues)
+        .explode()
+        .drop_nulls()
+        .value_counts(sort=True, name="rows")
+        .rename({"quality_issues": "issue"})
+        if issues
+        else RunReport(flow, run_id, counts).quality
+    )
+    return RunReport(
+        flow=flow, run_id=run_id, counts=counts, quality=quality.cast({"rows": pl.Int64}), written=written
+    )

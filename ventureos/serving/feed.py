@@ -18,10 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import polars as pl
+from pyiceberg.table import Table
 
-from ventureos.gold import LEVELS, entity_rows
+from ventureos.gold import LEVELS, current_silver_of, entity_rows
+from ventureos.historical import LoadPlan, versions_before_load
 from ventureos.schemas import violations_schema
 from ventureos.serving.base import VIOLATIONS, Item, ServingStore, from_wire, to_wire
+from ventureos.silver import ENTITY_COLUMNS, Scd2Plan, current_versions
 
 FEED_SIZE = 5
 QUERY_THREADS = 8
@@ -163,3 +166,30 @@ def refresh_feed(store: ServingStore, gone: pl.DataFrame, read_silver: SilverRea
 
 def _item(row: dict[str, object]) -> Item:
     return {k: v for k, v in row.items() if v is not None}
+
+
+def silver_reader(violations: Table) -> SilverReader:
+    return lambda slugs, states, columns: current_silver_of(violations, slugs, states, columns)
+
+
+def update_after_batch(store: ServingStore, violations: Table, plan: Scd2Plan) -> FeedChange:
+    """The live feed after a committed daily or feed batch (``plan`` of ``ventureos.ingest``)."""
+    if plan.touched.is_empty():
+        return FeedChange(0, 0, 0)
+    present = current_versions(violations, plan.unchanged["violation_id"].to_list(), FEED_COLUMNS)
+    return apply_to_feed(store, plan.added, plan.touched, silver_reader(violations), present)
+
+
+def refresh_after_load(store: ServingStore, violations: Table, plan: LoadPlan) -> FeedChange:
+    """After a historical load: live violations it updated or removed leave the feed, and older live
+    violations of their entities take their places (historical versions never enter it).
+
+    Compared with silver as it was before this run of the load first committed, so a re-run repairs it.
+    """
+    before = versions_before_load(violations, plan, (*ENTITY_COLUMNS, "valid_from", "meta_source_uri"))
+    live_before = before.filter(from_live_source())
+    still = current_versions(violations, live_before["violation_id"].to_list(), ("violation_id", "valid_from"))
+    gone = live_before.join(still, on=["violation_id", "valid_from"], how="anti")
+    if gone.is_empty():
+        return FeedChange(0, 0, 0)
+    return refresh_feed(store, gone.select(ENTITY_COLUMNS), silver_reader(violations))
