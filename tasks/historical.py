@@ -28,7 +28,9 @@ def open_target(plan: LoadPlan) -> LoadTarget:
 def load_batch(
     plan: LoadPlan, target: LoadTarget, number: int, uri: str, frame: pl.DataFrame, run_id: str, now: datetime
 ) -> BatchOutcome:
-    return load.load_batch(current_lakehouse(), plan, target, number, uri, frame, run_id, now, iceberg_commit_slot)
+    return load.load_batch(
+        current_lakehouse(), plan, target, number, uri, frame, run_id, now, iceberg_commit_slot
+    )
 
 
 @task(name="swap-in-replace", **IO_TASK)

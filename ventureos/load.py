@@ -188,7 +188,11 @@ def add_quality(total: dict[str, int], more: dict[str, int]) -> None:
 
 
 def load_report(
-    plan: LoadPlan, run_id: str, done: dict[int, dict[str, int]], quality: dict[str, int], extra: dict[str, Any]
+    plan: LoadPlan,
+    run_id: str,
+    done: dict[int, dict[str, int]],
+    quality: dict[str, int],
+    extra: dict[str, Any],
 ) -> RunReport:
     """The run's report: the whole load's counts (batches of earlier runs included) and its quality."""
     totals = sum_counts(done)

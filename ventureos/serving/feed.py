@@ -188,7 +188,9 @@ def refresh_after_load(store: ServingStore, violations: Table, plan: LoadPlan) -
     """
     before = versions_before_load(violations, plan, (*ENTITY_COLUMNS, "valid_from", "meta_source_uri"))
     live_before = before.filter(from_live_source())
-    still = current_versions(violations, live_before["violation_id"].to_list(), ("violation_id", "valid_from"))
+    still = current_versions(
+        violations, live_before["violation_id"].to_list(), ("violation_id", "valid_from")
+    )
     gone = live_before.join(still, on=["violation_id", "valid_from"], how="anti")
     if gone.is_empty():
         return FeedChange(0, 0, 0)
