@@ -13,7 +13,7 @@ from tasks.policy import IO_TASK
 from ventureos.historical import LoadPlan
 from ventureos.lakehouse import current_lakehouse
 from ventureos.serving import ServingStore, open_store
-from ventureos.serving.feed import refresh_after_load, update_after_batch
+from ventureos.serving.live_feed import refresh_after_load, update_after_batch
 from ventureos.serving.sync import sync_entities as sync_entities_table
 from ventureos.settings import Settings
 from ventureos.silver import Scd2Plan

@@ -213,8 +213,8 @@ def merge_versions(
     Returns the merged frame and how many versions it adds to the existing file.
     """
     keys = list(VERSION_KEY)
-    fresh = incoming.join(known.select(keys), on=keys, how="anti", nulls_equal=True)
-    merged = dedupe_versions(pl.concat([existing, fresh]))
+    unseen = incoming.join(known.select(keys), on=keys, how="anti", nulls_equal=True)
+    merged = dedupe_versions(pl.concat([existing, unseen]))
     return merged, merged.join(existing.select(keys), on=keys, how="anti", nulls_equal=True).height
 
 
@@ -281,7 +281,7 @@ class ConsolidationResult:
 
 
 @dataclass(frozen=True)
-class Target:
+class StagedFile:
     key: str
     staging: str
     rows: int
@@ -325,9 +325,9 @@ def verify_file(storage: Storage, key: str, rows: int, checksum: str) -> None:
         )
 
 
-def stage_target(storage: Storage, key: str, frame: pl.DataFrame) -> Target:
+def stage_target(storage: Storage, key: str, frame: pl.DataFrame) -> StagedFile:
     """Write the new content of ``key`` under a unique staging key and verify it."""
-    target = Target(
+    target = StagedFile(
         key, f"{STAGING_PREFIX}/{uuid.uuid4().hex}.parquet", frame.height, content_checksum(frame)
     )
     storage.write_parquet(target.staging, frame)
@@ -335,7 +335,9 @@ def stage_target(storage: Storage, key: str, frame: pl.DataFrame) -> Target:
     return target
 
 
-def write_manifest(storage: Storage, kind: str, scope: str, targets: list[Target], sources: list[str]) -> str:
+def write_manifest(
+    storage: Storage, kind: str, scope: str, targets: list[StagedFile], sources: list[str]
+) -> str:
     """The commit point of a run: from here on, it only rolls forward."""
     created = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     key = f"{MANIFEST_PREFIX}/{created}-{kind}-{scope}-{uuid.uuid4().hex[:8]}.json"
@@ -349,7 +351,7 @@ def write_manifest(storage: Storage, kind: str, scope: str, targets: list[Target
     return key
 
 
-def swap_target(storage: Storage, target: Target) -> None:
+def swap_target(storage: Storage, target: StagedFile) -> None:
     """Put the staged file in place: a rename locally, a server-side copy on S3 (atomic per object)."""
     staging, final = storage.path(target.staging), storage.path(target.key)
     if storage.is_s3:
@@ -359,7 +361,7 @@ def swap_target(storage: Storage, target: Target) -> None:
         storage.fs.move(staging, final)
 
 
-def is_in_place(storage: Storage, target: Target) -> bool:
+def is_in_place(storage: Storage, target: StagedFile) -> bool:
     """True when the target already holds exactly the staged content (a swap done before a crash)."""
     if not storage.exists(target.key):
         return False
@@ -371,7 +373,7 @@ def delete_source(storage: Storage, key: str) -> None:
     storage.delete(key)
 
 
-def finish_manifest(storage: Storage, manifest_key: str, targets: list[Target]) -> None:
+def finish_manifest(storage: Storage, manifest_key: str, targets: list[StagedFile]) -> None:
     for target in targets:
         storage.delete(target.staging)
     storage.delete(manifest_key)
@@ -380,7 +382,7 @@ def finish_manifest(storage: Storage, manifest_key: str, targets: list[Target]) 
 def apply_manifest(storage: Storage, manifest_key: str) -> int:
     """Roll a committed run forward: swap, verify, then delete sources. Returns files removed."""
     body = json.loads(storage.read_bytes(manifest_key))
-    targets = [Target(**t) for t in body["targets"]]
+    targets = [StagedFile(**t) for t in body["targets"]]
     for target in targets:
         if not is_in_place(storage, target):
             if not storage.exists(target.staging):

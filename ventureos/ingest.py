@@ -69,7 +69,7 @@ class SilverTarget:
     overwrites the same files)."""
     candidates: Callable[[pl.Series], pl.Series] | None = None
     """The ids of a batch that may have versions in the target (default: all of them). A load into a
-    target that was fresh when it began narrows them to the ids it wrote itself."""
+    target that held none of the dataset's rows when it began narrows them to the ids it wrote itself."""
     withdrawn_reason: str = WITHDRAWN
     """Quarantine reason of a delete whose violation the target never held."""
     buffer_per_dataset: bool = True

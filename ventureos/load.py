@@ -27,7 +27,7 @@ from ventureos.historical import (
     count_rows,
     drop_staging,
     find_source_files,
-    is_fresh,
+    held_none,
     load_history,
     load_id,
     lookup_rows,
@@ -39,10 +39,9 @@ from ventureos.historical import (
 )
 from ventureos.ingest import CommitSlot, SilverTarget, no_slot, write_silver
 from ventureos.lakehouse import Lakehouse
-from ventureos.report import COUNT_COLUMNS, RunReport
+from ventureos.report import RUN_COUNTS, RunReport
 from ventureos.schemas import VIOLATIONS
-from ventureos.silver import COUNT_COLUMNS as SCD2_COUNTS
-from ventureos.silver import LEFT_OUT_OF_REPLACE, WITHDRAWN, Scd2Plan
+from ventureos.silver import LEFT_OUT_OF_REPLACE, SCD2_COUNTS, WITHDRAWN, Scd2Plan
 
 
 @dataclass
@@ -72,9 +71,9 @@ def plan_load(lakehouse: Lakehouse, agency: str, dataset: str, source: str, mode
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    spec = get_dataset(agency, dataset)
-    files = find_source_files(lakehouse.storage, source, spec)
-    check_columns(files, spec)
+    entry = get_dataset(agency, dataset)
+    files = find_source_files(lakehouse.storage, source, entry)
+    check_columns(files, entry)
     batch_rows = lakehouse.settings.batch_rows
     plan = LoadPlan(
         load_id=load_id(agency, dataset, mode, batch_rows, files),
@@ -105,7 +104,7 @@ def open_target(lakehouse: Lakehouse, plan: LoadPlan) -> LoadTarget:
     silver = lakehouse.violations()
     table = silver if plan.mode == "append" else staging_table(lakehouse.catalog, plan, silver)
     assert table is not None  # created on demand
-    was_empty = is_fresh(table, plan)
+    was_empty = held_none(table, plan)
     return LoadTarget(table, was_empty, SeenIds.of_table(table, plan) if was_empty else SeenIds())
 
 
@@ -200,7 +199,7 @@ def load_report(
         flow="historical-load",
         run_id=run_id,
         counts=pl.DataFrame([{"agency": plan.agency, "dataset": plan.dataset} | totals]).select(
-            "agency", "dataset", *COUNT_COLUMNS
+            "agency", "dataset", *RUN_COUNTS
         ),
         quality=pl.DataFrame(
             {"issue": list(quality), "rows": list(quality.values())},

@@ -11,10 +11,9 @@ from typing import Any
 import polars as pl
 
 from ventureos.batch import NormalizedBatch
-from ventureos.silver import COUNT_COLUMNS as SCD2_COUNTS
-from ventureos.silver import Scd2Plan
+from ventureos.silver import SCD2_COUNTS, Scd2Plan
 
-COUNT_COLUMNS = ("read", "inserted", "updated", "deleted", "unchanged", "duplicates", "quarantined")
+RUN_COUNTS = ("read", "inserted", "updated", "deleted", "unchanged", "duplicates", "quarantined")
 
 
 @dataclass
@@ -22,7 +21,7 @@ class RunReport:
     flow: str
     run_id: str
     counts: pl.DataFrame
-    """One row per agency/dataset with ``COUNT_COLUMNS``."""
+    """One row per agency/dataset with ``RUN_COUNTS``."""
     quality: pl.DataFrame = field(
         default_factory=lambda: pl.DataFrame(schema={"issue": pl.String, "rows": pl.Int64})
     )
@@ -32,12 +31,12 @@ class RunReport:
 
     @property
     def totals(self) -> dict[str, int]:
-        return {c: int(self.counts[c].sum()) for c in COUNT_COLUMNS}
+        return {c: int(self.counts[c].sum()) for c in RUN_COUNTS}
 
     @property
     def unreconciled(self) -> pl.DataFrame:
         """Datasets whose counts do not add up (empty when the run lost nothing)."""
-        accounted = pl.sum_horizontal(*(pl.col(c) for c in COUNT_COLUMNS[1:]))
+        accounted = pl.sum_horizontal(*(pl.col(c) for c in RUN_COUNTS[1:]))
         return self.counts.filter(pl.col("read") != accounted)
 
     @property
@@ -67,15 +66,15 @@ class RunReport:
         }
 
     def markdown(self) -> str:
-        header = "| agency | dataset | " + " | ".join(COUNT_COLUMNS) + " |"
+        header = "| agency | dataset | " + " | ".join(RUN_COUNTS) + " |"
         lines = [
             f"# {self.flow} — {self.summary_line()}",
             "",
             header,
-            "|" + "---|" * (len(COUNT_COLUMNS) + 2),
+            "|" + "---|" * (len(RUN_COUNTS) + 2),
         ]
         for row in self.counts.iter_rows(named=True):
-            cells = [row["agency"], row["dataset"], *(str(row[c]) for c in COUNT_COLUMNS)]
+            cells = [row["agency"], row["dataset"], *(str(row[c]) for c in RUN_COUNTS)]
             lines.append("| " + " | ".join(cells) + " |")
         if not self.quality.is_empty():
             lines += ["", "## Quality issues", "", "| issue | rows |", "|---|---|"]
@@ -107,7 +106,7 @@ def build_report(
         .join(withdrawn, on=["agency", "dataset"], how="left")
         .with_columns(quarantined=pl.col("quarantined") + pl.col("_withdrawn").fill_null(0))
         .with_columns(pl.col(c).fill_null(0) for c in SCD2_COUNTS)
-        .select("agency", "dataset", *COUNT_COLUMNS)
+        .select("agency", "dataset", *RUN_COUNTS)
     )
     issues = [b.valid["quality_issues"] for b in batches if not b.valid.is_empty()]
     quality = (
