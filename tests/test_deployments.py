@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,13 @@ class Server:
         return done.stdout
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
-        response = self.api.post(path, json=body)
+        # The server answers 503 to errors it deems retryable (e.g. SQLite busy): retried, as
+        # Prefect's own client does.
+        for _ in range(10):
+            response = self.api.post(path, json=body)
+            if response.status_code != 503:
+                break
+            time.sleep(1)
         response.raise_for_status()
         return response.json()
 
@@ -132,15 +139,16 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`prefect server start` on a free port with its own database; stopped at the end."""
-    base = tmp_path_factory.mktemp("prefect")
+@contextmanager
+def prefect_server(base: Path, **settings: str) -> Iterator[Server]:
+    """`prefect server start` on a free port with its own database under ``base`` (plus ``settings``,
+    e.g. scheduler intervals); stopped on exit."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     server_env = clean_env(
         PREFECT_HOME=str(base / "server-home"),
         PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{base / 'server.db'}",
+        **settings,
     )
     log = (base / "server.log").open("wb")
     process = subprocess.Popen(
@@ -169,6 +177,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         api.close()
         stop(process)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with prefect_server(tmp_path_factory.mktemp("prefect")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
