@@ -31,7 +31,11 @@ import polars as pl
 import pytest
 import yaml
 
+from ventureos.gold import GOLD_NAMESPACE
+from ventureos.historical import STAGING_NAMESPACE
 from ventureos.lakehouse import current_lakehouse
+from ventureos.schemas import SILVER_NAMESPACE
+from ventureos.serving.base import TABLES as SERVING_TABLES
 
 from .conftest import BUNDLED_SAMPLES, _keys
 
@@ -463,6 +467,48 @@ def test_task_role_reaches_every_store_the_flows_use() -> None:
     assert ("dynamodb:BatchWriteItem", f"{tables}-Projects") not in granted
     assert ("sqs:DeleteMessage", "arn:aws:sqs:${AWS_REGION}:${AWS_ACCOUNT_ID}:${QUEUE_NAME}") in granted
     assert any(a == "s3tables:UpdateTableMetadataLocation" for a, _ in granted)
+
+
+def test_task_role_drops_only_staging_tables_and_creates_only_the_projects_stores() -> None:
+    """Replace loads drop their staging table; nothing else is ever dropped. Tables, queues and
+    namespaces the code creates on first use may be created, under the project's names only."""
+    policy = json.loads((REPO / "deployments" / "iam" / "flow-task-role.json").read_text())
+    namespaces = [SILVER_NAMESPACE, GOLD_NAMESPACE, STAGING_NAMESPACE]
+    tables = "arn:aws:dynamodb:${AWS_REGION}:${AWS_ACCOUNT_ID}:table/${SERVING_PREFIX}"
+    queue = "arn:aws:sqs:${AWS_REGION}:${AWS_ACCOUNT_ID}:${QUEUE_NAME}"
+    glue = "arn:aws:glue:${AWS_REGION}:${AWS_ACCOUNT_ID}"
+
+    def statements(action: str) -> list[dict[str, Any]]:
+        return [s for s in policy["Statement"] if action in as_list(s["Action"])]
+
+    def namespace_condition(statement: dict[str, Any]) -> list[str]:
+        return as_list(statement.get("Condition", {}).get("StringEquals", {}).get("s3tables:namespace", []))
+
+    (drop,) = statements("s3tables:DeleteTable")
+    assert drop.get("Condition") == {"StringEquals": {"s3tables:namespace": STAGING_NAMESPACE}}
+    (create,) = statements("s3tables:CreateTable")
+    assert namespace_condition(create) == namespaces
+    (glue_drop,) = statements("glue:DeleteTable")
+    assert as_list(glue_drop["Resource"]) == [
+        f"{glue}:catalog",
+        f"{glue}:database/{STAGING_NAMESPACE}",
+        f"{glue}:table/{STAGING_NAMESPACE}/*",
+    ]
+    # What pyiceberg's Glue catalog calls: load, create, commit, list (maintenance), namespaces.
+    for action in ("GetDatabase", "CreateDatabase", "GetTables", "GetTable", "CreateTable", "UpdateTable"):
+        (statement,) = statements(f"glue:{action}")
+        assert sorted(as_list(statement["Resource"])) == sorted(
+            [f"{glue}:catalog"]
+            + [f"{glue}:database/{n}" for n in namespaces]
+            + [f"{glue}:table/{n}/*" for n in namespaces]
+        )
+    assert not statements("glue:DeleteDatabase") and not statements("s3tables:DeleteNamespace")
+
+    (dynamodb,) = statements("dynamodb:CreateTable")
+    assert as_list(dynamodb["Resource"]) == [f"{tables}-{t}" for t in SERVING_TABLES]
+    (sqs,) = statements("sqs:CreateQueue")
+    assert as_list(sqs["Resource"]) == [queue, f"{queue}-dlq"]
+    assert not statements("dynamodb:DeleteTable") and not statements("sqs:DeleteQueue")
 
 
 def test_ecs_job_variables_exist_in_the_base_job_template() -> None:
