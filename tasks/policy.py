@@ -28,6 +28,7 @@ from pyiceberg.exceptions import (
     ServerError,
     ServiceUnavailableError,
     TooManyRequestsError,
+    ValidationException,
 )
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import Timeout as RequestsTimeout
@@ -43,6 +44,7 @@ TRANSIENT_AWS_CODES = {
 
 TRANSIENT_TYPES = (
     CommitFailedException,  # another writer committed first: re-plan and commit again
+    ValidationException,  # a rebased commit's delete meets the other writer's new files: the same conflict
     CommitStateUnknownException,
     ServiceUnavailableError,
     ServerError,
