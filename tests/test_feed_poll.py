@@ -17,7 +17,7 @@ import flows.common
 from flows.common import utc_now
 from flows.feed_poll import feed_poll, ingest_messages
 from ventureos.cli.feed import message_bodies
-from ventureos.feed import PoisonMessage, envelope_json, parse_envelope
+from ventureos.feed import PoisonMessage, envelope_json, parse_envelope, raw_batch
 from ventureos.lakehouse import current_lakehouse
 from ventureos.queue import Depth, current_queue
 from ventureos.serving import open_store
@@ -301,3 +301,18 @@ def test_send_accepts_envelopes_bare_records_and_csv() -> None:
         ValueError, match=r"^line 3 is not JSON: Expecting property name enclosed in double quotes"
     ):
         message_bodies(b'{"ID": "7"}\n\n{oops\n', False, "osha", "severe_injury")
+
+
+def test_a_record_with_a_lineage_field_name_is_rejected_alone() -> None:
+    """A ``__ventureos_row`` key failed the whole batch's row index (and the batch went to the DLQ)."""
+    bodies = [envelope_json("osha", "severe_injury", {"ID": "1", "__ventureos_row": "9"}, message_id="m1"),
+              envelope_json("osha", "severe_injury", {"ID": "2"}, message_id="m2")]  # fmt: skip
+    raw = raw_batch([parse_envelope(body, "q", 1 << 18) for body in bodies], "s3://lake/bronze/feed/b.jsonl")
+    assert raw.frame.select("ID", "__ventureos_source_uri").rows() == [
+        ("2", "s3://lake/bronze/feed/b.jsonl#m2")
+    ]
+    assert raw.rejects.rows() == [
+        ("s3://lake/bronze/feed/b.jsonl#m1", "source field __ventureos_row has the name of a lineage column",
+         '{"ID": "1", "__ventureos_row": "9"}'),
+    ]  # fmt: skip
+    assert raw.records_read == 2
