@@ -148,3 +148,33 @@ def test_daily_ingest_loads_the_real_echo_sample():
     assert silver.height == 20 and silver["penalty_amount"].sum() == Decimal("380765.00")
     quarantine = pl.from_arrow(lakehouse.quarantine().scan().to_arrow())
     assert quarantine.filter(pl.col("reason") == NO_PENALTY).height == 480
+
+
+def test_an_unreadable_penalty_is_a_flagged_violation_not_no_penalty():
+    """-5000, 1e30 and NaN were quarantined as "no penalty: not a violation"."""
+    header = "REGISTRY_ID,FAC_NAME,FAC_STATE,FAC_TOTAL_PENALTIES,FAC_DATE_LAST_PENALTY,FAC_LAST_PENALTY_AMT\n"
+    rows = (
+        "110000000001,NEGATIVE CO,TX,0,05/06/2020,-5000\n"
+        "110000000002,HUGE CO,TX,1e30,05/06/2020,\n"
+        "110000000003,NAN CO,TX,0,05/06/2020,NaN\n"
+        "110000000004,YEAR ZERO CO,TX,900,1/1/0000,900\n"
+        "110000000005,NOTHING DUE,TX,0,,\n"
+    )
+    batch = echo_batch((header + rows).encode())
+    assert (batch.records_read, batch.valid.height, batch.rejects.height) == (5, 4, 1)
+    assert batch.rejects["reason"].to_list() == [NO_PENALTY]
+    got = batch.valid.select(
+        "source_id", "event_date", "penalty_amount", pl.col("quality_issues").list.set_intersection(
+            ["invalid_penalty", "invalid_date", "missing_event_date"]
+        ).list.sort()
+    )  # fmt: skip
+    assert got.rows() == [
+        ("110000000001:20200506", date(2020, 5, 6), None, ["invalid_penalty"]),
+        ("110000000002:20200506", date(2020, 5, 6), None, ["invalid_penalty"]),
+        ("110000000003:20200506", date(2020, 5, 6), None, ["invalid_penalty"]),
+        ("110000000004:undated", None, Decimal("900.00"), ["invalid_date", "missing_event_date"]),
+    ]
+    details = [json.loads(d) for d in batch.valid["violation_details"]]
+    assert [details[0]["FAC_LAST_PENALTY_AMT"], details[1]["FAC_TOTAL_PENALTIES"], details[3]["FAC_DATE_LAST_PENALTY"]] == [
+        "-5000", "1e30", "1/1/0000",
+    ]  # fmt: skip
