@@ -278,29 +278,58 @@ def test_cli_send_csv_poll_and_status(
     assert (status["visible"], status["in_flight"], status["dead"]) == (0, 0, 0)
 
 
+LIMIT = 262_144
+
+
 def test_send_accepts_envelopes_bare_records_and_csv() -> None:
     envelope = envelope_json("osha", "severe_injury", {"ID": "1"}, message_id="m-1")
-    assert message_bodies(f"{envelope}\n\n{envelope}\n".encode(), False, None, None) == [envelope, envelope]
+    assert message_bodies(f"{envelope}\n\n{envelope}\n".encode(), False, None, None, LIMIT) == [
+        envelope,
+        envelope,
+    ]
     # Bare records without --agency/--dataset would all be poison: refused at send, naming the line.
     with pytest.raises(ValueError, match=r"^line 3 is not a feed envelope \(invalid JSON: .*--agency and"):
-        message_bodies(f"{envelope}\n\n{{oops\n".encode(), False, None, None)
+        message_bodies(f"{envelope}\n\n{{oops\n".encode(), False, None, None, LIMIT)
     with pytest.raises(
         ValueError, match=r"^line 1 is not a feed envelope \(invalid envelope: missing agency"
     ):
-        message_bodies(b'{"ID": "7"}\n', False, None, None)
+        message_bodies(b'{"ID": "7"}\n', False, None, None, LIMIT)
     with pytest.raises(typer.BadParameter, match="--agency and --dataset go together"):
-        message_bodies(b'{"ID": "7"}\n', False, "osha", None)
-    [wrapped] = message_bodies(b'{"ID": "7"}\n', False, "osha", "severe_injury")
+        message_bodies(b'{"ID": "7"}\n', False, "osha", None, LIMIT)
+    [wrapped] = message_bodies(b'{"ID": "7"}\n', False, "osha", "severe_injury", LIMIT)
     assert parse_envelope(wrapped, "q", 2000).record == {"ID": "7"}
     csv = "ID,Employer\n8,Caf\xe9 Inc\n".encode("cp1252")
-    [row] = message_bodies(csv, True, "osha", "severe_injury")
+    [row] = message_bodies(csv, True, "osha", "severe_injury", LIMIT)
     assert parse_envelope(row, "q", 2000).record == {"ID": "8", "Employer": "Caf\xe9 Inc"}
     with pytest.raises(typer.BadParameter, match="--agency and --dataset"):
-        message_bodies(csv, True, None, None)
+        message_bodies(csv, True, None, None, LIMIT)
     with pytest.raises(
         ValueError, match=r"^line 3 is not JSON: Expecting property name enclosed in double quotes"
     ):
-        message_bodies(b'{"ID": "7"}\n\n{oops\n', False, "osha", "severe_injury")
+        message_bodies(b'{"ID": "7"}\n\n{oops\n', False, "osha", "severe_injury", LIMIT)
+
+
+def test_send_refuses_a_message_over_the_limit_naming_the_line() -> None:
+    """feed-poll quarantines a message over feed_max_message_bytes: it is refused at send instead."""
+    big = json.dumps({"ID": "9", "Final Narrative": "x" * 300_000})
+    lines = f'{{"ID": "8"}}\n\n{big}\n'.encode()
+    with pytest.raises(
+        ValueError, match=r"^line 3 makes a 300\d{3}-byte message, over the 262144-byte limit"
+    ):
+        message_bodies(lines, False, "osha", "severe_injury", LIMIT)
+    envelope = envelope_json("osha", "severe_injury", json.loads(big))
+    with pytest.raises(ValueError, match=r"^line 2 makes a .* \(feed_max_message_bytes\)"):
+        message_bodies(
+            f"{envelope_json('osha', 'severe_injury', {'ID': '1'})}\n{envelope}".encode(),
+            False,
+            None,
+            None,
+            LIMIT,
+        )
+    csv = f"ID,Final Narrative\n1,short\n9,{'x' * 2000}\n".encode()
+    with pytest.raises(ValueError, match=r"^CSV row 2 makes a \d+-byte message, over the 1024-byte limit"):
+        message_bodies(csv, True, "osha", "severe_injury", 1024)
+    assert len(message_bodies(csv, True, "osha", "severe_injury", LIMIT)) == 2
 
 
 def test_a_record_with_a_lineage_field_name_is_rejected_alone() -> None:
