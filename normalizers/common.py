@@ -124,6 +124,12 @@ def blank_to_null(columns: Iterable[str]) -> list[pl.Expr]:
     return [pl.when(t != "").then(t).alias(c) for t, c in zip(trimmed, columns, strict=True)]
 
 
+def integral_ids(columns: Iterable[str]) -> list[pl.Expr]:
+    """Numeric source ids as integer text: a JSON number ``9000092.0`` is the CSV's ``9000092``, not
+    another violation. Only for ids that are numbers in the source (a case number stays as given)."""
+    return [pl.col(c).str.replace(r"^(\d+)\.0+$", "${1}").alias(c) for c in columns]
+
+
 def date_in_range(day: pl.Expr) -> pl.Expr:
     """The date, or null when it is before EARLIEST_DATE or after ``latest_date()``."""
     return pl.when(day.is_between(pl.lit(EARLIEST_DATE), pl.lit(latest_date()))).then(day)

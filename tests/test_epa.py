@@ -178,3 +178,9 @@ def test_an_unreadable_penalty_is_a_flagged_violation_not_no_penalty():
     assert [details[0]["FAC_LAST_PENALTY_AMT"], details[1]["FAC_TOTAL_PENALTIES"], details[3]["FAC_DATE_LAST_PENALTY"]] == [
         "-5000", "1e30", "1/1/0000",
     ]  # fmt: skip
+
+
+def test_a_float_registry_id_is_the_same_facility():
+    header = "REGISTRY_ID,FAC_NAME,FAC_STATE,FAC_DATE_LAST_PENALTY,FAC_LAST_PENALTY_AMT\n"
+    batch = echo_batch((header + "110000000001.0,ACME,TX,05/06/2020,900\n").encode())
+    assert batch.valid["violation_id"].to_list() == ["epa:echo:110000000001:20200506"]

@@ -203,3 +203,12 @@ def test_a_year_0_or_future_issuance_date_falls_back_flagged_with_its_text_kept(
         ("00000101", "-500"),
         ("99991231", "2e15"),
     ]
+
+
+def test_a_float_activity_nr_is_the_same_violation_and_finds_its_inspection() -> None:
+    raw = raw_violations([{"activity_nr": "1553019.0", "citation_id": "01001", "issuance_date": "20160201"}])
+    inspection = INSPECTIONS.head(1).with_columns(activity_nr=pl.lit("1553019.00"))
+    out = normalize(raw, "osha", "enforcement", {"inspection": inspection})
+    assert out.select("violation_id", "company_slug", "city").row(0) == (
+        "osha:enforcement:1553019-01001", "kroger", "MEMPHIS",
+    )  # fmt: skip

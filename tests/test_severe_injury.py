@@ -224,3 +224,15 @@ def test_an_event_date_out_of_range_rejects_its_record_with_the_reason() -> None
         ("2015010033", None, "event date more than a year ahead"),
         ("2015010243", dt.date(2015, 1, 3), None),
     ]
+
+
+def test_a_json_number_id_is_the_same_violation_as_the_csv_text_id() -> None:
+    """``9000092.0`` (a JSON number, read as float text) was another violation than the CSV's ``9000092``."""
+    record = real_rows("2015010022").select("ID", "EventDate", "Employer").to_dicts()[0]
+    as_csv = pl.DataFrame([record]).write_csv().encode()
+    as_json = json.dumps({**record, "ID": float(record["ID"])}).encode()
+    raw = read_raw_batch([("day/r.csv", as_csv), ("day/r.json", as_json)])
+    assert raw.frame["ID"].to_list() == ["2015010022", "2015010022.0"]
+    out = normalize(raw.frame, "osha", "severe_injury")
+    assert out["violation_id"].to_list() == ["osha:severe_injury:2015010022"] * 2
+    assert out["record_hash"].n_unique() == 1

@@ -19,6 +19,7 @@ from normalizers.common import (
     date_in_range,
     date_range_flags,
     details_json,
+    integral_ids,
     money,
     quality_flags,
     read_date,
@@ -42,6 +43,7 @@ def normalize(raw: pl.DataFrame) -> pl.DataFrame:
     for column in COLUMNS:
         if column not in raw.columns:
             raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+    raw = raw.with_columns(integral_ids(["REGISTRY_ID"]))
 
     last_amount = money(pl.col("FAC_LAST_PENALTY_AMT"))
     total = money(pl.col("FAC_TOTAL_PENALTIES"))

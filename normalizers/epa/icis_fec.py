@@ -20,6 +20,7 @@ from normalizers.common import (
     date_in_range,
     date_range_flags,
     details_json,
+    integral_ids,
     money,
     quality_flags,
     read_date,
@@ -69,6 +70,7 @@ def case_facilities(facilities: pl.DataFrame | None) -> pl.DataFrame:
 def normalize(raw: pl.DataFrame, facilities: pl.DataFrame | None = None) -> pl.DataFrame:
     source_columns = [c for c in raw.columns if c not in LINEAGE]
     raw = _with_columns(raw.with_columns(blank_to_null(source_columns)), CONCLUSION_COLUMNS)
+    raw = raw.with_columns(integral_ids(["ENF_CONCLUSION_ID", "ENF_CONCLUSION_NMBR"]))
     joined = raw.join(case_facilities(facilities), on=KEY, how="left", maintain_order="left")
 
     entered_read, lodged_read = (

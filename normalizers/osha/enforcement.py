@@ -16,6 +16,7 @@ from normalizers.common import (
     date_in_range,
     date_range_flags,
     details_json,
+    integral_ids,
     money,
     quality_flags,
     reject_when,
@@ -64,6 +65,7 @@ def inspection_sites(inspection: pl.DataFrame | None) -> pl.DataFrame:
     return (
         inspection.select(wanted)
         .with_columns(blank_to_null(wanted))
+        .with_columns(integral_ids([KEY]))
         .filter(pl.col(KEY).is_not_null())
         .unique(subset=KEY, keep="last", maintain_order=False)
         .select(
@@ -86,6 +88,7 @@ def inspection_sites(inspection: pl.DataFrame | None) -> pl.DataFrame:
 def normalize(raw: pl.DataFrame, inspection: pl.DataFrame | None = None) -> pl.DataFrame:
     source_columns = [c for c in raw.columns if c not in LINEAGE]
     raw = _with_columns(raw.with_columns(blank_to_null(source_columns)), VIOLATION_MAPPED)
+    raw = raw.with_columns(integral_ids([KEY]))
     joined = raw.join(inspection_sites(inspection), on=KEY, how="left")
 
     issued_read, opened_read = catalog_date(pl.col("issuance_date")), pl.col("insp_open_read")

@@ -12,6 +12,7 @@ from normalizers.common import (
     date_in_range,
     details_json,
     flag,
+    integral_ids,
     quality_flags,
     read_date,
     reject_when,
@@ -33,6 +34,7 @@ def normalize(raw: pl.DataFrame) -> pl.DataFrame:
     for column in (*MAPPED, *SEVERITY_FLAGS):
         if column not in raw.columns:
             raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+    raw = raw.with_columns(integral_ids(["ID"]))
 
     event_read = read_date(pl.col("EventDate"))
     event_date = date_in_range(event_read)
