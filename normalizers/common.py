@@ -14,7 +14,7 @@ from datetime import date, timedelta
 import polars as pl
 import polars_hash  # noqa: F401  (registers the stable .nchash namespace)
 
-from ventureos.entities import resolve_companies
+from ventureos.entities import resolve_companies, unreadable_name
 
 # Lineage columns added to every raw frame; named so that no source column can collide with them
 # (a feed record with a ``_row`` key once sent its whole batch to the dead-letter queue).
@@ -290,6 +290,8 @@ def finalize(frame: pl.DataFrame, agency: str, dataset: str) -> pl.DataFrame:
     """Add the columns every source shares: ids, entity key, generic quality, hash."""
     generic = {
         "missing_company": pl.col("company_name").is_null(),
+        # Another script gets a transliterated slug, punctuation none: both need a look.
+        "unreadable_company_name": unreadable_name(pl.col("company_name")).fill_null(False),
         "unknown_state": pl.col("state").is_null(),
         "missing_coordinates": pl.col("latitude").is_null() | pl.col("longitude").is_null(),
         "invalid_zip": pl.col("zip").is_null(),
