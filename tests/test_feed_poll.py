@@ -332,6 +332,19 @@ def test_send_refuses_a_message_over_the_limit_naming_the_line() -> None:
     assert len(message_bodies(csv, True, "osha", "severe_injury", LIMIT)) == 2
 
 
+def test_send_reads_a_csv_as_the_daily_path_does() -> None:
+    """A CR-only CSV sent 0 messages; a bad row or a JSON document is refused, naming it."""
+    rows = [
+        json.loads(body)["record"]
+        for body in message_bodies(b"ID,Employer\r1,A\r2,B\r", True, "osha", "severe_injury", LIMIT)
+    ]
+    assert rows == [{"ID": "1", "Employer": "A"}, {"ID": "2", "Employer": "B"}]
+    with pytest.raises(ValueError, match=r"^line 3: CSV row has 3 fields, the header has 2$"):
+        message_bodies(b"ID,Employer\n1,A\n2,B,C\n", True, "osha", "severe_injury", LIMIT)
+    with pytest.raises(ValueError, match=r"^not CSV: the file holds a JSON document"):
+        message_bodies(b'{"ID": "1"}', True, "osha", "severe_injury", LIMIT)
+
+
 def test_a_record_with_a_lineage_field_name_is_rejected_alone() -> None:
     """A ``__ventureos_row`` key failed the whole batch's row index (and the batch went to the DLQ)."""
     bodies = [envelope_json("osha", "severe_injury", {"ID": "1", "__ventureos_row": "9"}, message_id="m1"),

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from normalizers import get_dataset
-from ventureos.bronze import decode_text, parse_csv
+from ventureos.bronze import csv_records, decode_text
 from ventureos.cli.output import console, print_json
 from ventureos.feed import PoisonMessage, envelope_json, parse_envelope
 from ventureos.lakehouse import current_lakehouse
@@ -33,7 +33,11 @@ def message_bodies(
     if csv:
         if not (agency and dataset):
             raise typer.BadParameter("a CSV needs --agency and --dataset")
-        records = parse_csv(text).to_dicts()
+        # Read as a daily CSV is (CR-only line ends, a JSON document...); a bad row stops the send.
+        parsed = csv_records(text)
+        if parsed.bad:
+            raise ValueError(f"line {parsed.bad[0].line}: {parsed.bad[0].reason}")
+        records = parsed.records.to_dicts()
         bodies = [(f"CSV row {n}", envelope_json(agency, dataset, r)) for n, r in enumerate(records, start=1)]
     else:
         lines = [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
