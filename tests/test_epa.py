@@ -184,3 +184,23 @@ def test_a_float_registry_id_is_the_same_facility():
     header = "REGISTRY_ID,FAC_NAME,FAC_STATE,FAC_DATE_LAST_PENALTY,FAC_LAST_PENALTY_AMT\n"
     batch = echo_batch((header + "110000000001.0,ACME,TX,05/06/2020,900\n").encode())
     assert batch.valid["violation_id"].to_list() == ["epa:echo:110000000001:20200506"]
+
+
+def test_an_icis_conclusion_with_an_impossible_penalty_or_date_is_flagged():
+    header = CONCLUSIONS.split("\n", 1)[0]
+    rows = (
+        "3600212345,01-2017-2017,3601234567.0,1,CAFO,NEGATIVE,,1/1/0000,2017,CAA,01,AFR,-140000,5000,,,\n"
+        "3600299999,05-2008-2005,3602345678,1,JDC,TOO BIG,01/15/2008,,2008,CWA,05,JDC,2e13,,,,\n"
+    )
+    batch = normalize_raw_batch(read_raw_batch([("c.csv", f"{header}\n{rows}".encode())]), "epa", "icis_fec")
+    assert (batch.records_read, batch.valid.height, batch.rejects.height) == (2, 2, 0)
+    flags = pl.col("quality_issues").list.set_intersection(["invalid_penalty", "invalid_date"]).list.sort()
+    assert batch.valid.select("violation_id", "event_date", "penalty_amount", flags).rows() == [
+        ("epa:icis_fec:3601234567", None, Decimal("5000.00"), ["invalid_date", "invalid_penalty"]),
+        ("epa:icis_fec:3602345678", date(2008, 1, 15), None, ["invalid_penalty"]),
+    ]
+    details = json.loads(batch.valid["violation_details"][0])
+    assert (details["SETTLEMENT_ENTERED_DATE"], details["FED_PENALTY_ASSESSED_AMT"]) == (
+        "1/1/0000",
+        "-140000",
+    )
