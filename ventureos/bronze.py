@@ -28,8 +28,8 @@ UTF8_BOM = b"\xef\xbb\xbf"
 # Text exports carry at most a few stray NULs (damaged records, rejected one by one); binary formats
 # and UTF-16 are full of them.
 MAX_TEXT_NULS, MAX_TEXT_NUL_SHARE = 8, 0.01
-# A JSON object or array (``{"``, ``[{``, ``{`` then a line break...); ``[ID],[NAME]`` is a CSV header.
 LONE_CR = re.compile(r"\r(?!\n)")
+# A JSON object or array (``{"``, ``[{``, ``{`` then a line break...); ``[ID],[NAME]`` is a CSV header.
 JSON_START = re.compile(r'\s*[\[{]\s*(?:["{\[\]}]|$)')
 
 
@@ -102,17 +102,16 @@ def without_reserved_fields(records: pl.DataFrame) -> tuple[pl.DataFrame, list[B
     if not reserved:
         return records, []
     has_value = pl.any_horizontal(pl.col(c).str.strip_chars().ne("").fill_null(False) for c in reserved)
-    marked = records.with_columns(has_value.alias(ROW + "_reserved"))
+    positions = records.select(pl.arg_where(has_value)).to_series()
     rejects = [
         BadRecord(
             position,
             f"source field {', '.join(c for c in reserved if row[c])} has the name of a lineage column",
             json.dumps({k: v for k, v in row.items() if v is not None}, ensure_ascii=False),
         )
-        for position, row in enumerate(records.iter_rows(named=True))
-        if marked[ROW + "_reserved"][position]
+        for position, row in zip(positions, records.filter(has_value).iter_rows(named=True), strict=True)
     ]
-    return marked.filter(~pl.col(ROW + "_reserved")).drop(*reserved, ROW + "_reserved"), rejects
+    return records.filter(~has_value).drop(reserved), rejects
 
 
 def parse_json(text: str) -> pl.DataFrame:
