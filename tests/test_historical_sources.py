@@ -107,6 +107,10 @@ def test_the_wrong_files_fail_the_plan_naming_them(home: Path, tmp_path: Path) -
         match=r"osha_violation\.csv: column __ventureos_row has the name of a lineage column$",
     ):
         check_columns(find_source_files(lake, str(source), ENFORCEMENT), ENFORCEMENT)
+    faa = get_dataset("faa", "enforcement")  # no id columns to miss: a CR-only file read as 0 rows
+    (source / "faa.csv").write_bytes(b"CASE NUMBER,NAME\r2015CE100001,FEDEX\r")
+    with pytest.raises(HistoricalSourceError, match=r"faa\.csv: lines end with a lone CR \(classic Mac\)"):
+        check_columns(find_source_files(lake, str(source / "faa.csv"), faa), faa)
 
 
 def test_a_quote_left_open_is_an_error_not_an_empty_file(home: Path, tmp_path: Path) -> None:
