@@ -17,7 +17,7 @@ import flows.common
 from flows.common import utc_now
 from flows.feed_poll import feed_poll, ingest_messages
 from ventureos.cli.feed import message_bodies
-from ventureos.feed import PoisonMessage, envelope_json, parse_envelope
+from ventureos.feed import PoisonMessage, envelope_json, parse_envelope, raw_batch
 from ventureos.lakehouse import current_lakehouse
 from ventureos.queue import Depth, current_queue
 from ventureos.serving import open_store
@@ -278,26 +278,83 @@ def test_cli_send_csv_poll_and_status(
     assert (status["visible"], status["in_flight"], status["dead"]) == (0, 0, 0)
 
 
+LIMIT = 262_144
+
+
 def test_send_accepts_envelopes_bare_records_and_csv() -> None:
     envelope = envelope_json("osha", "severe_injury", {"ID": "1"}, message_id="m-1")
-    assert message_bodies(f"{envelope}\n\n{envelope}\n".encode(), False, None, None) == [envelope, envelope]
+    assert message_bodies(f"{envelope}\n\n{envelope}\n".encode(), False, None, None, LIMIT) == [
+        envelope,
+        envelope,
+    ]
     # Bare records without --agency/--dataset would all be poison: refused at send, naming the line.
     with pytest.raises(ValueError, match=r"^line 3 is not a feed envelope \(invalid JSON: .*--agency and"):
-        message_bodies(f"{envelope}\n\n{{oops\n".encode(), False, None, None)
+        message_bodies(f"{envelope}\n\n{{oops\n".encode(), False, None, None, LIMIT)
     with pytest.raises(
         ValueError, match=r"^line 1 is not a feed envelope \(invalid envelope: missing agency"
     ):
-        message_bodies(b'{"ID": "7"}\n', False, None, None)
+        message_bodies(b'{"ID": "7"}\n', False, None, None, LIMIT)
     with pytest.raises(typer.BadParameter, match="--agency and --dataset go together"):
-        message_bodies(b'{"ID": "7"}\n', False, "osha", None)
-    [wrapped] = message_bodies(b'{"ID": "7"}\n', False, "osha", "severe_injury")
+        message_bodies(b'{"ID": "7"}\n', False, "osha", None, LIMIT)
+    [wrapped] = message_bodies(b'{"ID": "7"}\n', False, "osha", "severe_injury", LIMIT)
     assert parse_envelope(wrapped, "q", 2000).record == {"ID": "7"}
     csv = "ID,Employer\n8,Caf\xe9 Inc\n".encode("cp1252")
-    [row] = message_bodies(csv, True, "osha", "severe_injury")
+    [row] = message_bodies(csv, True, "osha", "severe_injury", LIMIT)
     assert parse_envelope(row, "q", 2000).record == {"ID": "8", "Employer": "Caf\xe9 Inc"}
     with pytest.raises(typer.BadParameter, match="--agency and --dataset"):
-        message_bodies(csv, True, None, None)
+        message_bodies(csv, True, None, None, LIMIT)
     with pytest.raises(
         ValueError, match=r"^line 3 is not JSON: Expecting property name enclosed in double quotes"
     ):
-        message_bodies(b'{"ID": "7"}\n\n{oops\n', False, "osha", "severe_injury")
+        message_bodies(b'{"ID": "7"}\n\n{oops\n', False, "osha", "severe_injury", LIMIT)
+
+
+def test_send_refuses_a_message_over_the_limit_naming_the_line() -> None:
+    """feed-poll quarantines a message over feed_max_message_bytes: it is refused at send instead."""
+    big = json.dumps({"ID": "9", "Final Narrative": "x" * 300_000})
+    lines = f'{{"ID": "8"}}\n\n{big}\n'.encode()
+    with pytest.raises(
+        ValueError, match=r"^line 3 makes a 300\d{3}-byte message, over the 262144-byte limit"
+    ):
+        message_bodies(lines, False, "osha", "severe_injury", LIMIT)
+    envelope = envelope_json("osha", "severe_injury", json.loads(big))
+    with pytest.raises(ValueError, match=r"^line 2 makes a .* \(feed_max_message_bytes\)"):
+        message_bodies(
+            f"{envelope_json('osha', 'severe_injury', {'ID': '1'})}\n{envelope}".encode(),
+            False,
+            None,
+            None,
+            LIMIT,
+        )
+    csv = f"ID,Final Narrative\n1,short\n9,{'x' * 2000}\n".encode()
+    with pytest.raises(ValueError, match=r"^CSV row 2 makes a \d+-byte message, over the 1024-byte limit"):
+        message_bodies(csv, True, "osha", "severe_injury", 1024)
+    assert len(message_bodies(csv, True, "osha", "severe_injury", LIMIT)) == 2
+
+
+def test_send_reads_a_csv_as_the_daily_path_does() -> None:
+    """A CR-only CSV sent 0 messages; a bad row or a JSON document is refused, naming it."""
+    rows = [
+        json.loads(body)["record"]
+        for body in message_bodies(b"ID,Employer\r1,A\r2,B\r", True, "osha", "severe_injury", LIMIT)
+    ]
+    assert rows == [{"ID": "1", "Employer": "A"}, {"ID": "2", "Employer": "B"}]
+    with pytest.raises(ValueError, match=r"^line 3: CSV row has 3 fields, the header has 2$"):
+        message_bodies(b"ID,Employer\n1,A\n2,B,C\n", True, "osha", "severe_injury", LIMIT)
+    with pytest.raises(ValueError, match=r"^not CSV: the file holds a JSON document"):
+        message_bodies(b'{"ID": "1"}', True, "osha", "severe_injury", LIMIT)
+
+
+def test_a_record_with_a_lineage_field_name_is_rejected_alone() -> None:
+    """A ``__ventureos_row`` key failed the whole batch's row index (and the batch went to the DLQ)."""
+    bodies = [envelope_json("osha", "severe_injury", {"ID": "1", "__ventureos_row": "9"}, message_id="m1"),
+              envelope_json("osha", "severe_injury", {"ID": "2"}, message_id="m2")]  # fmt: skip
+    raw = raw_batch([parse_envelope(body, "q", 1 << 18) for body in bodies], "s3://lake/bronze/feed/b.jsonl")
+    assert raw.frame.select("ID", "__ventureos_source_uri").rows() == [
+        ("2", "s3://lake/bronze/feed/b.jsonl#m2")
+    ]
+    assert raw.rejects.rows() == [
+        ("s3://lake/bronze/feed/b.jsonl#m1", "source field __ventureos_row has the name of a lineage column",
+         '{"ID": "1", "__ventureos_row": "9"}'),
+    ]  # fmt: skip
+    assert raw.records_read == 2

@@ -18,7 +18,7 @@ import polars as pl
 
 from normalizers import UnknownDatasetError, get_dataset
 from normalizers.common import ROW, SOURCE_URI
-from ventureos.bronze import REJECT_SCHEMA, RawBatch, records_frame
+from ventureos.bronze import REJECT_SCHEMA, RawBatch, records_frame, without_reserved_fields
 from ventureos.queue.base import Message
 
 REQUIRED = ("agency", "dataset", "record", "sent_at")
@@ -155,10 +155,17 @@ def raw_batch(envelopes: Sequence[Envelope], bronze_uri: str) -> RawBatch:
     The source URI is ``{bronze file}#{message_id}``: lineage to the exact line in silver, and
     ``stable_rejects`` turns it into the message's own URI for the quarantine.
     """
-    frame = records_frame([e.record for e in envelopes]).with_columns(
-        pl.Series(SOURCE_URI, [f"{bronze_uri}#{e.message_id}" for e in envelopes], dtype=pl.String)
+    uris = [f"{bronze_uri}#{e.message_id}" for e in envelopes]
+    records, reserved = without_reserved_fields(records_frame([e.record for e in envelopes]))
+    rejected = {bad.line for bad in reserved}
+    frame = records.with_columns(
+        pl.Series(SOURCE_URI, [u for i, u in enumerate(uris) if i not in rejected], dtype=pl.String)
     )
-    return RawBatch(frame=frame.with_row_index(ROW))
+    rejects = pl.DataFrame(
+        [{"source_uri": uris[bad.line], "reason": bad.reason, "raw_payload": bad.text} for bad in reserved],
+        schema=REJECT_SCHEMA,
+    )
+    return RawBatch(frame=frame.with_row_index(ROW), rejects=rejects)
 
 
 def stable_rejects(rejects: pl.DataFrame, queue_name: str) -> pl.DataFrame:
