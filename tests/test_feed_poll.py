@@ -12,10 +12,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 import typer
+from botocore.exceptions import ClientError
 
 import flows.common
+import normalizers
 from flows.common import utc_now
-from flows.feed_poll import feed_poll, ingest_messages
+from flows.feed_poll import feed_poll, ingest_isolating, ingest_messages
+from normalizers.osha import severe_injury
+from tasks.feed import message_caused
 from ventureos.cli.feed import message_bodies
 from ventureos.feed import PoisonMessage, envelope_json, parse_envelope
 from ventureos.lakehouse import current_lakehouse
@@ -205,6 +209,121 @@ def test_poison_and_crash_before_delete_on_aws(aws_home: str, monkeypatch: pytes
     monkeypatch.setenv("VENTUREOS_QUEUE_WAIT_SECONDS", "1")
     monkeypatch.setenv("VENTUREOS_FEED_MAX_MESSAGE_BYTES", "16384")
     crash_and_redeliver(f"s3://{aws_home}", monkeypatch)
+
+
+def refuse_marked(raw: pl.DataFrame) -> pl.DataFrame:
+    """Severe-injury records, except that a record with a ``Refuse`` field crashes the batch."""
+    if "Refuse" in raw.columns and raw["Refuse"].is_not_null().any():
+        refused = raw.filter(pl.col("Refuse").is_not_null())["ID"].to_list()
+        raise ValueError(f"refusing records {refused}\nsecond line of the error")
+    return severe_injury.normalize(raw)
+
+
+@pytest.fixture
+def crashing_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test-only dataset ``test/refusing``, registered like any dataset, whose normalizer crashes a
+    batch holding a marked record: a crash that does not depend on a bug of the real normalizers."""
+    dataset = normalizers.Dataset("test", "refusing", refuse_marked, id_columns=("ID",))
+    monkeypatch.setitem(normalizers.REGISTRY, dataset.key, dataset)
+
+
+@pytest.mark.usefixtures("prefect_harness", "crashing_dataset")
+def test_a_crashing_message_is_quarantined_alone_and_the_rest_ingested(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """20 messages: 15 good OSHA reports, 2 good and 2 crashing ones of the test dataset, 1 poison.
+    Delivered twice (max 2 receives): nothing is dead-lettered, the second delivery changes nothing."""
+    monkeypatch.setenv("VENTUREOS_QUEUE_WAIT_SECONDS", "0")
+    monkeypatch.setenv("VENTUREOS_QUEUE_MAX_RECEIVES", "2")
+    records = sample_records(19)
+    good = [envelope_json("osha", "severe_injury", r, message_id=f"osha-{r['ID']}") for r in records[:15]]
+    good += [envelope_json("test", "refusing", r, message_id=f"test-{r['ID']}") for r in records[15:17]]
+    crashing = [
+        envelope_json("test", "refusing", {**r, "Refuse": "yes"}, message_id=f"crash-{r['ID']}")
+        for r in records[17:19]
+    ]
+    queue = current_queue()
+    queue.send([*good[:8], crashing[0], "{oops", *good[8:], crashing[1]])
+
+    messages = queue.receive(max_messages=100, max_seconds=10)
+    assert len(messages) == 20
+    first = ingest_isolating(messages, "run-before-a-crash", utc_now())
+    assert first.totals == {
+        "read": 20, "inserted": 17, "updated": 0, "deleted": 0, "unchanged": 0, "duplicates": 0, "quarantined": 3,
+    }  # fmt: skip
+    assert first.reconciled
+    counts = {(row["agency"], row["dataset"]): row for row in first.counts.to_dicts()}
+    assert counts["test", "refusing"]["inserted"] == 2 and counts["test", "refusing"]["quarantined"] == 2
+    assert counts["feed", "poison"]["quarantined"] == 1
+    queue.release(messages)  # the process died before the delete: all 20 come back
+
+    report = feed_poll()
+    assert report["messages"] == 20 and report["deleted"] == 20 and report["reconciled"]
+    assert report["totals"] == {
+        "read": 20, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 17, "duplicates": 0, "quarantined": 3,
+    }  # fmt: skip
+    assert queue.depth() == Depth(visible=0, in_flight=0, dead=0)
+
+    silver = silver_rows()
+    assert silver.height == 17
+    assert sorted(silver["violation_id"]) == sorted(
+        [f"osha:severe_injury:{r['ID']}" for r in records[:15]]
+        + [f"test:refusing:{r['ID']}" for r in records[15:17]]
+    )
+    quarantined = quarantine_rows().sort("source_uri")
+    assert quarantined.height == 3  # once each, across both deliveries
+    crashed = quarantined.filter(pl.col("reason").str.starts_with("ingest failed"))
+    assert crashed["source_uri"].to_list() == [f"feed://{queue.name}/crash-{r['ID']}" for r in records[17:19]]
+    assert crashed["reason"].to_list() == [
+        f"ingest failed: ValueError: refusing records ['{r['ID']}']" for r in records[17:19]
+    ]
+    assert crashed["raw_payload"].to_list() == crashing
+    assert_gold_equals_current_silver()
+
+
+@pytest.mark.aws
+@pytest.mark.usefixtures("prefect_harness")
+def test_messages_that_crash_the_real_pipeline_never_dead_letter_their_batch(
+    sqs_queue_home: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records found to crash ingestion (a key named like the pipeline's row column, a year-0 date):
+    whether a fix makes them rows or rejects, or they still crash and are isolated, the good messages
+    of their batch load and nothing reaches the dead-letter queue."""
+    monkeypatch.setenv("VENTUREOS_QUEUE_MAX_RECEIVES", "1")
+    records = sample_records(12)
+    bad = {
+        "bad-row-key": {**records[10], "__ventureos_row": "5"},
+        "bad-year-0": {**records[11], "EventDate": "0000-01-01"},
+    }
+    queue = current_queue()
+    queue.send(
+        [envelope_json("osha", "severe_injury", r, message_id=f"osha-{r['ID']}") for r in records[:10]]
+        + [envelope_json("osha", "severe_injury", r, message_id=mid) for mid, r in bad.items()]
+    )
+    report = feed_poll()
+    assert report["messages"] == 12 and report["deleted"] == 12 and report["reconciled"]
+    assert report["totals"]["read"] == 12
+    assert queue.depth() == Depth(visible=0, in_flight=0, dead=0)
+    loaded = set(silver_rows()["meta_source_uri"].str.extract(r"#(.*)$"))
+    assert loaded >= {f"osha-{r['ID']}" for r in records[:10]}
+    quarantined = {uri.rsplit("/", 1)[1] for uri in quarantine_rows()["source_uri"]}
+    assert (loaded | quarantined) - {f"osha-{r['ID']}" for r in records[:10]} == set(bad)
+    assert not (loaded & quarantined)
+
+
+def test_only_failures_a_message_can_cause_split_the_batch() -> None:
+    assert message_caused(OverflowError("date value out of range"))
+    assert message_caused(pl.exceptions.DuplicateError("column with name '__ventureos_row'"))
+    denied = ClientError(
+        {"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}}, "PutObject"
+    )
+    throttled = ClientError(
+        {"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject"
+    )
+    assert not message_caused(denied)  # the lake refuses every message alike
+    assert not message_caused(throttled)  # transient: retried
+    assert not message_caused(PermissionError("/lake/bronze"))
+    assert not message_caused(KeyboardInterrupt())
 
 
 @pytest.mark.aws
