@@ -397,6 +397,34 @@ def test_cli_send_csv_poll_and_status(
     assert (status["visible"], status["in_flight"], status["dead"]) == (0, 0, 0)
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_cli_redrive_moves_dead_letters_back_for_feed_poll(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VENTUREOS_QUEUE_WAIT_SECONDS", "0")
+    monkeypatch.setenv("VENTUREOS_QUEUE_MAX_RECEIVES", "1")
+    records = sample_records(3)
+    queue = current_queue()
+    queue.send([envelope_json("osha", "severe_injury", r) for r in records])
+    queue.release(queue.receive(max_messages=10, max_seconds=1))  # a batch that died, once too often
+    assert queue.receive(max_messages=10, max_seconds=1) == []
+    assert queue.depth() == Depth(visible=0, in_flight=0, dead=3)
+
+    assert run_cli("feed", "redrive", "--max", "2") == 0
+    assert capsys.readouterr().out == f"moved 2 messages from {queue.name}-dlq to {queue.name}\n"
+    assert run_cli("feed", "redrive", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "queue": queue.name, "dead_letter_queue": f"{queue.name}-dlq", "moved": 1,
+    }  # fmt: skip
+    assert run_cli("feed", "redrive") == 0
+    assert capsys.readouterr().out.startswith("moved 0 messages")
+
+    report = feed_poll()
+    assert report["totals"]["inserted"] == 3 and report["deleted"] == 3
+    assert sorted(silver_rows()["source_id"]) == sorted(r["ID"] for r in records)
+    assert queue.depth() == Depth(0, 0, 0)
+
+
 def test_send_accepts_envelopes_bare_records_and_csv() -> None:
     envelope = envelope_json("osha", "severe_injury", {"ID": "1"}, message_id="m-1")
     assert message_bodies(f"{envelope}\n\n{envelope}\n".encode(), False, None, None) == [envelope, envelope]
