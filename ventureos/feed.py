@@ -141,6 +141,19 @@ def split_messages(messages: Sequence[Message], queue_name: str, max_bytes: int)
     return batch
 
 
+def by_sent_at(messages: Sequence[Message], max_bytes: int) -> list[Message]:
+    """Oldest ``sent_at`` first (poison, which has none, first of all): ingested in this order, the
+    parts of a split batch keep its rule that the latest version of a violation wins."""
+
+    def sent_at(message: Message) -> datetime:
+        try:
+            return parse_envelope(message.body, message.message_id, max_bytes).sent_at
+        except PoisonMessage:
+            return datetime.min.replace(tzinfo=UTC)
+
+    return sorted(messages, key=sent_at)
+
+
 def bronze_key(agency: str, dataset: str, day: str, batch_id: str) -> str:
     return f"bronze/feed/{agency}/{dataset}/{day}/{batch_id}.jsonl"
 

@@ -1,4 +1,5 @@
-"""``ventureos feed send|status``: enqueue records for feed-poll, and see the queue and DLQ depth."""
+"""``ventureos feed send|status|redrive``: enqueue records for feed-poll, see the queue and DLQ depth,
+move dead-lettered messages back."""
 
 from __future__ import annotations
 
@@ -109,5 +110,21 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
         )
 
 
+def redrive(
+    max_messages: Annotated[
+        int | None, typer.Option("--max", min=1, help="Move at most this many (default: all).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Move dead-lettered messages back to the queue (after fixing what made them fail)."""
+    queue = current_queue()
+    moved = queue.redrive(max_messages)
+    if as_json:
+        print_json({"queue": queue.name, "dead_letter_queue": queue.dlq_name, "moved": moved})
+    else:
+        console.print(f"moved {moved} messages from {queue.dlq_name} to {queue.name}")
+
+
 app.command("send")(send)
+app.command("redrive")(redrive)
 app.command("status")(status)
