@@ -10,7 +10,16 @@ import pytest
 from ventureos.batch import normalize_raw_batch
 from ventureos.bronze import read_raw_batch
 from ventureos.cli import main
-from ventureos.entities import canonical_name, company_slug, explain, resolve_companies, resolve_names
+from ventureos.entities import (
+    DATA,
+    canonical_name,
+    company_slug,
+    cut_mid_word,
+    explain,
+    resolve_companies,
+    resolve_names,
+    short_slug,
+)
 
 
 def slugs(*names: str) -> dict[str, str | None]:
@@ -245,3 +254,29 @@ def test_a_name_in_another_script_is_flagged_and_ranks_under_its_transliteration
         ("4", "walmart", False),
         ("5", "cafe-nord", False),
     ]
+
+
+def test_curated_slugs_are_never_cut_mid_word() -> None:
+    assert slugs("GREAT LAKES DREDGE & DOCK CORP", "Great Lakes Dredge and Dock Company LLC") == {
+        "GREAT LAKES DREDGE & DOCK CORP": "great-lakes-dredge-and-dock-corporation",
+        "Great Lakes Dredge and Dock Company LLC": "great-lakes-dredge-and-dock-corporation",
+    }
+    parents = pl.read_csv(DATA.joinpath("parents.csv").read_bytes(), infer_schema=False)
+    cut = [slug for slug, name in parents.select("slug", "name").iter_rows() if cut_mid_word(slug, name)]
+    assert cut == []
+    assert parents["slug"].n_unique() == parents.height
+
+
+def test_short_slug_cuts_between_words() -> None:
+    assert short_slug("Great Lakes Dredge & Dock Corporation") == "great-lakes-dredge-and-dock-corporation"
+    assert (
+        short_slug("Franciscan Missionaries of Our Lady Health Systems")
+        == "franciscan-missionaries-of-our-lady"
+    )
+    assert short_slug("Westinghouse Air Brake Technologies (Wabtec)") == "westinghouse-air-brake-technologies"
+    assert short_slug("Kroger") == "kroger"
+    assert short_slug("A" * 45) == "a" * 45
+    assert cut_mid_word("great-lakes-dredge-and-dock-corporatio", "Great Lakes Dredge & Dock Corporation")
+    assert cut_mid_word("keystone-construction-and-maintenance-", "Keystone Construction & Maintenance")
+    assert not cut_mid_word("great-lakes-dredge", "Great Lakes Dredge & Dock Corporation")
+    assert not cut_mid_word("aarons", "Aaron's")

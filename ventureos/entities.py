@@ -185,6 +185,28 @@ def slugify(value: pl.Expr) -> pl.Expr:
     )
 
 
+SLUG_MAX_LENGTH = 40
+"""Longest curated parent slug (Violation Tracker's limit); longer names are cut between words."""
+
+
+def short_slug(name: str, max_length: int = SLUG_MAX_LENGTH) -> str:
+    """``slugify`` of one name, at most ``max_length`` characters and cut only between words
+    (``Great Lakes Dredge & Dock Corporation`` -> ``great-lakes-dredge-and-dock-corporation``,
+    ``Franciscan Missionaries of Our Lady Health Systems`` -> ``franciscan-missionaries-of-our-lady``).
+    A first word longer than ``max_length`` is kept whole."""
+    slug: str = pl.select(slugify(pl.lit(name, dtype=pl.String))).item()
+    if len(slug) <= max_length:
+        return slug
+    cut = slug.rfind("-", 0, max_length + 1)
+    return slug[:cut] if cut > 0 else slug.split("-", 1)[0]
+
+
+def cut_mid_word(slug: str, name: str) -> bool:
+    """True when ``slug`` is ``name``'s slug cut inside a word (``great-lakes-dredge-and-dock-corporatio``)."""
+    full: str = pl.select(slugify(pl.lit(name, dtype=pl.String))).item()
+    return slug != full and (slug.endswith("-") or (full.startswith(slug) and full[len(slug)] != "-"))
+
+
 def company_slug(name: pl.Expr) -> pl.Expr:
     """Entity slug of company names, exactly as the pipeline assigns it (parent roll-up included);
     null for no name or a person. Resolution runs once per batch over its unique names."""
