@@ -13,6 +13,7 @@ from normalizers import REGISTRY
 from ventureos.cli.output import console, print_frame, print_json
 from ventureos.gold import ALL, top_entities
 from ventureos.lakehouse import current_lakehouse
+from ventureos.money import format_money, money_columns
 from ventureos.serving import ENTITIES, LIVE_FEED, ServingStore, open_store
 from ventureos.serving.projects import load_projects
 
@@ -114,7 +115,7 @@ def get(
                     {
                         "agency": i["agency"],
                         "violations": i["total_violations"],
-                        "penalties": str(i["total_penalties"]),
+                        "penalties": format_money(i.get("total_penalties")),
                         "first": i.get("first_violation_date"),
                         "last": i.get("last_violation_date"),
                     }
@@ -133,7 +134,7 @@ def get(
                         "agency": i["agency"],
                         "company": i.get("company_name"),
                         "type": i.get("violation_type"),
-                        "penalty": str(i.get("penalty_amount", "")),
+                        "penalty": format_money(i.get("penalty_amount")),
                         "violation_id": i["violation_id"],
                     }
                     for i in feed
@@ -155,7 +156,7 @@ def serving_top(level: str, agency: str = ALL, by: str = "count", limit: int = 1
                 "entity_key": key,
                 "name": metadata.get("name"),
                 "violations": stats.get("total_violations"),
-                "penalties": str(stats.get("total_penalties", "")),
+                "penalties": format_money(stats.get("total_penalties")),
                 "last_violation": stats.get("last_violation_date"),
             }
         )
@@ -188,4 +189,4 @@ def top(
     elif ranked.is_empty():
         console.print(f"no {entity.value} stats for agency {agency!r}")
     else:
-        print_frame(ranked, title=f"Top {ranked.height} {entity.value} by {by.value} ({agency})")
+        print_frame(money_columns(ranked, "penalty_total"), title=f"Top {ranked.height} {entity.value} by {by.value} ({agency})")
