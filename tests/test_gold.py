@@ -204,7 +204,8 @@ def test_rebuild_repairs_a_batch_whose_gold_update_was_lost(home: Path) -> None:
 
 
 def test_latest_name_and_industry_follow_event_date_then_violation_id() -> None:
-    """The entity's name is its latest violation's (ties: the greater violation id, compared as text);
+    """Among spellings seen once each, the entity's name is its latest violation's (ties: the greater
+    violation id, compared as text);
     the industry is the latest NAICS code present; rows without a date count as oldest."""
     rows = pl.DataFrame(
         {
@@ -232,3 +233,50 @@ def test_latest_name_and_industry_follow_event_date_then_violation_id() -> None:
     for agency in ("osha", "all"):
         row = company.filter(pl.col("agency") == agency).row(0, named=True)
         assert {k: row[k] for k in expected} == expected
+
+
+def display_names(
+    rows: list[tuple[str, str, date, str, str]], level: str = "company"
+) -> dict[str, dict[str, str]]:
+    """``{entity_key: {agency: entity_name}}`` of rows ``(violation_id, agency, event_date, name, slug)``."""
+    frame = pl.DataFrame(
+        rows,
+        schema=["violation_id", "agency", "event_date", "company_name", "company_slug"],
+        orient="row",
+    ).with_columns(
+        city=pl.lit("AUSTIN"), state=pl.lit("TX"), naics_code=pl.lit(None, pl.String),
+        penalty_amount=pl.lit(Decimal("1.00"), pl.Decimal(18, 2)),
+    )  # fmt: skip
+    gold = aggregate_levels(frame.lazy(), [level], T1)[level]
+    names: dict[str, dict[str, str]] = {}
+    for key, agency, name in gold.select("entity_key", "agency", "entity_name").iter_rows():
+        names.setdefault(key, {})[agency] = name
+    return names
+
+
+def test_company_display_name_is_the_curated_parent_else_the_most_frequent_clean_spelling() -> None:
+    d = date(2020, 1, 1)
+    names = display_names([
+        # A curated parent's slug: its curated name, whatever the rows spell.
+        ("osha:e:1", "osha", d, "WAL-MART STORES, LLC #3093", "walmart"),
+        ("osha:e:2", "osha", d, "WAL-MART STORES, LLC #3093", "walmart"),
+        ("epa:x:1", "epa", date(2021, 1, 1), "Wal-Mart Stores East, LP", "walmart"),
+        # Site numbers dropped before counting: ZETA FOODS is spelled 3 times, the latest once.
+        ("osha:e:3", "osha", d, "ZETA FOODS #1", "zeta-foods"),
+        ("osha:e:4", "osha", d, "ZETA FOODS  #22", "zeta-foods"),
+        ("faa:a:1", "faa", date(2020, 5, 1), "ZETA FOODS", "zeta-foods"),
+        ("faa:a:2", "faa", date(2020, 6, 1), "Zeta Foods Inc", "zeta-foods"),
+        # Once each: the latest spelling wins.
+        ("osha:e:5", "osha", date(2019, 1, 1), "Omega Tools Co", "omega-tools"),
+        ("osha:e:6", "osha", date(2019, 2, 1), "OMEGA TOOLS", "omega-tools"),
+    ])  # fmt: skip
+    assert names == {
+        "COMPANY#walmart": {"osha": "Walmart", "epa": "Walmart", "all": "Walmart"},
+        "COMPANY#zeta-foods": {"osha": "ZETA FOODS", "faa": "Zeta Foods Inc", "all": "ZETA FOODS"},
+        "COMPANY#omega-tools": {"osha": "OMEGA TOOLS", "all": "OMEGA TOOLS"},
+    }
+    # Cities: the most frequent spelling too.
+    cities = display_names([
+        ("osha:e:1", "osha", d, "A", "a"), ("osha:e:2", "osha", d, "B", "b"),
+    ], level="city")  # fmt: skip
+    assert cities == {"CITY#austin-tx": {"osha": "AUSTIN, TX", "all": "AUSTIN, TX"}}

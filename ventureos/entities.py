@@ -265,6 +265,34 @@ def known_entities() -> tuple[pl.DataFrame, pl.DataFrame]:
     return exact, prefix
 
 
+@cache
+def curated_parents() -> pl.DataFrame:
+    """``slug, name`` of every curated parent: a company whose slug is one is displayed by that name."""
+    parents = pl.read_csv(DATA.joinpath("parents.csv").read_bytes(), infer_schema=False)
+    return parents.select("slug", "name")
+
+
+# A trailing store or site number (``#3093``, ``STORE 12``, ``NO. 5``) and a leading numeric location
+# prefix (``0423-``): they tell sites apart, not companies.
+_SITE_NUMBER_TAIL = (
+    r"(?i)[\s,]*(?:#\s*[A-Z0-9-]+|\b(?:STORE(?:\s+(?:NUMBER|NO\.?))?|NO\.|UNIT)\s*#?\s*\d+)\s*$"
+)
+_LOCATION_PREFIX = r"^\d{3,}\s*-\s*"
+
+
+def clean_spelling(name: pl.Expr) -> pl.Expr:
+    """A name as it may be displayed: spaces collapsed, a site number and trailing punctuation dropped
+    (``WAL-MART STORES, LLC #3093`` -> ``WAL-MART STORES, LLC``); null when nothing is left."""
+    cleaned = (
+        name.str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+        .str.replace(_LOCATION_PREFIX, "")
+        .str.replace(_SITE_NUMBER_TAIL, "")
+        .str.strip_chars(" ,;:-/")
+    )
+    return pl.when(cleaned != "").then(cleaned)
+
+
 def _digits(key: str) -> str:
     return re.sub(r"\D", "", key)
 

@@ -28,7 +28,7 @@ from pyiceberg.table import Table
 from pyiceberg.types import DateType, LongType, NestedField, StringType, TimestamptzType
 
 from ventureos.catalog import ensure_table
-from ventureos.entities import city_key, company_key, slugify, state_key
+from ventureos.entities import city_key, clean_spelling, company_key, curated_parents, slugify, state_key
 from ventureos.schemas import MONEY, polars_schema, to_arrow, violations_schema
 from ventureos.silver import Scd2Plan
 
@@ -125,10 +125,22 @@ def _value_of(latest_key: pl.Expr) -> pl.Expr:
     return latest_key.str.splitn(_LATEST, 3).struct.field("field_2")
 
 
+_COUNT_DIGITS = 12
+
+
+def _name_choice(count: pl.Expr, latest_key: pl.Expr) -> pl.Expr:
+    """One string whose max over an entity's spellings is the most frequent one, ties the latest:
+    the zero-padded count, then the spelling's ``_latest_key``."""
+    return pl.concat_str([count.cast(pl.String).str.zfill(_COUNT_DIGITS), latest_key], separator=_LATEST)
+
+
+def _chosen_name(choice: pl.Expr) -> pl.Expr:
+    return choice.str.splitn(_LATEST, 4).struct.field("field_3")
+
+
 # Per (entity, agency) from silver rows, then per entity from those: sums, min/max and the latest
 # keys combine, so the rows are grouped once per level.
 _FROM_ROWS = [
-    pl.col("_latest_name").max(),
     pl.col("_latest_industry").max(),
     pl.len().cast(pl.Int64).alias("violation_count"),
     pl.col("penalty_amount").sum().cast(GOLD_POLARS["penalty_total"]).alias("penalty_total"),
@@ -136,7 +148,6 @@ _FROM_ROWS = [
     pl.col("event_date").max().alias("last_event_date"),
 ]
 _FROM_AGENCIES = [
-    pl.col("_latest_name").max(),
     pl.col("_latest_industry").max(),
     pl.col("violation_count").sum(),
     pl.col("penalty_total").sum(),
@@ -145,22 +156,61 @@ _FROM_AGENCIES = [
 ]
 
 
+def _display_names(keyed: pl.LazyFrame, level: str) -> pl.LazyFrame:
+    """``entity_key, agency, entity_name``: the curated parent's name for a company whose slug is a
+    curated parent, else the most frequent clean spelling among its rows (ties: the latest row's).
+
+    Counted per (entity, agency, spelling), then summed per (entity, spelling) for ``all``: memory
+    holds one group per distinct spelling, never the rows.
+    """
+    spellings = keyed.filter(pl.col("_spelling").is_not_null())
+    per_agency = spellings.group_by("entity_key", "agency", "_spelling").agg(
+        pl.len().alias("_count"), pl.col("_latest_name").max()
+    )
+    overall = (
+        per_agency.group_by("entity_key", "_spelling")
+        .agg(pl.col("_count").sum(), pl.col("_latest_name").max())
+        .with_columns(agency=pl.lit(ALL))
+    )
+    names = (
+        pl.concat([per_agency, overall], how="diagonal")
+        .group_by("entity_key", "agency")
+        .agg(_name_choice(pl.col("_count"), pl.col("_latest_name")).max().alias("_choice"))
+        .select("entity_key", "agency", _chosen_name(pl.col("_choice")).alias("entity_name"))
+    )
+    if level != "company":
+        return names
+    parents = (
+        curated_parents()
+        .lazy()
+        .select(company_key(pl.col("slug")).alias("entity_key"), pl.col("name").alias("_parent_name"))
+    )
+    return names.join(parents, on="entity_key", how="left").select(
+        "entity_key", "agency", pl.coalesce("_parent_name", "entity_name").alias("entity_name")
+    )
+
+
 def _aggregate_plan(silver: pl.LazyFrame, level: str, now: datetime) -> pl.LazyFrame:
-    keyed = entity_rows(silver, level).select(
-        "entity_key",
-        "agency",
-        "event_date",
-        "penalty_amount",
-        # The name as the entity's latest violation spells it; the industry of the latest that has one.
-        _latest_key(pl.col("entity_name")).alias("_latest_name"),
-        _latest_key(pl.col("naics_code")).alias("_latest_industry"),
+    keyed = (
+        entity_rows(silver, level)
+        .with_columns(clean_spelling(pl.col("entity_name")).alias("_spelling"))
+        .select(
+            "entity_key",
+            "agency",
+            "event_date",
+            "penalty_amount",
+            "_spelling",
+            _latest_key(pl.col("_spelling")).alias("_latest_name"),
+            # The industry of the latest violation that has one.
+            _latest_key(pl.col("naics_code")).alias("_latest_industry"),
+        )
     )
     per_agency = keyed.group_by("entity_key", "agency").agg(_FROM_ROWS)
     overall = per_agency.group_by("entity_key").agg(_FROM_AGENCIES).with_columns(agency=pl.lit(ALL))
     return (
         pl.concat([per_agency, overall], how="diagonal")
+        .join(_display_names(keyed, level), on=["entity_key", "agency"], how="left")
         .with_columns(
-            entity_name=_value_of(pl.col("_latest_name")),
             industry=_value_of(pl.col("_latest_industry")),
             updated_at=pl.lit(now, dtype=pl.Datetime("us", "UTC")),
         )
