@@ -28,6 +28,9 @@ class Dataset:
     """Lookup table name -> the column it is joined on."""
     id_columns: tuple[str, ...] = ()
     """Columns every record file has (a bulk file without them is the wrong file, not bad rows)."""
+    absent: tuple[str, ...] = ()
+    """Unified columns the source never has (OSHA enforcement has no coordinates): no quality flag
+    says they are missing."""
 
     @property
     def key(self) -> str:
@@ -49,8 +52,9 @@ REGISTRY: dict[str, Dataset] = {
             enforcement.normalize,
             lookups={"inspection": enforcement.KEY},
             id_columns=(enforcement.KEY, "citation_id"),
+            absent=enforcement.ABSENT,
         ),
-        Dataset("faa", "enforcement", faa_enforcement.normalize),
+        Dataset("faa", "enforcement", faa_enforcement.normalize, absent=faa_enforcement.ABSENT),
         Dataset("epa", "echo", echo.normalize),
         Dataset(
             "epa",
@@ -58,6 +62,7 @@ REGISTRY: dict[str, Dataset] = {
             icis_fec.normalize,
             lookups={"facilities": icis_fec.KEY},
             id_columns=(icis_fec.KEY,),
+            absent=icis_fec.ABSENT,
         ),
     )
 }
@@ -89,4 +94,5 @@ def normalize(
     raw: pl.DataFrame, agency: str, dataset: str, lookups: dict[str, pl.DataFrame] | None = None
 ) -> pl.DataFrame:
     """Raw frame of one dataset -> normalized, finalized frame (rejects still in, with a reason)."""
-    return finalize(get_dataset(agency, dataset).normalize(raw, **(lookups or {})), agency, dataset)
+    entry = get_dataset(agency, dataset)
+    return finalize(entry.normalize(raw, **(lookups or {})), agency, dataset, entry.absent)

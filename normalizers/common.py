@@ -8,7 +8,7 @@ the quality score and the content hash.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date, timedelta
 
 import polars as pl
@@ -286,18 +286,44 @@ def _with_quality(frame: pl.DataFrame, generic: dict[str, pl.Expr]) -> pl.DataFr
     return frame.with_columns(quality.get_column("quality_issues"), quality.get_column("quality_score"))
 
 
-def finalize(frame: pl.DataFrame, agency: str, dataset: str) -> pl.DataFrame:
-    """Add the columns every source shares: ids, entity key, generic quality, hash."""
-    generic = {
-        "missing_company": pl.col("company_name").is_null(),
-        # Another script gets a transliterated slug, punctuation none: both need a look.
-        "unreadable_company_name": unreadable_name(pl.col("company_name")).fill_null(False),
-        "unknown_state": pl.col("state").is_null(),
-        "missing_coordinates": pl.col("latitude").is_null() | pl.col("longitude").is_null(),
-        "invalid_zip": pl.col("zip").is_null(),
-        "missing_city": pl.col("city").is_null(),
-        "missing_naics": pl.col("naics_code").is_null(),
+# Generic quality flags: the unified columns each one is about, and its check.
+GENERIC_FLAGS: dict[str, tuple[tuple[str, ...], pl.Expr]] = {
+    "missing_company": (("company_name",), pl.col("company_name").is_null()),
+    # Another script gets a transliterated slug, punctuation none: both need a look.
+    "unreadable_company_name": (
+        ("company_name",),
+        unreadable_name(pl.col("company_name")).fill_null(False),
+    ),
+    "unknown_state": (("state",), pl.col("state").is_null()),
+    "missing_coordinates": (
+        ("latitude", "longitude"),
+        pl.col("latitude").is_null() | pl.col("longitude").is_null(),
+    ),
+    "invalid_zip": (("zip",), pl.col("zip").is_null()),
+    "missing_city": (("city",), pl.col("city").is_null()),
+    "missing_naics": (("naics_code",), pl.col("naics_code").is_null()),
+}
+
+
+def generic_flags(absent: Collection[str] = ()) -> dict[str, pl.Expr]:
+    """Checks of the generic flags, except those about a column the source never has (``absent``):
+    a value the source cannot provide is no quality problem of its records."""
+    return {
+        name: check
+        for name, (columns, check) in GENERIC_FLAGS.items()
+        if not any(column in absent for column in columns)
     }
+
+
+def finalize(frame: pl.DataFrame, agency: str, dataset: str, absent: Collection[str] = ()) -> pl.DataFrame:
+    """Add the columns every source shares: ids, entity key, generic quality, hash.
+
+    ``absent``: unified columns the source never has; they raise no generic flag and must be null.
+    """
+    provided = [c for c in absent if frame.get_column(c).null_count() < frame.height]
+    if provided:
+        raise ValueError(f"{agency}/{dataset} declares {', '.join(provided)} absent but has values in them")
+    generic = generic_flags(absent)
     content = pl.concat_str(
         [pl.col(c).cast(pl.String).fill_null("\x00") for c in HASHED_COLUMNS], separator="\x1f"
     )

@@ -18,8 +18,11 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from normalizers import get_dataset, normalize
-from normalizers.common import ROW, SOURCE_URI
+from normalizers.common import ROW, SOURCE_URI, finalize
 from normalizers.osha import enforcement
+from ventureos.bronze import read_raw_batch
+
+from .conftest import BUNDLED_SAMPLES
 
 DICTIONARY = Path(__file__).parent / "data" / "osha_data_dictionary.csv"
 
@@ -192,11 +195,9 @@ def test_a_year_0_or_future_issuance_date_falls_back_flagged_with_its_text_kept(
     ])  # fmt: skip
     out = normalize(raw, "osha", "enforcement", {"inspection": INSPECTIONS})
     assert out.select("source_id", "event_date", "penalty_amount", "quality_issues", "reject_reason").rows() == [
-        ("1553019-01001", date(2016, 1, 13), None,
-         ["event_date_fallback", "invalid_penalty", "invalid_date", "missing_coordinates"], None),
-        ("1553019-01002", date(2016, 1, 13), None,
-         ["event_date_fallback", "invalid_penalty", "future_date", "missing_coordinates"], None),
-        ("1553019-01003", date(2016, 2, 1), Decimal("700.00"), ["missing_coordinates"], None),
+        ("1553019-01001", date(2016, 1, 13), None, ["event_date_fallback", "invalid_penalty", "invalid_date"], None),
+        ("1553019-01002", date(2016, 1, 13), None, ["event_date_fallback", "invalid_penalty", "future_date"], None),
+        ("1553019-01003", date(2016, 2, 1), Decimal("700.00"), [], None),
     ]  # fmt: skip
     details = [json.loads(d) for d in out["violation_details"]]
     assert [(d["issuance_date"], d["current_penalty"]) for d in details[:2]] == [
@@ -212,3 +213,35 @@ def test_a_float_activity_nr_is_the_same_violation_and_finds_its_inspection() ->
     assert out.select("violation_id", "company_slug", "city").row(0) == (
         "osha:enforcement:1553019-01001", "kroger", "MEMPHIS",
     )  # fmt: skip
+
+
+def test_no_coordinates_flag_where_the_source_has_no_coordinates() -> None:
+    """The enforcement catalog has no coordinates: its rows carry no ``missing_coordinates``; severe
+    injury reports have them, so a report without them is still flagged."""
+    raw = raw_violations([{"activity_nr": "1553019", "citation_id": "01001", "issuance_date": "20160201",
+                           "current_penalty": "700", "viol_type": "S"}])  # fmt: skip
+    out = normalize(raw, "osha", "enforcement", {"inspection": INSPECTIONS})
+    assert out.select("quality_issues", "quality_score").row(0) == ([], 1.0)
+    no_site = normalize(raw, "osha", "enforcement", {"inspection": INSPECTIONS.head(0)})
+    assert "missing_coordinates" not in no_site["quality_issues"].item()
+    assert "unknown_state" in no_site["quality_issues"].item()  # the catalog has states
+
+    reports = (
+        pl.read_csv(BUNDLED_SAMPLES / "osha_severe_injury" / "severeinjury_sample.csv", infer_schema=False)
+        .head(2)
+        .with_columns(Latitude=pl.Series(["", "41.5"]), Longitude=pl.Series(["", "-87.6"]))
+    )
+    raw = read_raw_batch(
+        [("s3://lake/bronze/daily/osha/severe_injury/2015-01-01/a.csv", reports.write_csv().encode())]
+    )
+    injuries = normalize(raw.frame, "osha", "severe_injury")
+    assert ["missing_coordinates" in issues for issues in injuries["quality_issues"]] == [True, False]
+
+
+def test_a_column_declared_absent_must_be_null() -> None:
+    frame = enforcement.normalize(
+        raw_violations([{"activity_nr": "1553019", "citation_id": "01001", "issuance_date": "20160201"}]),
+        inspection=INSPECTIONS,
+    ).with_columns(latitude=pl.lit(41.5))
+    with pytest.raises(ValueError, match="declares latitude absent but has values"):
+        finalize(frame, "osha", "enforcement", enforcement.ABSENT)

@@ -42,6 +42,8 @@ FACILITY_COLUMNS = (
     "CASE_NUMBER", "REGISTRY_ID", "FACILITY_NAME", "LOCATION_ADDRESS", "CITY", "STATE_CODE", "ZIP",
     "PRIMARY_SIC_CODE", "PRIMARY_NAICS_CODE",
 )  # fmt: skip
+# Case facilities carry an address, not coordinates.
+ABSENT = ("latitude", "longitude")
 MAPPED = ("ENF_CONCLUSION_ID", "ENF_CONCLUSION_NAME", "SETTLEMENT_ENTERED_DATE")
 
 

@@ -27,6 +27,8 @@ from normalizers.common import (
 from ventureos.entities import slugify
 
 MAPPED = ("CASE NUMBER", "NAME", "DATE KNOWN", "ACTION")
+# The reports name the party only: no location, no industry.
+ABSENT = ("city", "state", "zip", "latitude", "longitude", "naics_code")
 COLUMNS = (*MAPPED, "ENTITY TYPE", "SANCTION AMOUNT", "SANCTION", "CASE TYPE", "CLOSED DATE")
 CATEGORICAL = ("ENTITY TYPE", "ACTION", "SANCTION", "CASE TYPE")
 

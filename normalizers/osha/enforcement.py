@@ -26,6 +26,8 @@ from normalizers.common import (
 )
 
 KEY = "activity_nr"
+# The enforcement catalog has addresses, no coordinates.
+ABSENT = ("latitude", "longitude")
 VIOLATION_TYPES = {"S": "serious", "W": "willful", "R": "repeat", "O": "other"}
 VIOLATION_MAPPED = (
     KEY, "citation_id", "delete_flag", "viol_type", "issuance_date", "current_penalty",
