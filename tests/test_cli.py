@@ -159,12 +159,35 @@ def test_read_in_text_names_or_comments_is_not_a_call(sql: str) -> None:
     check_query(sql)
 
 
-def test_demo_console_script_exits_zero_with_summary(tmp_path: Path) -> None:
+def test_demo_says_what_it_loaded_and_why_in_80_columns(tmp_path: Path) -> None:
+    """The console script as a new user runs it, in an 80-column terminal."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VENTUREOS_", "PREFECT_"))}
     env |= {"VENTUREOS_HOME": str(tmp_path / "demo"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    env["COLUMNS"] = "80"
     script = Path(sys.executable).parent / "ventureos"
     result = subprocess.run([str(script), "demo"], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert "silver.violations: 674 rows (674 violations); quarantined: 481" in result.stdout
-    assert "Top 10 companies by violation count (serving layer)" in result.stdout
-    assert "reconciled" in result.stdout
+    out = result.stdout
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80, [line for line in lines if len(line) > 80]
+    text = " ".join(" ".join(line.split()) for line in lines)
+    for sentence in (
+        "Read 1,155 records; 674 are violations:",
+        "500 EPA ECHO facilities: 20 loaded as violations",
+        "655 OSHA severe injury reports: 654 loaded as violations",
+        "Set aside 481 of 1,155 records",
+        "480 EPA ECHO facilities with no penalty are not violations",
+        "1 OSHA severe injury report quarantined: unparseable JSON",
+        "(a file the demo truncates on purpose)",
+        "Serving store: 632 companies, 539 cities, 41 states (3,649 items",
+        "Penalties: $380,765.00 over 20 EPA ECHO facilities. OSHA severe injury reports carry no penalties.",
+        "Next, on this lakehouse:",
+        "ventureos top --by penalty --entity state",
+        "ventureos serving get COMPANY#walmart",
+    ):
+        assert sentence in text, sentence
+    # The penalty leaderboard shows real penalties, formatted one way, and curated names.
+    assert "│ 1  │ PJ KEATING COMPANY" in out and "│ $140,000.00 │" in out
+    assert "│ 3  │ Trader Joe's" in out
+    assert "│ 2 │ Walmart             │ 7          │ $0.00     │" in out
+    assert "Entities items written" not in out
