@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 import polars as pl
 
+from ventureos.cli.serving import ranked_table
 from ventureos.money import format_money, money_columns
 
 
@@ -30,3 +32,27 @@ def test_money_columns_formats_only_the_named_columns() -> None:
         "violations": [3, 1],
         "penalty_total": ["$125,000.00", ""],
     }
+
+
+def test_top_prints_penalties_as_money() -> None:
+    ranked = pl.DataFrame(
+        {
+            "entity_key": ["COMPANY#pj-keating"],
+            "entity_name": ["PJ KEATING COMPANY"],
+            "agency": ["all"],
+            "violation_count": [1],
+            "penalty_total": [Decimal("140000.00")],
+            "first_event_date": [date(2017, 8, 24)],
+            "last_event_date": [date(2017, 8, 24)],
+        },
+        schema_overrides={"penalty_total": pl.Decimal(18, 2)},
+    )
+    assert ranked_table(ranked).rows(named=True) == [
+        {
+            "entity_key": "COMPANY#pj-keating",
+            "name": "PJ KEATING COMPANY",
+            "violations": 1,
+            "penalties": "$140,000.00",
+            "last": date(2017, 8, 24),
+        }
+    ]

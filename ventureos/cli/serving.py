@@ -172,6 +172,21 @@ def serving_top(level: str, agency: str = ALL, by: str = "count", limit: int = 1
     )
 
 
+def ranked_table(ranked: pl.DataFrame) -> pl.DataFrame:
+    """A ranking as ``top`` prints it: the key (for ``serving get``), the name, the two measures (money
+    formatted) and the latest violation, narrow enough for an 80-column terminal."""
+    return money_columns(
+        ranked.select(
+            "entity_key",
+            pl.col("entity_name").alias("name"),
+            pl.col("violation_count").alias("violations"),
+            pl.col("penalty_total").alias("penalties"),
+            pl.col("last_event_date").alias("last"),
+        ),
+        "penalties",
+    )
+
+
 def top(
     agency: Annotated[str, typer.Option(help="One agency (osha, faa, epa) or all.")] = ALL,
     by: Annotated[Ranking, typer.Option(help="Rank by violation count or penalty total.")] = Ranking.count,
@@ -189,4 +204,6 @@ def top(
     elif ranked.is_empty():
         console.print(f"no {entity.value} stats for agency {agency!r}")
     else:
-        print_frame(money_columns(ranked, "penalty_total"), title=f"Top {ranked.height} {entity.value} by {by.value} ({agency})")
+        print_frame(
+            ranked_table(ranked), title=f"Top {ranked.height} {entity.value} by {by.value} ({agency})"
+        )
