@@ -138,59 +138,32 @@ def _chosen_name(choice: pl.Expr) -> pl.Expr:
     return choice.str.splitn(_LATEST, 4).struct.field("field_3")
 
 
-# Per (entity, agency) from silver rows, then per entity from those: sums, min/max and the latest
-# keys combine, so the rows are grouped once per level.
+# Silver rows are grouped once, per (entity, agency, spelling); those groups roll up per (entity,
+# agency) and, through (entity, spelling), per entity as ``all``: sums, min/max and the latest keys
+# combine, and memory holds one group per distinct spelling, never the rows.
 _FROM_ROWS = [
+    pl.col("_latest_name").max(),
     pl.col("_latest_industry").max(),
     pl.len().cast(pl.Int64).alias("violation_count"),
     pl.col("penalty_amount").sum().cast(GOLD_POLARS["penalty_total"]).alias("penalty_total"),
     pl.col("event_date").min().alias("first_event_date"),
     pl.col("event_date").max().alias("last_event_date"),
 ]
-_FROM_AGENCIES = [
+_FROM_GROUPS = [
+    pl.col("_latest_name").max(),
     pl.col("_latest_industry").max(),
     pl.col("violation_count").sum(),
     pl.col("penalty_total").sum(),
     pl.col("first_event_date").min(),
     pl.col("last_event_date").max(),
 ]
-
-
-def _display_names(keyed: pl.LazyFrame, level: str) -> pl.LazyFrame:
-    """``entity_key, agency, entity_name``: the curated parent's name for a company whose slug is a
-    curated parent, else the most frequent clean spelling among its rows (ties: the latest row's).
-
-    Counted per (entity, agency, spelling), then summed per (entity, spelling) for ``all``: memory
-    holds one group per distinct spelling, never the rows.
-    """
-    spellings = keyed.filter(pl.col("_spelling").is_not_null())
-    per_agency = spellings.group_by("entity_key", "agency", "_spelling").agg(
-        pl.len().alias("_count"), pl.col("_latest_name").max()
-    )
-    overall = (
-        per_agency.group_by("entity_key", "_spelling")
-        .agg(pl.col("_count").sum(), pl.col("_latest_name").max())
-        .with_columns(agency=pl.lit(ALL))
-    )
-    names = (
-        pl.concat([per_agency, overall], how="diagonal")
-        .group_by("entity_key", "agency")
-        .agg(_name_choice(pl.col("_count"), pl.col("_latest_name")).max().alias("_choice"))
-        .select("entity_key", "agency", _chosen_name(pl.col("_choice")).alias("entity_name"))
-    )
-    if level != "company":
-        return names
-    parents = (
-        curated_parents()
-        .lazy()
-        .select(company_key(pl.col("slug")).alias("entity_key"), pl.col("name").alias("_parent_name"))
-    )
-    return names.join(parents, on="entity_key", how="left").select(
-        "entity_key", "agency", pl.coalesce("_parent_name", "entity_name").alias("entity_name")
-    )
+# The display name of a group of spellings: the most frequent, ties the latest.
+_CHOICE = _name_choice(pl.col("violation_count"), pl.col("_latest_name")).max().alias("_choice")
 
 
 def _aggregate_plan(silver: pl.LazyFrame, level: str, now: datetime) -> pl.LazyFrame:
+    """Gold rows of ``level``. The display name is the curated parent's for a company whose slug is a
+    curated parent, else the most frequent clean spelling among the rows (ties: the latest row's)."""
     keyed = (
         entity_rows(silver, level)
         .with_columns(clean_spelling(pl.col("entity_name")).alias("_spelling"))
@@ -205,12 +178,29 @@ def _aggregate_plan(silver: pl.LazyFrame, level: str, now: datetime) -> pl.LazyF
             _latest_key(pl.col("naics_code")).alias("_latest_industry"),
         )
     )
-    per_agency = keyed.group_by("entity_key", "agency").agg(_FROM_ROWS)
-    overall = per_agency.group_by("entity_key").agg(_FROM_AGENCIES).with_columns(agency=pl.lit(ALL))
+    per_spelling = keyed.group_by("entity_key", "agency", "_spelling").agg(_FROM_ROWS)
+    per_agency = per_spelling.group_by("entity_key", "agency").agg(*_FROM_GROUPS, _CHOICE)
+    overall = (
+        per_spelling.group_by("entity_key", "_spelling")
+        .agg(_FROM_GROUPS)
+        .group_by("entity_key")
+        .agg(*_FROM_GROUPS, _CHOICE)
+        .with_columns(agency=pl.lit(ALL))
+    )
+    stats = pl.concat([per_agency, overall], how="diagonal").with_columns(
+        entity_name=_chosen_name(pl.col("_choice"))
+    )
+    if level == "company":
+        parents = (
+            curated_parents()
+            .lazy()
+            .select(company_key(pl.col("slug")).alias("entity_key"), pl.col("name").alias("_parent_name"))
+        )
+        stats = stats.join(parents, on="entity_key", how="left").with_columns(
+            entity_name=pl.coalesce("_parent_name", "entity_name")
+        )
     return (
-        pl.concat([per_agency, overall], how="diagonal")
-        .join(_display_names(keyed, level), on=["entity_key", "agency"], how="left")
-        .with_columns(
+        stats.with_columns(
             industry=_value_of(pl.col("_latest_industry")),
             updated_at=pl.lit(now, dtype=pl.Datetime("us", "UTC")),
         )
