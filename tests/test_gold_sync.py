@@ -16,7 +16,6 @@ import flows.common
 from flows.daily_ingest import daily_ingest
 from flows.gold_sync import gold_sync
 from flows.historical_load import historical_load
-from normalizers.common import SOURCE_URI
 from ventureos.cli import main
 from ventureos.gold import (
     ALL,
@@ -28,7 +27,7 @@ from ventureos.gold import (
     removals_table,
 )
 from ventureos.lakehouse import current_lakehouse
-from ventureos.schemas import to_arrow
+from ventureos.schemas import SOURCE_URI, to_arrow
 from ventureos.serving import ENTITIES, VIOLATIONS, ServingStore, open_store
 from ventureos.serving.feed import FEED_COLUMNS, FEED_SIZE, apply_to_feed, feed_frame, live
 from ventureos.serving.sync import iso, read_watermarks, sync_entities

@@ -17,9 +17,9 @@ from typing import Any
 import polars as pl
 
 from normalizers import UnknownDatasetError, get_dataset
-from normalizers.common import ROW, SOURCE_URI
 from ventureos.bronze import REJECT_SCHEMA, RawBatch, records_frame
 from ventureos.queue.base import Message
+from ventureos.schemas import ROW, SOURCE_URI
 
 REQUIRED = ("agency", "dataset", "record", "sent_at")
 POISON = ("feed", "poison")

@@ -35,9 +35,8 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
 from normalizers import Dataset
-from normalizers.common import ROW, SOURCE_URI
 from ventureos.catalog import TABLE_PROPERTIES
-from ventureos.schemas import VIOLATIONS_PARTITION, VIOLATIONS_SCHEMA, violations_schema
+from ventureos.schemas import ROW, SOURCE_URI, VIOLATIONS_PARTITION, VIOLATIONS_SCHEMA, violations_schema
 from ventureos.silver import COUNT_COLUMNS as SCD2_COUNTS
 from ventureos.storage import Storage
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 import polars as pl
 
 from normalizers.common import (
-    LINEAGE,
     blank_to_null,
     conform,
-    details_json,
     money,
     parse_date,
     quality_flags,
@@ -24,6 +22,7 @@ from normalizers.common import (
     unreadable,
     zip5,
 )
+from ventureos.schemas import LINEAGE, details_json
 
 NO_PENALTY = "no penalty: not a violation"
 MAPPED = (

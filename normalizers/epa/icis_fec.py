@@ -14,10 +14,8 @@ from __future__ import annotations
 import polars as pl
 
 from normalizers.common import (
-    LINEAGE,
     blank_to_null,
     conform,
-    details_json,
     money,
     parse_date,
     quality_flags,
@@ -27,6 +25,7 @@ from normalizers.common import (
     zip5,
 )
 from ventureos.entities import slugify
+from ventureos.schemas import LINEAGE, details_json
 
 KEY = "CASE_NUMBER"
 """What a case conclusion and its facilities share."""

@@ -12,10 +12,8 @@ from __future__ import annotations
 import polars as pl
 
 from normalizers.common import (
-    LINEAGE,
     blank_to_null,
     conform,
-    details_json,
     money,
     parse_date,
     quality_flags,
@@ -23,6 +21,7 @@ from normalizers.common import (
     unreadable,
 )
 from ventureos.entities import slugify
+from ventureos.schemas import LINEAGE, details_json
 
 MAPPED = ("CASE NUMBER", "NAME", "DATE KNOWN", "ACTION")
 COLUMNS = (*MAPPED, "ENTITY TYPE", "SANCTION AMOUNT", "SANCTION", "CASE TYPE", "CLOSED DATE")

@@ -10,10 +10,8 @@ from __future__ import annotations
 import polars as pl
 
 from normalizers.common import (
-    LINEAGE,
     blank_to_null,
     conform,
-    details_json,
     money,
     quality_flags,
     reject_when,
@@ -21,6 +19,7 @@ from normalizers.common import (
     unreadable,
     zip5,
 )
+from ventureos.schemas import LINEAGE, details_json
 
 KEY = "activity_nr"
 VIOLATION_TYPES = {"S": "serious", "W": "willful", "R": "repeat", "O": "other"}

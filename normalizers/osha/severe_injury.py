@@ -5,10 +5,8 @@ from __future__ import annotations
 import polars as pl
 
 from normalizers.common import (
-    LINEAGE,
     blank_to_null,
     conform,
-    details_json,
     flag,
     parse_date,
     quality_flags,
@@ -16,6 +14,7 @@ from normalizers.common import (
     state_code,
     zip5,
 )
+from ventureos.schemas import LINEAGE, details_json
 
 MAPPED = (
     "ID", "EventDate", "Employer", "Address1", "Address2", "City", "State", "Zip", "Latitude",
