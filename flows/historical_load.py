@@ -17,7 +17,8 @@ from tasks.gold import rebuild_gold
 from tasks.historical import clean_up, commit_replace, load_batch, open_target, plan_load
 from tasks.report import publish_report
 from tasks.serving import refresh_live_feed
-from ventureos.historical import HISTORICAL, notify_progress, read_batches, sum_counts
+from ventureos.historical import notify_progress, read_batches, sum_counts
+from ventureos.layout import historical_prefix
 from ventureos.report import COUNT_COLUMNS, RunReport
 
 
@@ -38,7 +39,7 @@ def historical_load(
     """
     get_dataset(agency, dataset)
     rid, now, watch = run_id(), utc_now(), Stopwatch()
-    plan = plan_load(agency, dataset, source or f"{HISTORICAL}/{agency}/{dataset}", mode)
+    plan = plan_load(agency, dataset, source or historical_prefix(agency, dataset), mode)
     done = dict(plan.done)
     skipped = sorted(done)
     progress = create_progress_artifact(

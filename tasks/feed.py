@@ -9,8 +9,9 @@ from prefect import task
 from tasks.policy import IO_TASK, PURE_TASK
 from ventureos.batch import NormalizedBatch, normalize_raw_batch
 from ventureos.bronze import RawBatch
-from ventureos.feed import POISON, FeedBatch, bronze_key, jsonl, raw_batch, split_messages, stable_rejects
+from ventureos.feed import POISON, FeedBatch, jsonl, raw_batch, split_messages, stable_rejects
 from ventureos.lakehouse import current_lakehouse
+from ventureos.layout import feed_batch_key
 from ventureos.queue import Message, current_queue
 
 
@@ -44,7 +45,7 @@ def stage_feed(feed: FeedBatch, day: str, batch_id: str) -> list[Staged]:
     storage = current_lakehouse().storage
     staged = []
     for (agency, dataset), envelopes in feed.groups.items():
-        uri = storage.write_bytes(bronze_key(agency, dataset, day, batch_id), jsonl(envelopes))
+        uri = storage.write_bytes(feed_batch_key(agency, dataset, day, batch_id), jsonl(envelopes))
         staged.append(Staged(agency, dataset, uri, raw_batch(envelopes, uri)))
     return staged
 

@@ -12,8 +12,9 @@ from tasks.policy import IO_TASK
 from ventureos.gold import current_silver_of
 from ventureos.historical import LoadPlan, versions_before_load
 from ventureos.lakehouse import current_lakehouse
+from ventureos.layout import from_live_source
 from ventureos.serving import ServingStore, open_store
-from ventureos.serving.feed import FEED_COLUMNS, apply_to_feed, from_live_source, refresh_feed
+from ventureos.serving.feed import FEED_COLUMNS, apply_to_feed, refresh_feed
 from ventureos.serving.sync import sync_entities as sync_entities_table
 from ventureos.settings import Settings
 from ventureos.silver import ENTITY_COLUMNS, Scd2Plan, current_versions

@@ -1,14 +1,8 @@
 """Buffer -> monthly archive -> immutable yearly archive, without losing or duplicating a version.
 
-Layout (DESIGN.md contract, plus two areas this module owns):
-
-    silver/violations/buffer/ingest_date=YYYY-MM-DD/*.parquet          daily dual write (input)
-    silver/violations/archive/violation_year=YYYY/month=MM/data.parquet  one file per event month
-    silver/violations/archive/violation_year=YYYY/data.parquet           one immutable file per closed year
-    silver/violations/late/violation_year=YYYY/data.parquet              rows that arrived after YYYY closed
-    silver/violations/_consolidation/{staging,manifests}/                work area of a run in progress
-
-Rows without an event date go to ``violation_year=unknown/month=unknown``; that year is never closed.
+Input: the buffer files; output: one archive file per event month, one immutable file per closed year,
+and a late file per closed year for rows that arrived after it closed; a work area holds the staging
+files and manifests of a run in progress (keys: ``ventureos.layout``). Rows without an event date go to ``violation_year=unknown/month=unknown``; that year is never closed.
 
 Every run is the same three-phase protocol, identical on local disk and S3 (which has no rename):
 
@@ -30,7 +24,6 @@ and is left for the next run.
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -38,16 +31,22 @@ from typing import Any
 import polars as pl
 import polars_hash  # noqa: F401  (registers .nchash)
 
-from ventureos.buffer import BUFFER_PREFIX
+from ventureos.layout import (
+    BUFFER_PREFIX,
+    CONSOLIDATION_MANIFEST_PREFIX,
+    CONSOLIDATION_STAGING_PREFIX,
+    LATE_PREFIX,
+    archive_year_prefix,
+    consolidation_manifest_key,
+    consolidation_staging_key,
+    is_month_key,
+    late_key,
+    month_key,
+    year_key,
+)
 from ventureos.schemas import VIOLATION_COLUMNS, VIOLATIONS_POLARS
 from ventureos.storage import Storage
 
-SILVER_PREFIX = "silver/violations"
-ARCHIVE_PREFIX = f"{SILVER_PREFIX}/archive"
-LATE_PREFIX = f"{SILVER_PREFIX}/late"
-WORK_PREFIX = f"{SILVER_PREFIX}/_consolidation"
-STAGING_PREFIX = f"{WORK_PREFIX}/staging"
-MANIFEST_PREFIX = f"{WORK_PREFIX}/manifests"
 UNKNOWN = "unknown"
 
 VERSION_KEY = ("violation_id", "record_hash", "change_type")
@@ -68,21 +67,9 @@ class GracePeriodError(ValueError):
 # Keys -------------------------------------------------------------------------------------------
 
 
-def month_key(year: str, month: str) -> str:
-    return f"{ARCHIVE_PREFIX}/violation_year={year}/month={month}/data.parquet"
-
-
-def year_key(year: str) -> str:
-    return f"{ARCHIVE_PREFIX}/violation_year={year}/data.parquet"
-
-
-def late_key(year: str) -> str:
-    return f"{LATE_PREFIX}/violation_year={year}/data.parquet"
-
-
 def month_files(storage: Storage, year: str) -> list[str]:
     """The month files of one violation year (never the year file itself)."""
-    return [k for k in storage.list(f"{ARCHIVE_PREFIX}/violation_year={year}") if "/month=" in k]
+    return [k for k in storage.list(archive_year_prefix(year)) if is_month_key(k)]
 
 
 def buffer_files(storage: Storage, month: str) -> list[str]:
@@ -186,12 +173,8 @@ def target_key(closed_years: set[str]) -> pl.Expr:
     """Where a row belongs: its event month's file, or the late area when that year is closed."""
     return (
         pl.when(EVENT_YEAR.is_in(sorted(closed_years)))
-        .then(pl.format(f"{LATE_PREFIX}/violation_year={{}}/data.parquet", EVENT_YEAR))
-        .otherwise(
-            pl.format(
-                f"{ARCHIVE_PREFIX}/violation_year={{}}/month={{}}/data.parquet", EVENT_YEAR, EVENT_MONTH
-            )
-        )
+        .then(pl.format(late_key("{}"), EVENT_YEAR))
+        .otherwise(pl.format(month_key("{}", "{}"), EVENT_YEAR, EVENT_MONTH))
     )
 
 
@@ -327,9 +310,7 @@ def verify_file(storage: Storage, key: str, rows: int, checksum: str) -> None:
 
 def stage_target(storage: Storage, key: str, frame: pl.DataFrame) -> Target:
     """Write the new content of ``key`` under a unique staging key and verify it."""
-    target = Target(
-        key, f"{STAGING_PREFIX}/{uuid.uuid4().hex}.parquet", frame.height, content_checksum(frame)
-    )
+    target = Target(key, consolidation_staging_key(), frame.height, content_checksum(frame))
     storage.write_parquet(target.staging, frame)
     verify_file(storage, target.staging, target.rows, target.checksum)
     return target
@@ -338,7 +319,7 @@ def stage_target(storage: Storage, key: str, frame: pl.DataFrame) -> Target:
 def write_manifest(storage: Storage, kind: str, scope: str, targets: list[Target], sources: list[str]) -> str:
     """The commit point of a run: from here on, it only rolls forward."""
     created = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    key = f"{MANIFEST_PREFIX}/{created}-{kind}-{scope}-{uuid.uuid4().hex[:8]}.json"
+    key = consolidation_manifest_key(created, kind, scope)
     body = {
         "kind": kind,
         "scope": scope,
@@ -403,10 +384,10 @@ def apply_manifest(storage: Storage, manifest_key: str) -> int:
 
 def recover(storage: Storage) -> int:
     """Complete every manifest a crashed run left, oldest first, then drop unreferenced staging files."""
-    manifests = [k for k in storage.list(MANIFEST_PREFIX) if k.endswith(".json")]
+    manifests = [k for k in storage.list(CONSOLIDATION_MANIFEST_PREFIX) if k.endswith(".json")]
     for key in manifests:
         apply_manifest(storage, key)
-    for key in storage.list(STAGING_PREFIX):
+    for key in storage.list(CONSOLIDATION_STAGING_PREFIX):
         storage.delete(key)
     return len(manifests)
 

@@ -18,6 +18,7 @@ import polars as pl
 
 from normalizers import UnknownDatasetError, get_dataset
 from ventureos.bronze import REJECT_SCHEMA, RawBatch, records_frame
+from ventureos.layout import message_uri
 from ventureos.queue.base import Message
 from ventureos.schemas import ROW, SOURCE_URI
 
@@ -117,11 +118,6 @@ class FeedBatch:
     poison: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECT_SCHEMA))
 
 
-def message_uri(queue_name: str, message_id: str) -> str:
-    """Where a message came from, stable across redeliveries (quarantine ids hash it)."""
-    return f"feed://{queue_name}/{message_id}"
-
-
 def split_messages(messages: Sequence[Message], queue_name: str, max_bytes: int) -> FeedBatch:
     """Parse every message; group the good ones (oldest ``sent_at`` first), reject the poison."""
     batch = FeedBatch()
@@ -139,10 +135,6 @@ def split_messages(messages: Sequence[Message], queue_name: str, max_bytes: int)
         envelopes.sort(key=lambda e: e.sent_at)
     batch.poison = pl.DataFrame(poison, schema=REJECT_SCHEMA)
     return batch
-
-
-def bronze_key(agency: str, dataset: str, day: str, batch_id: str) -> str:
-    return f"bronze/feed/{agency}/{dataset}/{day}/{batch_id}.jsonl"
 
 
 def jsonl(envelopes: Sequence[Envelope]) -> bytes:

@@ -36,13 +36,12 @@ from pyiceberg.table.snapshots import Snapshot
 
 from normalizers import Dataset
 from ventureos.catalog import TABLE_PROPERTIES
+from ventureos.layout import historical_lookup_key, staging_table_location
 from ventureos.schemas import ROW, SOURCE_URI, VIOLATIONS_PARTITION, VIOLATIONS_SCHEMA, violations_schema
 from ventureos.silver import COUNT_COLUMNS as SCD2_COUNTS
 from ventureos.storage import Storage
 
 MODES = ("append", "replace")
-HISTORICAL = "bronze/historical"
-STAGING_PREFIX = "staging/historical"
 STAGING_NAMESPACE = "staging"
 
 LOAD_ID = "ventureos.load-id"
@@ -108,7 +107,7 @@ class LoadPlan:
 
     @property
     def lookup_keys(self) -> dict[str, str]:
-        return {name: f"{STAGING_PREFIX}/{self.load_id}/{name}.parquet" for name in self.files.lookups}
+        return {name: historical_lookup_key(self.load_id, name) for name in self.files.lookups}
 
     def write_id(self, batch: int) -> uuid.UUID:
         """Names a batch's buffer files: a re-run of the batch overwrites them (no content hash needed)."""
@@ -455,7 +454,7 @@ def staging_table(catalog: Catalog, plan: LoadPlan, silver: Table, create: bool 
         plan.staging_table,
         schema=VIOLATIONS_SCHEMA,
         partition_spec=VIOLATIONS_PARTITION,
-        location=f"{silver.location()}/staging/{plan.load_id}",
+        location=staging_table_location(silver.location(), plan.load_id),
         properties=TABLE_PROPERTIES,
     )
 

@@ -1,7 +1,7 @@
 """The live feed (``{prefix}-Violations``): the latest 5 violations per agency under each entity.
 
-Only versions that arrived through ``bronze/daily/`` or ``bronze/feed/`` qualify (the gatekeeper is the
-lineage of the version itself, so a historical load can never leak in, whoever calls this). "Latest" is
+Only versions from a live source qualify (``ventureos.layout.is_live_source``: daily files and feed
+batches; the gatekeeper is the lineage of the version itself, so a historical load can never leak in, whoever calls this). "Latest" is
 by event date, then violation id: exactly the SK order ``AGENCY#{agency}#DATE#{YYYY-MM-DD}#{violation_id}``.
 
 A batch is applied as a small diff per touched entity: the entity's stored items, minus the items of
@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import polars as pl
 
 from ventureos.gold import LEVELS, entity_rows
+from ventureos.layout import from_live_source
 from ventureos.schemas import violations_schema
 from ventureos.serving.base import VIOLATIONS, Item, ServingStore, from_wire, to_wire
 
 FEED_SIZE = 5
 QUERY_THREADS = 8
-LIVE_SOURCES = r"(^|/)bronze/(daily|feed)/"
 DESCRIPTION_CHARS = 500
 FEED_COLUMNS = (
     "violation_id", "agency", "dataset", "event_date", "company_name", "company_slug", "city", "state",
@@ -45,10 +45,6 @@ class FeedChange:
     entities: int
     written: int
     deleted: int
-
-
-def from_live_source() -> pl.Expr:
-    return pl.col("meta_source_uri").str.contains(LIVE_SOURCES).fill_null(False)
 
 
 def live(rows: pl.DataFrame) -> pl.DataFrame:
