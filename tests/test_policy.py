@@ -26,9 +26,9 @@ from tasks.policy import (
     IO_TASK,
     commit_limit_name,
     iceberg_commit_slot,
-    is_transient,
     retry_transient,
 )
+from ventureos.transient import is_transient
 
 
 def client_error(code: str, status: int) -> ClientError:

@@ -15,7 +15,6 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from tasks.policy import is_transient
 from ventureos.serving.base import (
     TABLES,
     Item,
@@ -27,6 +26,7 @@ from ventureos.serving.base import (
     unique_by_key,
 )
 from ventureos.settings import Settings
+from ventureos.transient import is_transient
 
 BATCH = 25
 """DynamoDB's limit of write requests per BatchWriteItem."""
