@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -126,6 +128,21 @@ def test_s3_tables_catalog_skips_with_a_log_line(home: Path, caplog: pytest.LogC
     assert file_count("gold.sample_stats") == 6
 
 
+def test_each_table_is_maintained_inside_its_commit_slot(home: Path) -> None:
+    small_gold(6)
+    catalog, held, inside = current_lakehouse().catalog, [], []
+
+    @contextmanager
+    def slot(table: str) -> Iterator[None]:
+        held.append(table)
+        yield
+        inside.append(table)
+
+    results = maintain(catalog, load_settings(), NOW, commit_slot=slot)
+    assert held == inside == [r.table for r in results] == maintained_tables(catalog)
+
+
+@pytest.mark.usefixtures("prefect_harness")
 def test_maintain_cli(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     small_gold(6)
     main(["maintain", "--json"])

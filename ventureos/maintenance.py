@@ -26,6 +26,8 @@ import logging
 import re
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -285,6 +287,20 @@ def maintain_table(catalog: Catalog, name: str, settings: Settings, now: datetim
     return result
 
 
-def maintain(catalog: Catalog, settings: Settings, now: datetime) -> list[TableMaintenance]:
-    """Maintain every silver and gold table; one compaction commit and one expiry commit per table."""
-    return [maintain_table(catalog, name, settings, now) for name in maintained_tables(catalog)]
+CommitSlot = Callable[[str], AbstractContextManager[object]]
+"""Table name -> a context held around that table's commits, so concurrent writers queue behind them."""
+
+
+def maintain(
+    catalog: Catalog, settings: Settings, now: datetime, commit_slot: CommitSlot = lambda _: nullcontext()
+) -> list[TableMaintenance]:
+    """Maintain every silver and gold table; one compaction commit and one expiry commit per table.
+
+    Each table is maintained inside ``commit_slot(table)``: the ``maintain-tables`` task (the entry point
+    of the flows and of ``ventureos maintain``) passes the Iceberg commit slot; the default holds none.
+    """
+    results = []
+    for name in maintained_tables(catalog):
+        with commit_slot(name):
+            results.append(maintain_table(catalog, name, settings, now))
+    return results
