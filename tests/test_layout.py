@@ -11,7 +11,7 @@ import pytest
 from ventureos import layout
 from ventureos.layout import from_live_source, is_live_source
 from ventureos.settings import load_settings
-from ventureos.storage import Storage
+from ventureos.storage import open_storage
 
 
 def test_keys_follow_the_storage_contract() -> None:
@@ -36,7 +36,7 @@ def test_keys_follow_the_storage_contract() -> None:
 
 def lake_uris(root: str) -> dict[str, str]:
     """Source URIs as silver records them, for a key of each bronze kind built by the layout."""
-    storage = Storage(root, load_settings())
+    storage = open_storage(root, load_settings())
     return {
         "daily": storage.uri(f"{layout.daily_prefix('osha', 'severe_injury', '2024-03-05')}/1.json"),
         "feed": storage.uri(layout.feed_batch_key("osha", "severe_injury", "2024-03-05", "b1")) + "#m-1",

@@ -25,7 +25,7 @@ from ventureos.maintenance import MaintenanceError, maintain, maintained_tables
 from ventureos.schemas import VIOLATIONS_ARROW, to_arrow
 from ventureos.settings import load_settings
 from ventureos.silver import empty_violations, plan_scd2
-from ventureos.storage import Storage
+from ventureos.storage import open_storage
 
 from .conftest import BUNDLED_SAMPLES
 
@@ -156,7 +156,7 @@ def test_compaction_on_s3(aws_home: str) -> None:
     small_gold(6)
     before = table_rows("gold.sample_stats", "entity")
     location = current_lakehouse().catalog.load_table("gold.sample_stats").location()
-    orphans = Storage(location, load_settings())
+    orphans = open_storage(location, load_settings())
     orphans.write_bytes("data/crashed-write.parquet", b"never committed")
     results = {
         r.table: r

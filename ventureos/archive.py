@@ -332,12 +332,7 @@ def write_manifest(storage: Storage, kind: str, scope: str, targets: list[Target
 
 def swap_target(storage: Storage, target: Target) -> None:
     """Put the staged file in place: a rename locally, a server-side copy on S3 (atomic per object)."""
-    staging, final = storage.path(target.staging), storage.path(target.key)
-    if storage.is_s3:
-        storage.fs.copy_file(staging, final)
-    else:
-        storage.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
-        storage.fs.move(staging, final)
+    storage.replace(target.staging, target.key)
 
 
 def is_in_place(storage: Storage, target: Target) -> bool:

@@ -39,7 +39,7 @@ from ventureos.catalog import TABLE_PROPERTIES
 from ventureos.layout import historical_lookup_key, staging_table_location
 from ventureos.schemas import ROW, SOURCE_URI, VIOLATIONS_PARTITION, VIOLATIONS_SCHEMA, violations_schema
 from ventureos.silver import COUNT_COLUMNS as SCD2_COUNTS
-from ventureos.storage import Storage
+from ventureos.storage import Storage, open_storage
 
 MODES = ("append", "replace")
 STAGING_NAMESPACE = "staging"
@@ -132,7 +132,7 @@ class LoadPlan:
 def _storage_for(lake: Storage, source: str) -> tuple[Storage, str]:
     """(storage, key): a lake key as is; an absolute path or URI becomes its own storage root."""
     if "://" in source or Path(source).is_absolute():
-        return Storage(source.rstrip("/"), lake.settings), ""
+        return open_storage(source.rstrip("/"), lake.settings), ""
     return lake, source.strip("/")
 
 
@@ -142,7 +142,7 @@ def _parent(storage: Storage, key: str) -> tuple[Storage, str]:
     if key:
         return storage, key
     parent, _, name = storage.root.rpartition("/")
-    return Storage(parent or "/", storage.settings), name
+    return open_storage(parent or "/", storage.settings), name
 
 
 def find_source_files(lake: Storage, source: str, spec: Dataset) -> SourceFiles:

@@ -44,7 +44,7 @@ from ventureos.catalog import is_s3_tables
 from ventureos.datafiles import encode_partitions, upload
 from ventureos.historical import STAGING_NAMESPACE
 from ventureos.settings import Settings
-from ventureos.storage import Storage
+from ventureos.storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ def orphan_files(catalog: Catalog, table: Table, storage: Storage, older_than: d
 
 
 def remove_orphan_files(catalog: Catalog, table: Table, settings: Settings, now: datetime) -> int:
-    storage = Storage(location_of(table), settings)
+    storage = open_storage(location_of(table), settings)
     orphans = orphan_files(catalog, table, storage, now - timedelta(days=settings.orphan_file_age_days))
     for key in orphans:
         storage.delete(key)

@@ -14,12 +14,13 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from ventureos.queue.base import BATCH, Depth, FeedQueue, Message, QueueError
+from ventureos.queue.base import BATCH, QUEUE_BACKENDS, Depth, FeedQueue, Message, QueueError
 from ventureos.settings import Settings
 
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 
 
+@QUEUE_BACKENDS.register("sqs")
 class SqsQueue(FeedQueue):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

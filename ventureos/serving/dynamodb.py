@@ -16,12 +16,12 @@ from botocore.exceptions import ClientError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from ventureos.serving.base import (
+    SERVING_BACKENDS,
     TABLES,
     Item,
     Key,
     ServingStore,
     from_wire,
-    register_backend,
     to_wire,
     unique_by_key,
 )
@@ -173,7 +173,7 @@ class DynamoDBStore(ServingStore):
         return True
 
 
-@register_backend("dynamodb")
+@SERVING_BACKENDS.register("dynamodb")
 def _from_settings(settings: Settings) -> ServingStore:
     config = Config(retries={"mode": "standard", "max_attempts": 3})
     return DynamoDBStore(
