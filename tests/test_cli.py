@@ -94,6 +94,7 @@ def test_every_core_table_is_queryable_before_any_run(home: Path, capsys: pytest
     assert json.loads(capsys.readouterr().out) == [{"rejects": 0, "n": 0}]
 
 
+@pytest.mark.slow  # the console script starts its own Prefect API
 def test_demo_console_script_exits_zero_with_summary(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VENTUREOS_", "PREFECT_"))}
     env |= {"VENTUREOS_HOME": str(tmp_path / "demo"), "PREFECT_HOME": str(tmp_path / "prefect")}
