@@ -3,9 +3,7 @@
 What is transient is the library's call (``ventureos.transient.is_transient``); this module holds only
 the Prefect side: the task options, the retry condition and the Iceberg commit slot. Only I/O tasks
 retry; pure steps fail once and report. ``IO_TASK`` never caches: a write must never be
-skipped because an earlier run did it. ``BATCH_TASK`` is for the unit of work that a failed flow run
-should not redo when it is retried: its result is persisted (to the lake, see docs/operations.md) and
-reused only inside the same flow run, so retrying a run re-runs just the batches that failed.
+skipped because an earlier run did it.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID, TASK_SOURCE
+from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
@@ -39,12 +37,6 @@ IO_TASK = {
     "retry_condition_fn": retry_transient,
 }
 PURE_TASK = {"cache_policy": NO_CACHE}
-BATCH_TASK = IO_TASK | {
-    # Same inputs and code inside the same flow run -> the persisted result is reused on a retry of
-    # that run; any new run (different run id) does the work again.
-    "cache_policy": INPUTS + TASK_SOURCE + RUN_ID,
-    "persist_result": True,
-}
 
 
 def commit_limit_name(table: str) -> str:

@@ -29,7 +29,7 @@ from ventureos.archive import (
     content_checksum,
     dedupe_versions,
     merge_versions,
-    route,
+    target_key,
 )
 from ventureos.batch import normalize_raw_batch
 from ventureos.bronze import read_raw_batch
@@ -167,18 +167,21 @@ def test_merge_keeps_one_row_per_version_and_the_latest_delivery(home: Path) -> 
     assert (added, merged.equals(existing)) == (0, True)  # nothing to rewrite
 
 
-def test_route_by_event_month_and_closed_years(home: Path) -> None:
+def rows_per_target(rows: pl.DataFrame, closed_years: set[str]) -> dict[str, int]:
+    counted = rows.group_by(target_key(closed_years).alias("target")).len()
+    return dict(counted.iter_rows())
+
+
+def test_target_by_event_month_and_closed_years(home: Path) -> None:
     feed, _ = stage_two_months(current_lakehouse().storage)
     rows = dedupe_versions(all_buffer_rows(feed.storage))
     unknown = rows.head(1).with_columns(event_date=pl.lit(None, dtype=pl.Date))
-    routed = route(pl.concat([rows, unknown]), closed_years=set())
-    assert {k: v.height for k, v in routed.items()} == {
+    assert rows_per_target(pl.concat([rows, unknown]), closed_years=set()) == {
         month_key("2024", "01"): 11,
         month_key("2024", "02"): 3,
         month_key("unknown", "unknown"): 1,
     }
-    closed = route(rows, closed_years={"2024"})
-    assert {k: v.height for k, v in closed.items()} == {late_key("2024"): 14}
+    assert rows_per_target(rows, closed_years={"2024"}) == {late_key("2024"): 14}
 
 
 # Monthly and yearly runs ------------------------------------------------------------------------

@@ -178,15 +178,6 @@ def target_key(closed_years: set[str]) -> pl.Expr:
     )
 
 
-def route(rows: pl.DataFrame, closed_years: set[str]) -> dict[str, pl.DataFrame]:
-    """Target key -> rows (the in-memory form of what a run does target by target)."""
-    routed = rows.with_columns(_target=target_key(closed_years))
-    return {
-        str(key): part.select(VIOLATION_COLUMNS)
-        for (key,), part in routed.partition_by("_target", as_dict=True).items()
-    }
-
-
 def merge_versions(
     existing: pl.DataFrame, incoming: pl.DataFrame, known: pl.DataFrame
 ) -> tuple[pl.DataFrame, int]:
