@@ -32,6 +32,8 @@ def test_keys_follow_the_storage_contract() -> None:
     )
     assert layout.year_key("2024") == "silver/violations/archive/violation_year=2024/data.parquet"
     assert layout.late_key("2024") == "silver/violations/late/violation_year=2024/data.parquet"
+    folder = layout.buffer_key("2024-03-05", "epa", "echo", file_id).split("/")[-2]
+    assert (layout.buffer_ingest_date(folder), layout.buffer_ingest_date("_tmp")) == ("2024-03-05", None)
 
 
 def lake_uris(root: str) -> dict[str, str]:

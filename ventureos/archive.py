@@ -37,6 +37,7 @@ from ventureos.layout import (
     CONSOLIDATION_STAGING_PREFIX,
     LATE_PREFIX,
     archive_year_prefix,
+    buffer_ingest_date,
     consolidation_manifest_key,
     consolidation_staging_key,
     is_month_key,
@@ -81,7 +82,7 @@ def buffer_files(storage: Storage, month: str) -> list[str]:
     return [
         key
         for folder in storage.list_dirs(BUFFER_PREFIX)
-        if folder.startswith("ingest_date=") and folder.removeprefix("ingest_date=")[:7] <= month
+        if (ingest_date := buffer_ingest_date(folder)) is not None and ingest_date[:7] <= month
         for key in storage.list(f"{BUFFER_PREFIX}/{folder}")
         if key.endswith(".parquet")
     ]

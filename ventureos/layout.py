@@ -13,6 +13,8 @@ the modules that use them. Keys are relative to the lake root (``Storage`` turns
     silver/violations/_consolidation/{staging,manifests}/              consolidation work area
     staging/historical/{load_id}/{lookup}.parquet                      historical load's lookup tables
 
+and in the Iceberg warehouse, ``{silver's location}/staging/{load_id}/``: a replace load's staging table.
+
 Which versions may enter the live feed is a layout rule too: those whose bronze object is under a live
 prefix (daily files and SQS batches, never historical loads). ``is_live_source`` and
 ``from_live_source`` are built from the prefix constants, so renaming a prefix keeps them right.
@@ -82,8 +84,16 @@ CONSOLIDATION_STAGING_PREFIX = f"{CONSOLIDATION_PREFIX}/staging"
 CONSOLIDATION_MANIFEST_PREFIX = f"{CONSOLIDATION_PREFIX}/manifests"
 
 
+BUFFER_PARTITION = "ingest_date="
+
+
 def buffer_key(ingest_date: str, agency: str, dataset: str, file_id: uuid.UUID) -> str:
-    return f"{BUFFER_PREFIX}/ingest_date={ingest_date}/{agency}-{dataset}-{file_id}.parquet"
+    return f"{BUFFER_PREFIX}/{BUFFER_PARTITION}{ingest_date}/{agency}-{dataset}-{file_id}.parquet"
+
+
+def buffer_ingest_date(folder: str) -> str | None:
+    """The ingest date (``YYYY-MM-DD``) of a folder under the buffer prefix; None for any other folder."""
+    return folder.removeprefix(BUFFER_PARTITION) if folder.startswith(BUFFER_PARTITION) else None
 
 
 def archive_year_prefix(year: str) -> str:
@@ -130,6 +140,10 @@ def historical_lookup_key(load_id: str, lookup: str) -> str:
     return f"{HISTORICAL_STAGING_PREFIX}/{load_id}/{lookup}.parquet"
 
 
+STAGING_TABLE_FOLDER = "staging"
+"""Folder of silver's location that holds the historical loads' staging tables."""
+
+
 def staging_table_location(silver_location: str, load_id: str) -> str:
     """Where a historical load's staging table keeps its files: under silver's, so a swap adopts them."""
-    return f"{silver_location}/staging/{load_id}"
+    return f"{silver_location}/{STAGING_TABLE_FOLDER}/{load_id}"

@@ -43,6 +43,7 @@ from pyiceberg.table.snapshots import Snapshot
 from ventureos.catalog import is_s3_tables
 from ventureos.datafiles import encode_partitions, upload
 from ventureos.historical import STAGING_NAMESPACE
+from ventureos.layout import STAGING_TABLE_FOLDER
 from ventureos.settings import Settings
 from ventureos.storage import Storage, open_storage
 
@@ -178,7 +179,7 @@ def location_of(table: Table) -> str:
 # table lives at staging/{load id}/ inside silver's. Only files there can be a table's orphans: anything
 # else under the location (the lake's buffer and archive, if the lake and the warehouse share a root)
 # belongs to someone else and is never touched.
-TABLE_FILES = re.compile(r"^(?:staging/[^/]+/)?(?:data|metadata)/")
+TABLE_FILES = re.compile(rf"^(?:{re.escape(STAGING_TABLE_FOLDER)}/[^/]+/)?(?:data|metadata)/")
 
 
 def table_locations(catalog: Catalog) -> dict[str, str]:
