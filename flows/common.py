@@ -9,11 +9,10 @@ from datetime import UTC, date, datetime
 from prefect.runtime import flow_run
 
 from tasks.gold import update_gold
-from tasks.report import build_report
 from tasks.serving import update_live_feed
-from tasks.silver import write_quarantine, write_silver
+from tasks.silver import write_silver
 from ventureos.batch import NormalizedBatch
-from ventureos.report import RunReport
+from ventureos.report import RunReport, build_report
 
 
 def run_id() -> str:
@@ -52,16 +51,14 @@ class Stopwatch:
 def write_daily_path(
     flow: str, batches: list[NormalizedBatch], rid: str, now: datetime, day: str, watch: Stopwatch
 ) -> RunReport:
-    """What daily-ingest and feed-poll do after normalizing: silver (+ buffer), gold, the live feed,
-    the quarantine; then the run's report, with the timings of every step."""
-    plan, written = write_silver(batches, rid, now, day)
+    """What daily-ingest and feed-poll do after normalizing: silver (quarantine and buffer included),
+    gold, the live feed; then the run's report, with the timings of every step."""
+    silver = write_silver(batches, rid, now, day)
     watch.lap("silver")
-    update_gold(plan)
+    update_gold(silver.plan)
     watch.lap("gold")
-    update_live_feed(plan)
+    update_live_feed(silver.plan)
     watch.lap("live_feed")
-    write_quarantine(batches, plan, rid, now)
-    watch.lap("quarantine")
-    report = build_report(flow, rid, batches, plan, written)
+    report = build_report(flow, rid, batches, silver.plan, silver.written)
     report.timings = watch.timings()
     return report

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import polars as pl
 from prefect import flow
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
@@ -17,9 +16,9 @@ from tasks.gold import rebuild_gold
 from tasks.historical import clean_up, commit_replace, load_batch, open_target, plan_load
 from tasks.report import publish_report
 from tasks.serving import refresh_live_feed
-from ventureos.historical import notify_progress, read_batches, sum_counts
+from ventureos.historical import notify_progress, read_batches
 from ventureos.layout import historical_prefix
-from ventureos.report import COUNT_COLUMNS, RunReport
+from ventureos.load import add_quality, load_report
 
 
 @flow(name="historical-load", flow_run_name="historical-load-{agency}-{dataset}-{mode}")
@@ -53,14 +52,11 @@ def historical_load(
     written: list[str] = []
     if not plan.complete and len(done) < plan.batches:
         target = open_target(plan)
-        for number, uri, frame in read_batches(plan):
-            if number in done:
-                continue
+        for number, uri, frame in read_batches(plan, skip=done):
             outcome = load_batch(plan, target, number, uri, frame, rid, now)
             done[number] = outcome.counts
             written += outcome.written
-            for issue, rows in outcome.quality.items():
-                quality[issue] = quality.get(issue, 0) + rows
+            add_quality(quality, outcome.quality)
             update_progress_artifact(progress, 100.0 * len(done) / plan.batches)
             notify_progress(len(done), plan.batches, f"batch {number} committed")
     watch.lap("batches")
@@ -70,32 +66,16 @@ def historical_load(
     live_feed = refresh_live_feed(plan)
     watch.lap("live_feed")
     # A bulk load touches nearly every entity: one rebuild from current silver instead of a per-batch
-    # update (which re-reads the touched entities' rows every batch). Every run does it, so a re-run
-    # also repairs gold after a crash between the last silver commit and this step.
+    # update. Every run does it, so a re-run also repairs gold after a crash before this step.
     gold = rebuild_gold()
     watch.lap("gold")
-    totals = sum_counts(done)
-    report = RunReport(
-        flow="historical-load",
-        run_id=rid,
-        counts=pl.DataFrame([{"agency": agency, "dataset": dataset} | totals]).select(
-            "agency", "dataset", *COUNT_COLUMNS
-        ),
-        quality=pl.DataFrame(
-            {"issue": list(quality), "rows": list(quality.values())},
-            schema={"issue": pl.String, "rows": pl.Int64},
-        ).sort("rows", descending=True),
-        written=written,
-        timings=watch.timings(),
-        extra={
-            "load_id": plan.load_id,
-            "mode": plan.mode,
-            "batches": plan.batches,
-            "skipped_batches": skipped,
-            "files_swapped_in": swapped,
-            "gold": gold,
-            "live_feed": live_feed,
-        },
+    report = load_report(
+        plan,
+        rid,
+        done,
+        quality,
+        {"skipped_batches": skipped, "files_swapped_in": swapped, "gold": gold, "live_feed": live_feed},
     )
+    report.written, report.timings = written, watch.timings()
     publish_report(report, key=f"historical-load-{agency}-{dataset}")
     return report.as_dict()

@@ -30,6 +30,6 @@ def read_bronze(prefix: str, agency: str, dataset: str) -> RawBatch:
     """Every file under a bronze prefix, parsed into one raw frame (unreadable files become rejects)."""
     storage = current_lakehouse().storage
     files = [(storage.uri(k), storage.read_bytes(k)) for k in storage.list(prefix)]
-    spec = REGISTRY.get(f"{agency}/{dataset}")
+    entry = REGISTRY.get(f"{agency}/{dataset}")
     # An unknown dataset still gets read: normalize quarantines its records with the reason.
-    return read_raw_batch(files, spec.lookup_of) if spec else read_raw_batch(files)
+    return read_raw_batch(files, entry.lookup_of) if entry else read_raw_batch(files)

@@ -19,7 +19,7 @@ def maintain_tables(now: datetime) -> list[dict]:
     lakehouse = current_lakehouse()
     lakehouse.violations()  # the silver table exists from the first run on
     logger = get_run_logger()
-    results = maintain(lakehouse.catalog, lakehouse.settings, now, commit_slot=iceberg_commit_slot)
+    results = maintain(lakehouse.catalog, lakehouse.settings, now, slot=iceberg_commit_slot)
     for result in results:
         if result.skipped:
             logger.info("%s: catalog is S3 Tables, which compacts itself: compaction skipped", result.table)

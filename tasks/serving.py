@@ -1,4 +1,5 @@
-"""Serving steps: the live feed after each daily/feed batch, and gold-sync's push to Entities."""
+"""Serving steps as Prefect tasks: the live feed after each daily/feed batch or historical load, and
+gold-sync's push to Entities."""
 
 from __future__ import annotations
 
@@ -9,15 +10,13 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 
 from tasks.policy import IO_TASK
-from ventureos.gold import current_silver_of
-from ventureos.historical import LoadPlan, versions_before_load
+from ventureos.historical import LoadPlan
 from ventureos.lakehouse import current_lakehouse
-from ventureos.layout import from_live_source
 from ventureos.serving import ServingStore, open_store
-from ventureos.serving.feed import FEED_COLUMNS, apply_to_feed, refresh_feed
+from ventureos.serving.live_feed import refresh_after_load, update_after_batch
 from ventureos.serving.sync import sync_entities as sync_entities_table
 from ventureos.settings import Settings
-from ventureos.silver import ENTITY_COLUMNS, Scd2Plan, current_versions
+from ventureos.silver import Scd2Plan
 
 
 def ready_store(settings: Settings) -> ServingStore:
@@ -29,48 +28,17 @@ def ready_store(settings: Settings) -> ServingStore:
 
 @task(name="update-live-feed", **IO_TASK)
 def update_live_feed(plan: Scd2Plan) -> dict[str, Any]:
-    """Call after ``write_silver`` in daily-ingest and feed batches only (historical loads never do).
-
-    Versions not from ``bronze/daily`` or ``bronze/feed`` are filtered out again inside. Re-running a
-    day writes nothing, unless its first run crashed before this step: then the re-run repairs it.
-    """
-    if plan.touched.is_empty():
-        return {"entities": 0, "written": 0, "deleted": 0}
+    """After ``write_silver`` in daily-ingest and feed-poll (historical loads never add to the feed).
+    Re-running a day writes nothing, unless its first run crashed before this step: then it repairs."""
     lakehouse = current_lakehouse()
-    violations = lakehouse.violations()
-    change = apply_to_feed(
-        ready_store(lakehouse.settings),
-        plan.added,
-        plan.touched,
-        lambda slugs, states, columns: current_silver_of(violations, slugs, states, columns),
-        current_versions(violations, plan.unchanged["violation_id"].to_list(), FEED_COLUMNS),
-    )
-    return asdict(change)
+    return asdict(update_after_batch(ready_store(lakehouse.settings), lakehouse.violations(), plan))
 
 
 @task(name="refresh-live-feed", **IO_TASK)
 def refresh_live_feed(plan: LoadPlan) -> dict[str, Any]:
-    """After a historical load: live violations it updated or removed leave the feed, and older live
-    violations of their entities take their places (historical versions never enter it).
-
-    Every run of the load does it (from silver as it was before the load), so a re-run repairs it.
-    """
+    """After a historical load: the live violations it replaced leave the feed."""
     lakehouse = current_lakehouse()
-    violations = lakehouse.violations()
-    before = versions_before_load(violations, plan, (*ENTITY_COLUMNS, "valid_from", "meta_source_uri"))
-    live_before = before.filter(from_live_source())
-    still = current_versions(
-        violations, live_before["violation_id"].to_list(), ("violation_id", "valid_from")
-    )
-    gone = live_before.join(still, on=["violation_id", "valid_from"], how="anti")
-    if gone.is_empty():
-        return {"entities": 0, "written": 0, "deleted": 0}
-    change = refresh_feed(
-        ready_store(lakehouse.settings),
-        gone.select(ENTITY_COLUMNS),
-        lambda slugs, states, columns: current_silver_of(violations, slugs, states, columns),
-    )
-    return asdict(change)
+    return asdict(refresh_after_load(ready_store(lakehouse.settings), lakehouse.violations(), plan))
 
 
 @task(name="sync-entities", **IO_TASK)

@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
+from ventureos.cli.query import QueryNotAllowed, check_query
 from ventureos.demo import DEMO_DATE
 
 from .conftest import run_cli
@@ -92,6 +94,69 @@ def test_every_core_table_is_queryable_before_any_run(home: Path, capsys: pytest
     sql = "select (select count(*) from silver_violations_quarantine) as rejects, count(*) as n from gold_company_stats"
     assert run_cli("query", sql, "--json") == 0
     assert json.loads(capsys.readouterr().out) == [{"rejects": 0, "n": 0}]
+
+
+def test_query_reads_only_the_lakes_tables(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("query", "select * from read_csv('/etc/passwd')") == 1
+    out, err = capsys.readouterr()
+    assert err == (
+        "error: read_csv() is not allowed: queries read only the lake's tables (silver_violations, "
+        "silver_violations_quarantine, gold_company_stats, ...), not files or URLs\n"
+    )
+    assert out == ""
+    sql = "select count(*) as n, 'read_csv(' as text from silver_violations where is_current -- read_json("
+    assert run_cli("query", sql, "--json") == 0
+    assert json.loads(capsys.readouterr().out) == [{"n": 0, "text": "read_csv("}]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "select * from {call}",
+        "select * from t join {call} as r on true",
+        "with x as (select * from {call}) select * from x",
+        "select * from READ_CSV{args}",
+        'select * from "read_csv"{args}',
+        "select * from `read_csv`{args}",
+        "select * from read_csv /* ( */ {args}",
+        "select * from read_csv -- (\n {args}",
+        "select $$'$$ as q, * from {call} -- '",  # a quote inside a dollar-quoted string
+        "select $t$'$t$ as q, * from {call} -- '",
+        "select /* /* */ ' */ * from {call} -- '",  # block comments nest
+        "select '\\' as q, * from {call} -- '",  # a backslash escapes nothing in a plain string
+        "select 'it''s' as q, * from {call}",
+    ],
+)
+def test_table_functions_are_refused_however_written(sql: str, tmp_path: Path) -> None:
+    """Each query reads the file when given to Polars SQL as is; the check refuses it first."""
+    path = tmp_path / "secret.csv"
+    path.write_text("col\nSECRET\n")
+    args = f"('{path}')"
+    query = sql.format(call=f"read_csv{args}", args=args)
+    frames = pl.SQLContext({"t": pl.LazyFrame({"a": [1]})}).execute(query, eager=True)
+    assert "SECRET" in str(frames.to_dicts())
+    with pytest.raises(QueryNotAllowed, match=r"^read_csv\(\) is not allowed"):
+        check_query(query)
+
+
+@pytest.mark.parametrize("function", ["read_parquet", "read_json", "read_ndjson", "read_ipc"])
+def test_every_table_function_is_refused(function: str) -> None:
+    with pytest.raises(QueryNotAllowed, match=rf"^{function}\(\) is not allowed"):
+        check_query(f"select * from {function}('https://example.com/x')")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "select * from silver_violations where description like '%read_csv(%'",
+        "select 1 as x -- read_csv('/etc/passwd')",
+        "select 1 /* read_csv( */ as x",
+        "select $$read_csv('/etc/passwd')$$ as x",
+        'select count(*) as read_count, 1 as "read_csv" from silver_violations',
+    ],
+)
+def test_read_in_text_names_or_comments_is_not_a_call(sql: str) -> None:
+    check_query(sql)
 
 
 @pytest.mark.slow  # the console script starts its own Prefect API

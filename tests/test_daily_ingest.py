@@ -59,7 +59,7 @@ def run_and_check(storage: Storage) -> None:
     assert first["totals"]["quarantined"] == len(MALFORMED)
     assert first["reconciled"]
     steps = first["timings"]
-    assert list(steps) == ["read_and_normalize", "silver", "gold", "live_feed", "quarantine", "total"]
+    assert list(steps) == ["read_and_normalize", "silver", "gold", "live_feed", "total"]
     assert 0 < sum(v for k, v in steps.items() if k != "total") <= steps["total"]
 
     silver = silver_rows()

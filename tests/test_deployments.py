@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,11 @@ import polars as pl
 import pytest
 import yaml
 
+from ventureos.gold import GOLD_NAMESPACE
+from ventureos.historical import STAGING_NAMESPACE
 from ventureos.lakehouse import current_lakehouse
+from ventureos.schemas import SILVER_NAMESPACE
+from ventureos.serving.base import TABLES as SERVING_TABLES
 
 from .conftest import BUNDLED_SAMPLES, _keys
 
@@ -91,7 +96,13 @@ class Server:
         return done.stdout
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
-        response = self.api.post(path, json=body)
+        # The server answers 503 to errors it deems retryable (e.g. SQLite busy): retried, as
+        # Prefect's own client does.
+        for _ in range(10):
+            response = self.api.post(path, json=body)
+            if response.status_code != 503:
+                break
+            time.sleep(1)
         response.raise_for_status()
         return response.json()
 
@@ -132,15 +143,16 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`prefect server start` on a free port with its own database; stopped at the end."""
-    base = tmp_path_factory.mktemp("prefect")
+@contextmanager
+def prefect_server(base: Path, **settings: str) -> Iterator[Server]:
+    """`prefect server start` on a free port with its own database under ``base`` (plus ``settings``,
+    e.g. scheduler intervals); stopped on exit."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     server_env = clean_env(
         PREFECT_HOME=str(base / "server-home"),
         PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{base / 'server.db'}",
+        **settings,
     )
     log = (base / "server.log").open("wb")
     process = subprocess.Popen(
@@ -169,6 +181,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         api.close()
         stop(process)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with prefect_server(tmp_path_factory.mktemp("prefect")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -449,6 +467,48 @@ def test_task_role_reaches_every_store_the_flows_use() -> None:
     assert ("dynamodb:BatchWriteItem", f"{tables}-Projects") not in granted
     assert ("sqs:DeleteMessage", "arn:aws:sqs:${AWS_REGION}:${AWS_ACCOUNT_ID}:${QUEUE_NAME}") in granted
     assert any(a == "s3tables:UpdateTableMetadataLocation" for a, _ in granted)
+
+
+def test_task_role_drops_only_staging_tables_and_creates_only_the_projects_stores() -> None:
+    """Replace loads drop their staging table; nothing else is ever dropped. Tables, queues and
+    namespaces the code creates on first use may be created, under the project's names only."""
+    policy = json.loads((REPO / "deployments" / "iam" / "flow-task-role.json").read_text())
+    namespaces = [SILVER_NAMESPACE, GOLD_NAMESPACE, STAGING_NAMESPACE]
+    tables = "arn:aws:dynamodb:${AWS_REGION}:${AWS_ACCOUNT_ID}:table/${SERVING_PREFIX}"
+    queue = "arn:aws:sqs:${AWS_REGION}:${AWS_ACCOUNT_ID}:${QUEUE_NAME}"
+    glue = "arn:aws:glue:${AWS_REGION}:${AWS_ACCOUNT_ID}"
+
+    def statements(action: str) -> list[dict[str, Any]]:
+        return [s for s in policy["Statement"] if action in as_list(s["Action"])]
+
+    def namespace_condition(statement: dict[str, Any]) -> list[str]:
+        return as_list(statement.get("Condition", {}).get("StringEquals", {}).get("s3tables:namespace", []))
+
+    (drop,) = statements("s3tables:DeleteTable")
+    assert drop.get("Condition") == {"StringEquals": {"s3tables:namespace": STAGING_NAMESPACE}}
+    (create,) = statements("s3tables:CreateTable")
+    assert namespace_condition(create) == namespaces
+    (glue_drop,) = statements("glue:DeleteTable")
+    assert as_list(glue_drop["Resource"]) == [
+        f"{glue}:catalog",
+        f"{glue}:database/{STAGING_NAMESPACE}",
+        f"{glue}:table/{STAGING_NAMESPACE}/*",
+    ]
+    # What pyiceberg's Glue catalog calls: load, create, commit, list (maintenance), namespaces.
+    for action in ("GetDatabase", "CreateDatabase", "GetTables", "GetTable", "CreateTable", "UpdateTable"):
+        (statement,) = statements(f"glue:{action}")
+        assert sorted(as_list(statement["Resource"])) == sorted(
+            [f"{glue}:catalog"]
+            + [f"{glue}:database/{n}" for n in namespaces]
+            + [f"{glue}:table/{n}/*" for n in namespaces]
+        )
+    assert not statements("glue:DeleteDatabase") and not statements("s3tables:DeleteNamespace")
+
+    (dynamodb,) = statements("dynamodb:CreateTable")
+    assert as_list(dynamodb["Resource"]) == [f"{tables}-{t}" for t in SERVING_TABLES]
+    (sqs,) = statements("sqs:CreateQueue")
+    assert as_list(sqs["Resource"]) == [queue, f"{queue}-dlq"]
+    assert not statements("dynamodb:DeleteTable") and not statements("sqs:DeleteQueue")
 
 
 def test_ecs_job_variables_exist_in_the_base_job_template() -> None:

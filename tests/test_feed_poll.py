@@ -152,7 +152,7 @@ def crash_and_redeliver(storage_prefix: str, monkeypatch: pytest.MonkeyPatch) ->
     }  # fmt: skip
     assert report["reconciled"]
     assert list(report["timings"]) == [
-        "stage_and_normalize", "silver", "gold", "live_feed", "quarantine", "total",
+        "stage_and_normalize", "silver", "gold", "live_feed", "total",
     ]  # fmt: skip
     assert queue.depth() == Depth(visible=0, in_flight=0, dead=0)
 

@@ -28,12 +28,13 @@ from ventureos.gold import (
 )
 from ventureos.lakehouse import current_lakehouse
 from ventureos.schemas import SOURCE_URI, to_arrow
-from ventureos.serving import ENTITIES, VIOLATIONS, ServingStore, open_store
-from ventureos.serving.feed import FEED_COLUMNS, FEED_SIZE, apply_to_feed, feed_frame, live
+from ventureos.serving import ENTITIES, LIVE_FEED, ServingStore, open_store
+from ventureos.serving.live_feed import FEED_COLUMNS, FEED_SIZE, apply_to_feed, feed_frame, live
 from ventureos.serving.sync import iso, read_watermarks, sync_entities
 from ventureos.settings import load_settings
 from ventureos.silver import Scd2Plan, current_versions
 
+from .conftest import run_cli
 from .test_daily_ingest import sample_reports
 from .test_gold import T1, T2, T3, assert_gold_equals_current_silver, current_silver, edit, real_rows
 from .test_gold import apply as apply_to_silver_and_gold
@@ -48,7 +49,7 @@ def expected_feed(silver: pl.DataFrame) -> list[tuple[str, str]]:
 
 
 def stored_feed(store: ServingStore) -> list[tuple[str, str]]:
-    return [(i["PK"], i["SK"]) for i in store.scan(VIOLATIONS)]
+    return [(i["PK"], i["SK"]) for i in store.scan(LIVE_FEED)]
 
 
 def test_feed_keeps_latest_five_through_updates_deletes_and_history(home: Path) -> None:
@@ -71,7 +72,7 @@ def test_feed_keeps_latest_five_through_updates_deletes_and_history(home: Path) 
         rows = edit(rows, source_id, **acme, event_date=date(2015, 3, day), penalty_amount=Decimal(day))
     written, deleted = feed(apply_to_silver_and_gold(rows, T1))
     # One batch adds 8 violations for Acme: only the latest 5 are stored.
-    acme_feed = store.query(VIOLATIONS, "COMPANY#acme", "AGENCY#osha#")
+    acme_feed = store.query(LIVE_FEED, "COMPANY#acme", "AGENCY#osha#")
     assert [i["event_date"] for i in acme_feed] == [f"2015-03-0{d}" for d in range(4, 9)]
     assert acme_feed[-1]["SK"] == f"AGENCY#osha#DATE#2015-03-08#osha:severe_injury:{ids[7]}"
     assert acme_feed[-1]["penalty_amount"] == 8 and acme_feed[-1]["company_name"] == "Acme"
@@ -84,7 +85,7 @@ def test_feed_keeps_latest_five_through_updates_deletes_and_history(home: Path) 
     second = second.with_columns(is_deleted=pl.col("source_id").is_in([ids[6], ids[7]]))
     plan = apply_to_silver_and_gold(second, T2)
     written, deleted = feed(plan)
-    acme_feed = store.query(VIOLATIONS, "COMPANY#acme", "AGENCY#osha#")
+    acme_feed = store.query(LIVE_FEED, "COMPANY#acme", "AGENCY#osha#")
     assert [i["event_date"] for i in acme_feed] == [
         "2015-03-01",
         "2015-03-02",
@@ -159,7 +160,7 @@ def run_days_history_and_syncs() -> pl.DataFrame:
     feed_after_day1 = stored_feed(store)
     assert feed_after_day1 == expected_feed(current_silver())
     assert f"osha:severe_injury:{corrected['ID'].item()}" not in {
-        i["violation_id"] for i in store.scan(VIOLATIONS)
+        i["violation_id"] for i in store.scan(LIVE_FEED)
     }
     old_company = (
         "COMPANY#" + current_silver().filter(pl.col("source_id") == day1["ID"][0])["company_slug"].item()
@@ -172,7 +173,7 @@ def run_days_history_and_syncs() -> pl.DataFrame:
     feed = stored_feed(store)
     assert feed == expected_feed(current_silver()) and feed != feed_after_day1
     history_ids = {f"osha:severe_injury:{i}" for i in history["ID"]}
-    assert not history_ids & {i["violation_id"] for i in store.scan(VIOLATIONS)}
+    assert not history_ids & {i["violation_id"] for i in store.scan(LIVE_FEED)}
     silver = current_silver()
     assert silver.filter(pl.col("violation_id").is_in(list(history_ids))).height == 61
 
@@ -194,7 +195,7 @@ def run_days_history_and_syncs() -> pl.DataFrame:
     assert walmart_rows.height >= 2
     assert walmart["entity_type"] == "company"
     assert walmart["industry"] == walmart_rows["naics_code"].drop_nulls()[-1]
-    assert len(store.query(VIOLATIONS, "STATE#tx", "AGENCY#osha#")) == FEED_SIZE
+    assert len(store.query(LIVE_FEED, "STATE#tx", "AGENCY#osha#")) == FEED_SIZE
 
     # Re-running a day writes nothing new anywhere.
     assert daily_ingest(DAY2)["totals"]["unchanged"] == 41
@@ -249,8 +250,40 @@ def test_rerun_after_a_crash_past_the_silver_commit_repairs_gold_and_the_feed(
     assert daily_ingest(DAY2)["totals"]["unchanged"] == 2
     assert_gold_equals_current_silver()
     assert stored_feed(store) == expected_feed(current_silver())
-    items = [i for i in store.scan(VIOLATIONS) if i["violation_id"] == f"osha:severe_injury:{retold}"]
+    items = [i for i in store.scan(LIVE_FEED) if i["violation_id"] == f"osha:severe_injury:{retold}"]
     assert items and {i["description"] for i in items} == {"A corrected narrative."}
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_rebuild_gold_repairs_a_crash_that_another_run_followed(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run dies between its silver and gold commits and another day runs before any re-run: the
+    renamed company never reaches gold until ``ventureos run rebuild-gold``."""
+    store = open_store(load_settings())
+    reports = sample_reports()
+    stage_day(DAY1, reports.slice(0, 30))
+    daily_ingest(DAY1)
+    stage_day(DAY2, reports.head(1).with_columns(Employer=pl.lit("Brand New Employer LLC")))
+
+    def die(plan: object) -> None:
+        raise SystemExit("killed right after the silver commit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(flows.common, "update_gold", die)
+        with pytest.raises(SystemExit):
+            daily_ingest(DAY2)
+    stage_day("2024-03-07", reports.slice(30, 5))
+    assert daily_ingest("2024-03-07")["totals"]["inserted"] == 5
+    renamed = current_silver().filter(pl.col("company_name") == "Brand New Employer LLC")
+    key = f"COMPANY#{renamed['company_slug'].item()}"
+    catalog = current_lakehouse().catalog
+    assert read_gold(catalog, "company").filter(pl.col("entity_key") == key).is_empty()  # stale for good
+
+    assert run_cli("run", "rebuild-gold") == 0
+    assert "rebuilt gold.company_stats: " in capsys.readouterr().out
+    assert_gold_equals_current_silver()
+    assert store.get_item(ENTITIES, key, "STATS#all")["total_violations"] == 1
 
 
 @pytest.mark.usefixtures("prefect_harness")

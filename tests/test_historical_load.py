@@ -16,7 +16,8 @@ import polars as pl
 import pytest
 from pyiceberg.exceptions import NoSuchNamespaceError
 
-import tasks.historical
+import ventureos.ingest
+import ventureos.load
 from flows.historical_load import historical_load
 from ventureos.generate import Generated, generate_osha_enforcement
 from ventureos.historical import BATCH, COMPLETE, LOAD_ID, add_progress_listener
@@ -119,7 +120,7 @@ def test_a_replace_swapped_out_by_another_runs_again_from_scratch(
         raise RuntimeError("died after the swap")
 
     with monkeypatch.context() as patch:
-        patch.setattr(tasks.historical, "drop_staging", die)
+        patch.setattr(ventureos.load, "drop_staging", die)
         with pytest.raises(RuntimeError, match="died after the swap"):
             historical_load("osha", "enforcement", str(tmp_path / "a"), "replace")
     assert set(current()["violation_id"]) == live_ids(a)
@@ -135,7 +136,7 @@ def test_a_replace_swapped_out_by_another_runs_again_from_scratch(
 def fail_on_call(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
     """The ``call``-th silver commit of the run raises, after that batch's buffer files are written:
     the crash window a re-run must repair without duplicating them."""
-    real = tasks.historical.commit_scd2
+    real = ventureos.ingest.commit_scd2
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -144,7 +145,7 @@ def fail_on_call(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
             raise RuntimeError("injected failure")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tasks.historical, "commit_scd2", flaky)
+    monkeypatch.setattr(ventureos.ingest, "commit_scd2", flaky)
 
 
 def buffered() -> pl.DataFrame:

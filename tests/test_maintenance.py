@@ -138,7 +138,7 @@ def test_each_table_is_maintained_inside_its_commit_slot(home: Path) -> None:
         yield
         inside.append(table)
 
-    results = maintain(catalog, load_settings(), NOW, commit_slot=slot)
+    results = maintain(catalog, load_settings(), NOW, slot=slot)
     assert held == inside == [r.table for r in results] == maintained_tables(catalog)
 
 

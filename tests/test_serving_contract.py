@@ -12,7 +12,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 
-from ventureos.serving import ENTITIES, PROJECTS, TABLES, VIOLATIONS, ServingStore, open_store
+from ventureos.serving import ENTITIES, LIVE_FEED, PROJECTS, TABLES, ServingStore, open_store
 from ventureos.serving.dynamodb import DynamoDBStore
 from ventureos.serving.projects import load_projects
 from ventureos.settings import load_settings
@@ -72,19 +72,19 @@ def test_batches_beyond_25_dedupe_query_order_and_delete(store: ServingStore) ->
     feed.append({"PK": "STATE#ny", "SK": "AGENCY#osha#DATE#2015-02-01#osha:severe_injury:7", "n": 7})
     # The same key twice in one batch: the last write wins, counted once.
     feed.append({**feed[0], "n": 31})
-    assert store.put_items(VIOLATIONS, feed) == 32
+    assert store.put_items(LIVE_FEED, feed) == 32
 
-    osha = store.query(VIOLATIONS, "STATE#tx", "AGENCY#osha#")
+    osha = store.query(LIVE_FEED, "STATE#tx", "AGENCY#osha#")
     assert [i["n"] for i in osha] == [*range(1, 30), 31]
     assert [i["SK"] for i in osha] == sorted(i["SK"] for i in osha)
-    assert len(store.query(VIOLATIONS, "STATE#tx")) == 31
-    assert store.query(VIOLATIONS, "STATE#ca") == []
+    assert len(store.query(LIVE_FEED, "STATE#tx")) == 31
+    assert store.query(LIVE_FEED, "STATE#ca") == []
 
     doomed = [(i["PK"], i["SK"]) for i in osha[:27]]
-    assert store.delete_items(VIOLATIONS, [*doomed, doomed[0], ("STATE#tx", "AGENCY#osha#DATE#absent")]) == 28
-    assert [i["n"] for i in store.query(VIOLATIONS, "STATE#tx", "AGENCY#osha#")] == [28, 29, 31]
-    assert len(store.scan(VIOLATIONS)) == 5
-    assert store.put_items(VIOLATIONS, []) == 0 and store.delete_items(VIOLATIONS, []) == 0
+    assert store.delete_items(LIVE_FEED, [*doomed, doomed[0], ("STATE#tx", "AGENCY#osha#DATE#absent")]) == 28
+    assert [i["n"] for i in store.query(LIVE_FEED, "STATE#tx", "AGENCY#osha#")] == [28, 29, 31]
+    assert len(store.scan(LIVE_FEED)) == 5
+    assert store.put_items(LIVE_FEED, []) == 0 and store.delete_items(LIVE_FEED, []) == 0
 
 
 def test_put_if_newer_never_moves_backwards(store: ServingStore) -> None:
@@ -98,7 +98,7 @@ def test_put_if_newer_never_moves_backwards(store: ServingStore) -> None:
 
 def test_tables_are_separate(store: ServingStore) -> None:
     store.put_items(PROJECTS, [{"PK": "BRAND#oshatrail", "SK": "CONFIG", "name": "OSHA Trail"}])
-    assert store.scan(ENTITIES) == [] and store.scan(VIOLATIONS) == []
+    assert store.scan(ENTITIES) == [] and store.scan(LIVE_FEED) == []
     assert store.query(PROJECTS, "BRAND#oshatrail")[0]["name"] == "OSHA Trail"
 
 

@@ -104,10 +104,10 @@ def test_insert_update_delete_and_rerun(home: Path) -> None:
 
 def test_daily_path_quarantines_withdrawn_deletes_and_reconciles(home: Path) -> None:
     """A citation deleted before silver ever held it lands in quarantine with its raw record."""
-    from tasks.report import build_report
-    from tasks.silver import write_quarantine, write_silver
     from ventureos.batch import normalize_raw_batch
     from ventureos.bronze import RawBatch
+    from ventureos.ingest import SilverTarget, write_silver
+    from ventureos.report import build_report
     from ventureos.silver import WITHDRAWN
 
     def delivery(rows: list[dict[str, str]]) -> list:
@@ -116,8 +116,9 @@ def test_daily_path_quarantines_withdrawn_deletes_and_reconciles(home: Path) -> 
         return [normalize_raw_batch(RawBatch(raw, lookups={"inspection": inspection}), "osha", "enforcement")]
 
     def run(batches: list, now: datetime) -> dict[str, int]:
-        plan, _ = write_silver.fn(batches, "run", now, now.date().isoformat())
-        write_quarantine.fn(batches, plan, "run", now)
+        lakehouse = current_lakehouse()
+        target = SilverTarget(lakehouse.violations(), now.date().isoformat())
+        plan = write_silver(lakehouse, batches, target, "run", now).plan
         report = build_report("daily-ingest", "run", batches, plan, [])
         assert report.reconciled
         return {k: v for k, v in report.totals.items() if v}

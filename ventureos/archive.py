@@ -188,8 +188,8 @@ def merge_versions(
     Returns the merged frame and how many versions it adds to the existing file.
     """
     keys = list(VERSION_KEY)
-    fresh = incoming.join(known.select(keys), on=keys, how="anti", nulls_equal=True)
-    merged = dedupe_versions(pl.concat([existing, fresh]))
+    unseen = incoming.join(known.select(keys), on=keys, how="anti", nulls_equal=True)
+    merged = dedupe_versions(pl.concat([existing, unseen]))
     return merged, merged.join(existing.select(keys), on=keys, how="anti", nulls_equal=True).height
 
 
@@ -256,7 +256,7 @@ class ConsolidationResult:
 
 
 @dataclass(frozen=True)
-class Target:
+class StagedFile:
     key: str
     staging: str
     rows: int
@@ -300,15 +300,17 @@ def verify_file(storage: Storage, key: str, rows: int, checksum: str) -> None:
         )
 
 
-def stage_target(storage: Storage, key: str, frame: pl.DataFrame) -> Target:
+def stage_target(storage: Storage, key: str, frame: pl.DataFrame) -> StagedFile:
     """Write the new content of ``key`` under a unique staging key and verify it."""
-    target = Target(key, consolidation_staging_key(), frame.height, content_checksum(frame))
+    target = StagedFile(key, consolidation_staging_key(), frame.height, content_checksum(frame))
     storage.write_parquet(target.staging, frame)
     verify_file(storage, target.staging, target.rows, target.checksum)
     return target
 
 
-def write_manifest(storage: Storage, kind: str, scope: str, targets: list[Target], sources: list[str]) -> str:
+def write_manifest(
+    storage: Storage, kind: str, scope: str, targets: list[StagedFile], sources: list[str]
+) -> str:
     """The commit point of a run: from here on, it only rolls forward."""
     created = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     key = consolidation_manifest_key(created, kind, scope)
@@ -322,12 +324,12 @@ def write_manifest(storage: Storage, kind: str, scope: str, targets: list[Target
     return key
 
 
-def swap_target(storage: Storage, target: Target) -> None:
+def swap_target(storage: Storage, target: StagedFile) -> None:
     """Put the staged file in place: a rename locally, a server-side copy on S3 (atomic per object)."""
     storage.replace(target.staging, target.key)
 
 
-def is_in_place(storage: Storage, target: Target) -> bool:
+def is_in_place(storage: Storage, target: StagedFile) -> bool:
     """True when the target already holds exactly the staged content (a swap done before a crash)."""
     if not storage.exists(target.key):
         return False
@@ -339,7 +341,7 @@ def delete_source(storage: Storage, key: str) -> None:
     storage.delete(key)
 
 
-def finish_manifest(storage: Storage, manifest_key: str, targets: list[Target]) -> None:
+def finish_manifest(storage: Storage, manifest_key: str, targets: list[StagedFile]) -> None:
     for target in targets:
         storage.delete(target.staging)
     storage.delete(manifest_key)
@@ -348,7 +350,7 @@ def finish_manifest(storage: Storage, manifest_key: str, targets: list[Target]) 
 def apply_manifest(storage: Storage, manifest_key: str) -> int:
     """Roll a committed run forward: swap, verify, then delete sources. Returns files removed."""
     body = json.loads(storage.read_bytes(manifest_key))
-    targets = [Target(**t) for t in body["targets"]]
+    targets = [StagedFile(**t) for t in body["targets"]]
     for target in targets:
         if not is_in_place(storage, target):
             if not storage.exists(target.staging):

@@ -186,9 +186,9 @@ def touched_keys(plan: Scd2Plan, level: str) -> list[str]:
     return sorted(entity_rows(plan.touched, level)["entity_key"].unique().to_list())
 
 
-def stamp(fresh: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
+def stamp(recomputed: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
     """Keep the stored ``updated_at`` of rows whose stats did not change (nothing for gold-sync to push)."""
-    joined = fresh.join(
+    joined = recomputed.join(
         existing.select(
             "entity_key", "agency", *(pl.col(c).alias(f"_old_{c}") for c in (*STAT_COLUMNS, "updated_at"))
         ),
@@ -289,19 +289,19 @@ def refresh_gold(
     """
     results, writes, removals = [], [], []
     levels = [level for level in LEVELS if keys is None or keys[level]]
-    for level, fresh in aggregate_levels(silver, levels, now).items():
+    for level, recomputed in aggregate_levels(silver, levels, now).items():
         table = gold_table(catalog, level)
         key_filter = AlwaysTrue() if keys is None else In("entity_key", set(keys[level]))
         existing = read_frame(table, key_filter).cast(GOLD_POLARS)
         if keys is not None:
-            fresh = fresh.filter(pl.col("entity_key").is_in(keys[level]))
-        fresh = stamp(fresh, existing)
-        removed = existing.join(fresh, on=["entity_key", "agency"], how="anti")
-        new_stats = fresh.filter(pl.col("updated_at") == now).height
-        entities = len(keys[level]) if keys is not None else fresh["entity_key"].n_unique()
+            recomputed = recomputed.filter(pl.col("entity_key").is_in(keys[level]))
+        recomputed = stamp(recomputed, existing)
+        removed = existing.join(recomputed, on=["entity_key", "agency"], how="anti")
+        new_stats = recomputed.filter(pl.col("updated_at") == now).height
+        entities = len(keys[level]) if keys is not None else recomputed["entity_key"].n_unique()
         results.append(GoldChange(level, entities, new_stats, removed.height))
         if new_stats or not removed.is_empty():
-            writes.append((table, None if existing.is_empty() else key_filter, fresh))
+            writes.append((table, None if existing.is_empty() else key_filter, recomputed))
             removals.append(
                 removed.select(
                     "entity_key", "agency", removed_at=pl.lit(now, dtype=GOLD_POLARS["updated_at"])
@@ -312,14 +312,14 @@ def refresh_gold(
     removed_rows = pl.concat(removals) if removals else pl.DataFrame(schema=REMOVALS_POLARS)
     if not removed_rows.is_empty():
         removals_table(catalog).append(to_arrow(removed_rows, REMOVALS_ARROW))
-    for table, key_filter, fresh in writes:
+    for table, key_filter, recomputed in writes:
         with table.transaction() as txn:
             if key_filter is None:
-                txn.append(to_arrow(fresh, GOLD_ARROW))
-            elif fresh.is_empty():
+                txn.append(to_arrow(recomputed, GOLD_ARROW))
+            elif recomputed.is_empty():
                 txn.delete(key_filter)
             else:
-                txn.overwrite(to_arrow(fresh, GOLD_ARROW), overwrite_filter=key_filter)
+                txn.overwrite(to_arrow(recomputed, GOLD_ARROW), overwrite_filter=key_filter)
     return results
 
 

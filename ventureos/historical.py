@@ -21,7 +21,7 @@ import math
 import os
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,8 @@ from pyiceberg.table.snapshots import Snapshot
 from normalizers import Dataset
 from ventureos.catalog import TABLE_PROPERTIES
 from ventureos.layout import historical_lookup_key, staging_table_location
+from ventureos.report import RUN_COUNTS
 from ventureos.schemas import ROW, SOURCE_URI, VIOLATIONS_PARTITION, VIOLATIONS_SCHEMA, violations_schema
-from ventureos.silver import COUNT_COLUMNS as SCD2_COUNTS
 from ventureos.storage import Storage, open_storage
 
 MODES = ("append", "replace")
@@ -51,7 +51,6 @@ SWAP_STARTED = "ventureos.swap-started"
 BATCH = "ventureos.batch"
 COUNTS = "ventureos.counts"
 COMPLETE = "ventureos.load-complete"
-BATCH_COUNTS = ("read", "quarantined", *SCD2_COUNTS)
 # Polars' streaming CSV reader parses 16 MB chunks per thread and queues them: ~450 MB of buffers
 # whatever the batch size (measured with Polars 2.1). 4 MB chunks hold ~120 MB less at the same speed.
 # The knob is Polars' own, read when a scan starts; an operator's value wins.
@@ -145,7 +144,7 @@ def _parent(storage: Storage, key: str) -> tuple[Storage, str]:
     return open_storage(parent or "/", storage.settings), name
 
 
-def find_source_files(lake: Storage, source: str, spec: Dataset) -> SourceFiles:
+def find_source_files(lake: Storage, source: str, entry: Dataset) -> SourceFiles:
     """The CSVs of ``source``, split by role: a file, a folder, or a name prefix of files (``in/osha_``);
     a lake key, an absolute path or a URI."""
     storage, key = _storage_for(lake, source)
@@ -166,10 +165,10 @@ def find_source_files(lake: Storage, source: str, spec: Dataset) -> SourceFiles:
         raise HistoricalSourceError(
             f"historical loads read CSV files only; not CSV: {', '.join(unsupported)}"
         )
-    lookups: dict[str, list[str]] = {name: [] for name in spec.lookups}
+    lookups: dict[str, list[str]] = {name: [] for name in entry.lookups}
     records = []
     for k in keys:
-        role = spec.lookup_of(k)
+        role = entry.lookup_of(k)
         (lookups[role] if role else records).append(k)
     if not records:
         raise HistoricalSourceError(f"no record files under {source!r} (only lookups: {keys})")
@@ -201,18 +200,18 @@ def _scan_csv(files: SourceFiles, key: str, **options: Any) -> pl.LazyFrame:
     )
 
 
-def check_columns(files: SourceFiles, spec: Dataset) -> None:
+def check_columns(files: SourceFiles, entry: Dataset) -> None:
     """Every lookup table has files; every record file has the dataset's id columns and the lookups'
     join columns, and every lookup file its join column."""
-    missing_lookups = [name for name in spec.lookups if not files.lookups.get(name)]
+    missing_lookups = [name for name in entry.lookups if not files.lookups.get(name)]
     if missing_lookups:
         raise HistoricalSourceError(
-            f"{spec.key} needs its {', '.join(missing_lookups)} file(s) with the records (a CSV whose name "
+            f"{entry.key} needs its {', '.join(missing_lookups)} file(s) with the records (a CSV whose name "
             f"contains {' or '.join(repr(n) for n in missing_lookups)}); the source holds none"
         )
-    joins = tuple(dict.fromkeys(spec.lookups.values()))
-    wanted = {key: tuple(dict.fromkeys((*spec.id_columns, *joins))) for key in files.records}
-    wanted |= {key: (spec.lookups[name],) for name, keys in files.lookups.items() for key in keys}
+    joins = tuple(dict.fromkeys(entry.lookups.values()))
+    wanted = {key: tuple(dict.fromkeys((*entry.id_columns, *joins))) for key in files.records}
+    wanted |= {key: (entry.lookups[name],) for name, keys in files.lookups.items() for key in keys}
     for key, columns in wanted.items():
         try:
             header = _scan_csv(files, key).collect_schema().names()
@@ -221,7 +220,7 @@ def check_columns(files: SourceFiles, spec: Dataset) -> None:
         missing = [c for c in columns if c not in header]
         if missing:
             raise HistoricalSourceError(
-                f"{files.uri(key)} is not a file of {spec.key}: no {', '.join(missing)} column "
+                f"{files.uri(key)} is not a file of {entry.key}: no {', '.join(missing)} column "
                 f"(columns: {', '.join(header[:8])}{', ...' if len(header) > 8 else ''})"
             )
 
@@ -257,8 +256,9 @@ def count_rows(files: SourceFiles) -> dict[str, int]:
 # Reading batches ---------------------------------------------------------------------------------
 
 
-def read_batches(plan: LoadPlan) -> Iterator[tuple[int, str, pl.DataFrame]]:
-    """(batch number, file URI, raw frame) in a fixed order; numbering is stable across runs."""
+def read_batches(plan: LoadPlan, skip: Collection[int] = ()) -> Iterator[tuple[int, str, pl.DataFrame]]:
+    """(batch number, file URI, raw frame) in a fixed order; numbering is stable across runs. Batches
+    in ``skip`` (committed by an earlier run) are read past, not yielded."""
     number = 0
     for key in plan.files.records:
         uri = plan.files.uri(key)
@@ -266,7 +266,8 @@ def read_batches(plan: LoadPlan) -> Iterator[tuple[int, str, pl.DataFrame]]:
             for frame in _scan_csv(plan.files, key).collect_batches(chunk_size=plan.batch_rows):
                 if frame.height == 0:
                     continue
-                yield number, uri, frame
+                if number not in skip:
+                    yield number, uri, frame
                 number += 1
         except pl.exceptions.PolarsError as exc:
             raise HistoricalSourceError(f"{uri}: batch {number}: {str(exc).splitlines()[0]}") from None
@@ -381,9 +382,10 @@ def versions_before_load(silver: Table, plan: LoadPlan, columns: Sequence[str]) 
     return pl.from_arrow(rows).cast(schema)  # type: ignore[union-attr]
 
 
-def is_fresh(table: Table, plan: LoadPlan) -> bool:
+def held_none(table: Table, plan: LoadPlan) -> bool:
     """Whether the target held none of the dataset's rows when the load began (recorded per batch)."""
     if plan.done:
+        # Recorded under "fresh" in the marks of loads already committed: the key stays.
         return any(counts.get("fresh", 0) for counts in plan.done.values())
     rows = table.scan(
         row_filter=And(EqualTo("agency", plan.agency), EqualTo("dataset", plan.dataset)),
@@ -397,7 +399,7 @@ def is_fresh(table: Table, plan: LoadPlan) -> bool:
 class SeenIds:
     """64-bit hashes of the violation ids written by this load: 8 bytes a row, not a lookup per id.
 
-    Into a target that was fresh when the load began, only an id seen before can have a current
+    Into a target that held none of the dataset's rows when the load began, only an id seen before can have a current
     version; the exact check then reads just those few ids from the table.
     """
 
@@ -508,4 +510,4 @@ def notify_progress(done: int, total: int, message: str) -> None:
 
 
 def sum_counts(done: dict[int, dict[str, int]]) -> dict[str, int]:
-    return {c: sum(int(counts.get(c, 0)) for counts in done.values()) for c in BATCH_COUNTS}
+    return {c: sum(int(counts.get(c, 0)) for counts in done.values()) for c in RUN_COUNTS}

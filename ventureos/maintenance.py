@@ -26,8 +26,6 @@ import logging
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +41,7 @@ from pyiceberg.table.snapshots import Snapshot
 from ventureos.catalog import is_s3_tables
 from ventureos.datafiles import encode_partitions, upload
 from ventureos.historical import STAGING_NAMESPACE
+from ventureos.ingest import CommitSlot, no_slot
 from ventureos.layout import STAGING_TABLE_FOLDER
 from ventureos.settings import Settings
 from ventureos.storage import Storage, open_storage
@@ -288,20 +287,16 @@ def maintain_table(catalog: Catalog, name: str, settings: Settings, now: datetim
     return result
 
 
-CommitSlot = Callable[[str], AbstractContextManager[object]]
-"""Table name -> a context held around that table's commits, so concurrent writers queue behind them."""
-
-
 def maintain(
-    catalog: Catalog, settings: Settings, now: datetime, commit_slot: CommitSlot = lambda _: nullcontext()
+    catalog: Catalog, settings: Settings, now: datetime, slot: CommitSlot = no_slot
 ) -> list[TableMaintenance]:
     """Maintain every silver and gold table; one compaction commit and one expiry commit per table.
 
-    Each table is maintained inside ``commit_slot(table)``: the ``maintain-tables`` task (the entry point
+    Each table is maintained inside ``slot(table)``: the ``maintain-tables`` task (the entry point
     of the flows and of ``ventureos maintain``) passes the Iceberg commit slot; the default holds none.
     """
     results = []
     for name in maintained_tables(catalog):
-        with commit_slot(name):
+        with slot(name):
             results.append(maintain_table(catalog, name, settings, now))
     return results

@@ -10,7 +10,10 @@ from typing import Any
 
 import polars as pl
 
-COUNT_COLUMNS = ("read", "inserted", "updated", "deleted", "unchanged", "duplicates", "quarantined")
+from ventureos.batch import NormalizedBatch
+from ventureos.silver import SCD2_COUNTS, Scd2Plan
+
+RUN_COUNTS = ("read", "inserted", "updated", "deleted", "unchanged", "duplicates", "quarantined")
 
 
 @dataclass
@@ -18,7 +21,7 @@ class RunReport:
     flow: str
     run_id: str
     counts: pl.DataFrame
-    """One row per agency/dataset with ``COUNT_COLUMNS``."""
+    """One row per agency/dataset with ``RUN_COUNTS``."""
     quality: pl.DataFrame = field(
         default_factory=lambda: pl.DataFrame(schema={"issue": pl.String, "rows": pl.Int64})
     )
@@ -28,12 +31,12 @@ class RunReport:
 
     @property
     def totals(self) -> dict[str, int]:
-        return {c: int(self.counts[c].sum()) for c in COUNT_COLUMNS}
+        return {c: int(self.counts[c].sum()) for c in RUN_COUNTS}
 
     @property
     def unreconciled(self) -> pl.DataFrame:
         """Datasets whose counts do not add up (empty when the run lost nothing)."""
-        accounted = pl.sum_horizontal(*(pl.col(c) for c in COUNT_COLUMNS[1:]))
+        accounted = pl.sum_horizontal(*(pl.col(c) for c in RUN_COUNTS[1:]))
         return self.counts.filter(pl.col("read") != accounted)
 
     @property
@@ -63,15 +66,15 @@ class RunReport:
         }
 
     def markdown(self) -> str:
-        header = "| agency | dataset | " + " | ".join(COUNT_COLUMNS) + " |"
+        header = "| agency | dataset | " + " | ".join(RUN_COUNTS) + " |"
         lines = [
             f"# {self.flow} — {self.summary_line()}",
             "",
             header,
-            "|" + "---|" * (len(COUNT_COLUMNS) + 2),
+            "|" + "---|" * (len(RUN_COUNTS) + 2),
         ]
         for row in self.counts.iter_rows(named=True):
-            cells = [row["agency"], row["dataset"], *(str(row[c]) for c in COUNT_COLUMNS)]
+            cells = [row["agency"], row["dataset"], *(str(row[c]) for c in RUN_COUNTS)]
             lines.append("| " + " | ".join(cells) + " |")
         if not self.quality.is_empty():
             lines += ["", "## Quality issues", "", "| issue | rows |", "|---|---|"]
@@ -81,3 +84,40 @@ class RunReport:
         if self.written:
             lines += ["", "## Written", ""] + [f"- `{uri}`" for uri in self.written]
         return "\n".join(lines)
+
+
+def build_report(
+    flow: str, run_id: str, batches: list[NormalizedBatch], plan: Scd2Plan, written: list[str]
+) -> RunReport:
+    """The report of a daily or feed run: per dataset what was read and where each record went."""
+    read = pl.DataFrame(
+        {
+            "agency": [b.agency for b in batches],
+            "dataset": [b.dataset for b in batches],
+            "read": [b.records_read for b in batches],
+            "quarantined": [b.rejects.height for b in batches],
+        },
+        schema={"agency": pl.String, "dataset": pl.String, "read": pl.Int64, "quarantined": pl.Int64},
+    )
+    # Withdrawn deletes are quarantined too: counted from the plan, not re-joined.
+    withdrawn = plan.withdrawn.group_by("agency", "dataset").agg(_withdrawn=pl.len().cast(pl.Int64))
+    counts = (
+        read.join(plan.counts, on=["agency", "dataset"], how="left")
+        .join(withdrawn, on=["agency", "dataset"], how="left")
+        .with_columns(quarantined=pl.col("quarantined") + pl.col("_withdrawn").fill_null(0))
+        .with_columns(pl.col(c).fill_null(0) for c in SCD2_COUNTS)
+        .select("agency", "dataset", *RUN_COUNTS)
+    )
+    issues = [b.valid["quality_issues"] for b in batches if not b.valid.is_empty()]
+    quality = (
+        pl.concat(issues)
+        .explode()
+        .drop_nulls()
+        .value_counts(sort=True, name="rows")
+        .rename({"quality_issues": "issue"})
+        if issues
+        else RunReport(flow, run_id, counts).quality
+    )
+    return RunReport(
+        flow=flow, run_id=run_id, counts=counts, quality=quality.cast({"rows": pl.Int64}), written=written
+    )

@@ -28,10 +28,8 @@ from ventureos.schemas import (
 )
 
 INSERT, UPDATE, DELETE = "INSERT", "UPDATE", "DELETE"
-COUNT_COLUMNS = ("inserted", "updated", "deleted", "unchanged", "duplicates")
-COUNTS_SCHEMA = pl.Schema(
-    {"agency": pl.String, "dataset": pl.String} | dict.fromkeys(COUNT_COLUMNS, pl.Int64)
-)
+SCD2_COUNTS = ("inserted", "updated", "deleted", "unchanged", "duplicates")
+COUNTS_SCHEMA = pl.Schema({"agency": pl.String, "dataset": pl.String} | dict.fromkeys(SCD2_COUNTS, pl.Int64))
 # Quarantine reason of a record the source marks deleted whose violation silver never held.
 WITHDRAWN = "deleted by the source (delete flag) and never loaded: no version to close"
 # The same in a replace load, whose staging table starts empty: the delete stays out of the new rows.
@@ -342,7 +340,7 @@ def append_quarantine(table: Table, frame: pl.DataFrame) -> int:
         row_filter=In("quarantine_id", set(frame["quarantine_id"].to_list())),
         selected_fields=("quarantine_id",),
     ).to_arrow()
-    fresh = frame.filter(~pl.col("quarantine_id").is_in(known.column("quarantine_id").to_pylist()))
-    if not fresh.is_empty():
-        table.append(to_arrow(fresh, QUARANTINE_ARROW))
-    return fresh.height
+    new = frame.filter(~pl.col("quarantine_id").is_in(known.column("quarantine_id").to_pylist()))
+    if not new.is_empty():
+        table.append(to_arrow(new, QUARANTINE_ARROW))
+    return new.height

@@ -61,19 +61,35 @@ def yearly_consolidate(
 
 
 @app.command("gold-sync")
-def gold_sync(as_json: JsonOption = False) -> None:
+def gold_sync(
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Recompute all of gold from current silver first.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
     """Push the gold stats changed since the last sync to the serving Entities table."""
     from flows.gold_sync import gold_sync as flow
     from ventureos.cli.output import console
 
-    result = flow()
+    result = flow(rebuild=rebuild)
     if as_json:
         print_json(result)
-    else:
+        return
+    for change in result.get("rebuilt", []):
         console.print(
-            f"gold-sync: {result['changed_rows']} changed gold rows; {result['written']} items written, "
-            f"{result['deleted']} deleted; watermarks {result['watermarks']}"
+            f"rebuilt gold.{change['level']}_stats: {change['entities']} entities, {change['changed']} rows "
+            f"changed, {change['removed']} removed"
         )
+    console.print(
+        f"gold-sync: {result['changed_rows']} changed gold rows; {result['written']} items written, "
+        f"{result['deleted']} deleted; watermarks {result['watermarks']}"
+    )
+
+
+@app.command("rebuild-gold")
+def rebuild_gold(as_json: JsonOption = False) -> None:
+    """Recompute every gold row from current silver, then sync (= gold-sync --rebuild)."""
+    gold_sync(rebuild=True, as_json=as_json)
 
 
 @app.command("feed-poll")

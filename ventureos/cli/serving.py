@@ -13,7 +13,7 @@ from normalizers import REGISTRY
 from ventureos.cli.output import console, print_frame, print_json
 from ventureos.gold import ALL, top_entities
 from ventureos.lakehouse import current_lakehouse
-from ventureos.serving import ENTITIES, VIOLATIONS, ServingStore, open_store
+from ventureos.serving import ENTITIES, LIVE_FEED, ServingStore, open_store
 from ventureos.serving.projects import load_projects
 
 app = typer.Typer(no_args_is_help=True, help="The serving store: tables, brand configs, entity reads.")
@@ -70,7 +70,7 @@ def entity_key_of(text: str) -> str:
 
 def entity_items(serving: ServingStore, key: str) -> list[dict[str, Any]]:
     """Every stored item of an entity: its Entities items, then its live feed (newest first)."""
-    return serving.query(ENTITIES, key) + serving.query(VIOLATIONS, key)[::-1]
+    return serving.query(ENTITIES, key) + serving.query(LIVE_FEED, key)[::-1]
 
 
 def jsonable(value: Any) -> Any:

@@ -2,13 +2,13 @@
 
 from ventureos.serving.base import (
     ENTITIES,
+    LIVE_FEED,
     PROJECTS,
     TABLES,
-    VIOLATIONS,
     Item,
     Key,
     ServingStore,
     open_store,
 )
 
-__all__ = ["ENTITIES", "PROJECTS", "TABLES", "VIOLATIONS", "Item", "Key", "ServingStore", "open_store"]
+__all__ = ["ENTITIES", "LIVE_FEED", "PROJECTS", "TABLES", "Item", "Key", "ServingStore", "open_store"]

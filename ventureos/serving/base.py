@@ -18,8 +18,8 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from ventureos.registry import Registry
 from ventureos.settings import Settings
 
-ENTITIES, VIOLATIONS, PROJECTS = "Entities", "Violations", "Projects"
-TABLES = (ENTITIES, VIOLATIONS, PROJECTS)
+ENTITIES, LIVE_FEED, PROJECTS = "Entities", "Violations", "Projects"
+TABLES = (ENTITIES, LIVE_FEED, PROJECTS)
 
 Item = dict[str, Any]
 Key = tuple[str, str]

@@ -1,8 +1,9 @@
 """The live feed (``{prefix}-Violations``): the latest 5 violations per agency under each entity.
 
 Only versions from a live source qualify (``ventureos.layout.is_live_source``: daily files and feed
-batches; the gatekeeper is the lineage of the version itself, so a historical load can never leak in, whoever calls this). "Latest" is
-by event date, then violation id: exactly the SK order ``AGENCY#{agency}#DATE#{YYYY-MM-DD}#{violation_id}``.
+batches; the gatekeeper is the lineage of the version itself, so a historical load can never leak in,
+whoever calls this). "Latest" is by event date, then violation id: exactly the SK order
+``AGENCY#{agency}#DATE#{YYYY-MM-DD}#{violation_id}``.
 
 A batch is applied as a small diff per touched entity: the entity's stored items, minus the items of
 versions the batch closed (updated or deleted violations), plus the batch's new versions, ranked; the
@@ -18,11 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import polars as pl
+from pyiceberg.table import Table
 
-from ventureos.gold import LEVELS, entity_rows
+from ventureos.gold import LEVELS, current_silver_of, entity_rows
+from ventureos.historical import LoadPlan, versions_before_load
 from ventureos.layout import from_live_source
 from ventureos.schemas import violations_schema
-from ventureos.serving.base import VIOLATIONS, Item, ServingStore, from_wire, to_wire
+from ventureos.serving.base import LIVE_FEED, Item, ServingStore, from_wire, to_wire
+from ventureos.silver import ENTITY_COLUMNS, Scd2Plan, current_versions
 
 FEED_SIZE = 5
 QUERY_THREADS = 8
@@ -41,7 +45,7 @@ SilverReader = Callable[[list[str], list[str], tuple[str, ...]], pl.DataFrame]
 
 
 @dataclass
-class FeedChange:
+class LiveFeedChange:
     entities: int
     written: int
     deleted: int
@@ -76,7 +80,7 @@ def apply_to_feed(
     records: pl.DataFrame,
     read_silver: SilverReader,
     present: pl.DataFrame,
-) -> FeedChange:
+) -> LiveFeedChange:
     """Bring the feed of every entity a batch touched to the latest ``FEED_SIZE`` live violations.
 
     ``added``: the versions the batch wrote; ``records``: ``ENTITY_COLUMNS`` of every record the batch
@@ -90,11 +94,11 @@ def apply_to_feed(
     touched = pl.concat([entity_rows(records, level).select("entity_key") for level in LEVELS])
     entities = sorted(set(touched["entity_key"]))
     if not entities:
-        return FeedChange(0, 0, 0)
+        return LiveFeedChange(0, 0, 0)
     # One query per touched entity, a few in flight at once (boto3 clients are thread-safe; the SQLite
     # store opens a connection per call).
     with ThreadPoolExecutor(max_workers=QUERY_THREADS) as pool:
-        partitions = list(pool.map(lambda pk: store.query(VIOLATIONS, pk), entities))
+        partitions = list(pool.map(lambda pk: store.query(LIVE_FEED, pk), entities))
     stored_items = {(i["PK"], i["SK"]): i for items in partitions for i in items}
     stored = pl.DataFrame(
         [{"PK": pk, "SK": sk, "agency": i.get("agency")} for (pk, sk), i in stored_items.items()],
@@ -144,12 +148,12 @@ def apply_to_feed(
         if from_wire(to_wire(item)) != stored_items.get((item["PK"], item["SK"]))
     ]
     to_delete = stored.join(wanted, on=keys, how="anti")
-    written = store.put_items(VIOLATIONS, items)
-    deleted = store.delete_items(VIOLATIONS, list(to_delete.select(keys).iter_rows()))
-    return FeedChange(len(entities), written, deleted)
+    written = store.put_items(LIVE_FEED, items)
+    deleted = store.delete_items(LIVE_FEED, list(to_delete.select(keys).iter_rows()))
+    return LiveFeedChange(len(entities), written, deleted)
 
 
-def refresh_feed(store: ServingStore, gone: pl.DataFrame, read_silver: SilverReader) -> FeedChange:
+def refresh_feed(store: ServingStore, gone: pl.DataFrame, read_silver: SilverReader) -> LiveFeedChange:
     """After a bulk change of silver: items of the live versions in ``gone`` (``ENTITY_COLUMNS`` of
     versions that are no longer current) leave the feed, and older live violations of their entities
     fill the gaps."""
@@ -159,3 +163,32 @@ def refresh_feed(store: ServingStore, gone: pl.DataFrame, read_silver: SilverRea
 
 def _item(row: dict[str, object]) -> Item:
     return {k: v for k, v in row.items() if v is not None}
+
+
+def silver_reader(violations: Table) -> SilverReader:
+    return lambda slugs, states, columns: current_silver_of(violations, slugs, states, columns)
+
+
+def update_after_batch(store: ServingStore, violations: Table, plan: Scd2Plan) -> LiveFeedChange:
+    """The live feed after a committed daily or feed batch (``plan`` of ``ventureos.ingest``)."""
+    if plan.touched.is_empty():
+        return LiveFeedChange(0, 0, 0)
+    present = current_versions(violations, plan.unchanged["violation_id"].to_list(), FEED_COLUMNS)
+    return apply_to_feed(store, plan.added, plan.touched, silver_reader(violations), present)
+
+
+def refresh_after_load(store: ServingStore, violations: Table, plan: LoadPlan) -> LiveFeedChange:
+    """After a historical load: live violations it updated or removed leave the feed, and older live
+    violations of their entities take their places (historical versions never enter it).
+
+    Compared with silver as it was before this run of the load first committed, so a re-run repairs it.
+    """
+    before = versions_before_load(violations, plan, (*ENTITY_COLUMNS, "valid_from", "meta_source_uri"))
+    live_before = before.filter(from_live_source())
+    still = current_versions(
+        violations, live_before["violation_id"].to_list(), ("violation_id", "valid_from")
+    )
+    gone = live_before.join(still, on=["violation_id", "valid_from"], how="anti")
+    if gone.is_empty():
+        return LiveFeedChange(0, 0, 0)
+    return refresh_feed(store, gone.select(ENTITY_COLUMNS), silver_reader(violations))
