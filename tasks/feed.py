@@ -27,7 +27,7 @@ from ventureos.feed import (
 )
 from ventureos.lakehouse import current_lakehouse
 from ventureos.queue import Message, current_queue
-from ventureos.report import COUNT_COLUMNS, RunReport
+from ventureos.report import RUN_COUNTS, RunReport
 
 ENVIRONMENT_ERRORS = (
     ClientError,
@@ -133,7 +133,7 @@ def combine_reports(first: RunReport, second: RunReport) -> RunReport:
     counts = (
         pl.concat([first.counts, second.counts])
         .group_by("agency", "dataset", maintain_order=True)
-        .agg(pl.col(c).sum() for c in COUNT_COLUMNS)
+        .agg(pl.col(c).sum() for c in RUN_COUNTS)
     )
     quality = (
         pl.concat([first.quality, second.quality])
