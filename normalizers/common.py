@@ -9,11 +9,12 @@ the quality score and the content hash.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date, timedelta
 
 import polars as pl
 import polars_hash  # noqa: F401  (registers the stable .nchash namespace)
 
-from ventureos.entities import resolve_companies
+from ventureos.entities import resolve_companies, unreadable_name
 from ventureos.schemas import ROW, SOURCE_URI
 
 NORMALIZED_SCHEMA = pl.Schema(
@@ -94,14 +95,52 @@ DATE_FORMATS = {
 }
 
 
+# A date outside EARLIEST_DATE .. a year after the run is a misreading or a placeholder, not an event
+# (``1/1/0000`` has no Python date and failed the Iceberg statistics of a whole day's commit;
+# ``12/31/9999`` means "unknown"): the column is null, the source's text stays in violation_details,
+# and the record is flagged ``invalid_date`` or ``future_date`` (or rejected where the date is required).
+EARLIEST_DATE = date(1900, 1, 1)
+FUTURE_DAYS = 366
+
+
+def latest_date() -> date:
+    """The latest date taken as read: a year after today (a hearing can be scheduled ahead)."""
+    return date.today() + timedelta(days=FUTURE_DAYS)
+
+
+# The largest penalty taken as read, in dollars: decimal(18, 2) holds less than 1e16 and no agency has
+# assessed a trillion; a larger amount is a unit or parsing error. A penalty is never negative.
+MAX_PENALTY = 10**12
+
+
 def blank_to_null(columns: Iterable[str]) -> list[pl.Expr]:
     """Trimmed strings, with blank and whitespace-only values as null (sources mix both)."""
     trimmed = [pl.col(c).str.strip_chars() for c in columns]
     return [pl.when(t != "").then(t).alias(c) for t, c in zip(trimmed, columns, strict=True)]
 
 
-def parse_date(value: pl.Expr) -> pl.Expr:
-    """A date from any of the agencies' formats; timestamps keep their date part.
+def integral_ids(columns: Iterable[str]) -> list[pl.Expr]:
+    """Numeric source ids as integer text: a JSON number ``9000092.0`` is the CSV's ``9000092``, not
+    another violation. Only for ids that are numbers in the source (a case number stays as given)."""
+    return [pl.col(c).str.replace(r"^(\d+)\.0+$", "${1}").alias(c) for c in columns]
+
+
+def date_in_range(day: pl.Expr) -> pl.Expr:
+    """The date, or null when it is before EARLIEST_DATE or after ``latest_date()``."""
+    return pl.when(day.is_between(pl.lit(EARLIEST_DATE), pl.lit(latest_date()))).then(day)
+
+
+def date_range_flags(*days: pl.Expr) -> dict[str, pl.Expr]:
+    """Quality checks of source dates as read (``read_date``): ``invalid_date`` for one before
+    EARLIEST_DATE, ``future_date`` for one after ``latest_date()``."""
+    return {
+        "invalid_date": pl.any_horizontal(day < pl.lit(EARLIEST_DATE) for day in days).fill_null(False),
+        "future_date": pl.any_horizontal(day > pl.lit(latest_date()) for day in days).fill_null(False),
+    }
+
+
+def read_date(value: pl.Expr) -> pl.Expr:
+    """A date from any of the agencies' formats, whatever its year; timestamps keep their date part.
 
     A two-digit year from 50 on is in the 1900s (chrono reads 00-68 as 20xx: a 1968 inspection would
     become 2068), so ``%y`` dates cover 1950-2049.
@@ -144,11 +183,13 @@ def money(value: pl.Expr) -> pl.Expr:
     """Decimal amount from text such as ``$44,681`` or ``55000.0``; null when blank or unreadable.
 
     Decimal all the way (cents rounded half to even): through a float, ``1.005`` came out 1.00 and
-    one ``NaN`` or 19-digit amount failed the whole batch's cast to decimal(18, 2).
+    one ``NaN`` or 19-digit amount failed the whole batch's cast to decimal(18, 2). A negative amount
+    or one above MAX_PENALTY is unreadable too (null; ``unreadable`` flags it).
     """
     cleaned = value.str.replace_all(r"[$,\s]", "")
     # 18 decimals hold any amount's digits: rounding once, not at 6 and then 2 (1.0050001 is 1.01).
-    return cleaned.cast(pl.Decimal(38, 18), strict=False).round(2).cast(pl.Decimal(18, 2), strict=False)
+    amount = cleaned.cast(pl.Decimal(38, 18), strict=False)
+    return pl.when(amount.is_between(0, MAX_PENALTY)).then(amount.round(2).cast(pl.Decimal(18, 2)))
 
 
 def unreadable(value: pl.Expr, parsed: pl.Expr) -> pl.Expr:
@@ -225,6 +266,8 @@ def finalize(frame: pl.DataFrame, agency: str, dataset: str) -> pl.DataFrame:
     """Add the columns every source shares: ids, entity key, generic quality, hash."""
     generic = {
         "missing_company": pl.col("company_name").is_null(),
+        # Another script gets a transliterated slug, punctuation none: both need a look.
+        "unreadable_company_name": unreadable_name(pl.col("company_name")).fill_null(False),
         "unknown_state": pl.col("state").is_null(),
         "missing_coordinates": pl.col("latitude").is_null() | pl.col("longitude").is_null(),
         "invalid_zip": pl.col("zip").is_null(),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -108,3 +110,73 @@ def test_daily_ingest_on_s3(aws_home: str) -> None:
     run_and_check(storage)
     data_files = current_lakehouse().violations().inspect.files()["file_path"].to_pylist()
     assert data_files and all(p.startswith(f"s3://{aws_home}/warehouse/") for p in data_files)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_hostile_files_load_their_good_records_and_quarantine_the_rest(home: Path) -> None:
+    """Year-0 dates (which failed pyiceberg's statistics, so the whole day), impossible penalties,
+    CR-only line ends, JSON saved as .csv, NUL bytes and lineage-named fields: one run commits."""
+    storage = current_lakehouse().storage
+    reports = sample_reports().select("ID", "EventDate", "Employer", "City", "State").head(4)
+    mac = reports.with_columns(
+        pl.when(pl.int_range(4) == 3).then(pl.lit("1/1/0000")).otherwise("EventDate").alias("EventDate")
+    )
+    storage.write_bytes(f"{PREFIX}/mac.csv", mac.write_csv().replace("\n", "\r").encode())
+    storage.write_bytes(f"{PREFIX}/doc.csv", json.dumps(reports.row(0, named=True)).encode())
+    nul = (
+        sample_reports()
+        .select("ID", "EventDate", "Employer")
+        .slice(4, 2)
+        .write_csv()
+        .replace("\n2", "\n\x002", 1)
+    )
+    storage.write_bytes(f"{PREFIX}/nul.csv", nul.encode())
+    storage.write_bytes(
+        f"{PREFIX}/lineage.json", b'{"ID": "77", "EventDate": "1/2/2015", "__ventureos_row": "0"}'
+    )
+    faa = (
+        "CASE NUMBER,NAME,ENTITY TYPE,DATE KNOWN,ACTION,SANCTION AMOUNT,SANCTION,CASE TYPE,CLOSED DATE\n"
+        "2015CE100001,FEDEX,A/C OR COMM OPER,1/1/0000,ORD ASSESS CIVIL PENALTY,-5000,DOLLARS,OTHER,3/1/2016\n"
+        "2015CE100002,FEDEX,A/C OR COMM OPER,0000-01-01,ORD ASSESS CIVIL PENALTY,1e30,DOLLARS,OTHER,\n"
+        "2015CE100003,FEDEX,A/C OR COMM OPER,12/31/9999,ORD ASSESS CIVIL PENALTY,2500,DOLLARS,OTHER,\n"
+    )
+    storage.write_bytes(f"bronze/daily/faa/enforcement/{DAY}/faa.csv", faa.encode())
+    echo = (
+        "REGISTRY_ID,FAC_NAME,FAC_STATE,FAC_TOTAL_PENALTIES,FAC_DATE_LAST_PENALTY,FAC_LAST_PENALTY_AMT\n"
+        "110000000001,NEGATIVE CO,TX,0,05/06/2020,-5000\n110000000002,NONE CO,TX,0,,\n"
+    )
+    storage.write_bytes(f"bronze/daily/epa/echo/{DAY}/ECHO_EXPORTER.csv", echo.encode())
+
+    report = daily_ingest(DAY)
+    # Severe injury: 3 + 1 rows load; year 0, the JSON document, the NUL row and the lineage field are
+    # rejects. FAA: 3 violations. ECHO: 1 violation, 1 facility without a penalty.
+    assert report["reconciled"]
+    assert (report["totals"]["read"], report["totals"]["inserted"], report["totals"]["quarantined"]) == (
+        13,
+        8,
+        5,
+    )
+    silver = silver_rows()
+    faa_rows = silver.filter(pl.col("agency") == "faa").sort("source_id")
+    assert faa_rows.select("event_date", "penalty_amount").rows() == [
+        (date(2016, 3, 1), None),
+        (None, None),
+        (None, Decimal("2500.00")),
+    ]
+    assert [issues[:3] for issues in faa_rows["quality_issues"].to_list()] == [
+        ["event_date_fallback", "invalid_penalty", "invalid_date"],
+        ["missing_event_date", "invalid_penalty", "invalid_date"],
+        ["missing_event_date", "future_date", "unknown_state"],
+    ]
+    assert silver.filter(pl.col("agency") == "epa")["quality_issues"].to_list()[0][0] == "invalid_penalty"
+    reasons = {
+        uri.rsplit("/", 1)[1]: reason
+        for uri, reason in quarantine_rows().select("source_uri", "reason").iter_rows()
+    }
+    assert reasons == {
+        "mac.csv": "event date before 1900-01-01",
+        "doc.csv": "not CSV: the file holds a JSON document (a .json file is read as JSON)",
+        "nul.csv#line=2": "CSV row has a NUL byte",
+        "lineage.json": "source field __ventureos_row has the name of a lineage column",
+        "ECHO_EXPORTER.csv": "no penalty: not a violation",
+    }

@@ -7,6 +7,8 @@ import json
 import polars as pl
 import pytest
 
+from ventureos.batch import normalize_raw_batch
+from ventureos.bronze import read_raw_batch
 from ventureos.cli import main
 from ventureos.entities import canonical_name, company_slug, explain, resolve_companies, resolve_names
 
@@ -221,3 +223,25 @@ def test_sample_variants_found_in_review_share_or_keep_their_slugs():
     # A grocery named after its owner is not the restaurant chain.
     assert got["MCDONALDS FOOD & FAMILY CENTER"] == "mcdonalds-food-and-family-center"
     assert got["MCDONALD'S RESTAURANT #1234"] == "mcdonalds"
+
+
+def test_a_name_in_another_script_is_flagged_and_ranks_under_its_transliteration() -> None:
+    """Non-Latin names had no slug (they dropped out of company rankings) and no flag; punctuation
+    has no slug to give but is flagged."""
+    text = (
+        "ID,EventDate,Employer\n"
+        "1,1/2/2015,北京建设\n2,1/2/2015,\u041e\u041e\u041e \u00ab\u0420\u043e\u043c\u0430\u0448\u043a\u0430\u00bb\n"
+        "3,1/2/2015,-- / --\n4,1/2/2015,Walmart Inc\n5,1/2/2015,Caf\u00e9 Nord\n"
+    )
+    batch = normalize_raw_batch(read_raw_batch([("d/r.csv", text.encode())]), "osha", "severe_injury")
+    assert (batch.records_read, batch.valid.height, batch.rejects.height) == (5, 5, 0)
+    got = batch.valid.select(
+        "source_id", "company_slug", pl.col("quality_issues").list.contains("unreadable_company_name")
+    )
+    assert got.rows() == [
+        ("1", "bei-jing-jian-she", True),
+        ("2", "ooo-romashka", True),
+        ("3", None, True),
+        ("4", "walmart", False),
+        ("5", "cafe-nord", False),
+    ]

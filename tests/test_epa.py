@@ -148,3 +148,59 @@ def test_daily_ingest_loads_the_real_echo_sample():
     assert silver.height == 20 and silver["penalty_amount"].sum() == Decimal("380765.00")
     quarantine = pl.from_arrow(lakehouse.quarantine().scan().to_arrow())
     assert quarantine.filter(pl.col("reason") == NO_PENALTY).height == 480
+
+
+def test_an_unreadable_penalty_is_a_flagged_violation_not_no_penalty():
+    """-5000, 1e30 and NaN were quarantined as "no penalty: not a violation"."""
+    header = "REGISTRY_ID,FAC_NAME,FAC_STATE,FAC_TOTAL_PENALTIES,FAC_DATE_LAST_PENALTY,FAC_LAST_PENALTY_AMT\n"
+    rows = (
+        "110000000001,NEGATIVE CO,TX,0,05/06/2020,-5000\n"
+        "110000000002,HUGE CO,TX,1e30,05/06/2020,\n"
+        "110000000003,NAN CO,TX,0,05/06/2020,NaN\n"
+        "110000000004,YEAR ZERO CO,TX,900,1/1/0000,900\n"
+        "110000000005,NOTHING DUE,TX,0,,\n"
+    )
+    batch = echo_batch((header + rows).encode())
+    assert (batch.records_read, batch.valid.height, batch.rejects.height) == (5, 4, 1)
+    assert batch.rejects["reason"].to_list() == [NO_PENALTY]
+    got = batch.valid.select(
+        "source_id", "event_date", "penalty_amount", pl.col("quality_issues").list.set_intersection(
+            ["invalid_penalty", "invalid_date", "missing_event_date"]
+        ).list.sort()
+    )  # fmt: skip
+    assert got.rows() == [
+        ("110000000001:20200506", date(2020, 5, 6), None, ["invalid_penalty"]),
+        ("110000000002:20200506", date(2020, 5, 6), None, ["invalid_penalty"]),
+        ("110000000003:20200506", date(2020, 5, 6), None, ["invalid_penalty"]),
+        ("110000000004:undated", None, Decimal("900.00"), ["invalid_date", "missing_event_date"]),
+    ]
+    details = [json.loads(d) for d in batch.valid["violation_details"]]
+    assert [details[0]["FAC_LAST_PENALTY_AMT"], details[1]["FAC_TOTAL_PENALTIES"], details[3]["FAC_DATE_LAST_PENALTY"]] == [
+        "-5000", "1e30", "1/1/0000",
+    ]  # fmt: skip
+
+
+def test_a_float_registry_id_is_the_same_facility():
+    header = "REGISTRY_ID,FAC_NAME,FAC_STATE,FAC_DATE_LAST_PENALTY,FAC_LAST_PENALTY_AMT\n"
+    batch = echo_batch((header + "110000000001.0,ACME,TX,05/06/2020,900\n").encode())
+    assert batch.valid["violation_id"].to_list() == ["epa:echo:110000000001:20200506"]
+
+
+def test_an_icis_conclusion_with_an_impossible_penalty_or_date_is_flagged():
+    header = CONCLUSIONS.split("\n", 1)[0]
+    rows = (
+        "3600212345,01-2017-2017,3601234567.0,1,CAFO,NEGATIVE,,1/1/0000,2017,CAA,01,AFR,-140000,5000,,,\n"
+        "3600299999,05-2008-2005,3602345678,1,JDC,TOO BIG,01/15/2008,,2008,CWA,05,JDC,2e13,,,,\n"
+    )
+    batch = normalize_raw_batch(read_raw_batch([("c.csv", f"{header}\n{rows}".encode())]), "epa", "icis_fec")
+    assert (batch.records_read, batch.valid.height, batch.rejects.height) == (2, 2, 0)
+    flags = pl.col("quality_issues").list.set_intersection(["invalid_penalty", "invalid_date"]).list.sort()
+    assert batch.valid.select("violation_id", "event_date", "penalty_amount", flags).rows() == [
+        ("epa:icis_fec:3601234567", None, Decimal("5000.00"), ["invalid_date", "invalid_penalty"]),
+        ("epa:icis_fec:3602345678", date(2008, 1, 15), None, ["invalid_penalty"]),
+    ]
+    details = json.loads(batch.valid["violation_details"][0])
+    assert (details["SETTLEMENT_ENTERED_DATE"], details["FED_PENALTY_ASSESSED_AMT"]) == (
+        "1/1/0000",
+        "-140000",
+    )

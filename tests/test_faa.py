@@ -10,7 +10,7 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from normalizers import normalize
-from normalizers.common import parse_date
+from normalizers.common import read_date
 from normalizers.faa.enforcement import repair_words
 from ventureos.batch import normalize_raw_batch
 from ventureos.bronze import read_raw_batch
@@ -130,7 +130,7 @@ def test_missing_columns_do_not_fail():
 
 def test_dates_with_two_digit_years_and_timestamps():
     values = pl.Series(["19-JUN-06", "2006-06-19 00:00:00", "6/19/2006 0:00", "6/19/06", " 1/2/99 ", None])
-    assert pl.select(parse_date(pl.lit(values))).to_series().to_list() == [
+    assert pl.select(read_date(pl.lit(values))).to_series().to_list() == [
         date(2006, 6, 19), date(2006, 6, 19), date(2006, 6, 19), date(2006, 6, 19), date(1999, 1, 2), None,
     ]  # fmt: skip
 
@@ -158,3 +158,27 @@ def test_an_unreadable_dollar_amount_is_flagged_not_fatal():
         "event_date", "penalty_amount", pl.col("quality_issues").list.contains("invalid_penalty")
     )
     assert got.rows() == [(date(2015, 10, 5), None, True), (date(2015, 10, 5), None, False)]
+
+
+def test_out_of_range_dates_and_impossible_amounts_are_flagged_not_fatal() -> None:
+    rows = (
+        "2015CE100001,FEDEX,A/C OR COMM OPER,1/1/0000,ORD ASSESS CIVIL PENALTY,-5000,DOLLARS,OTHER,3/1/2016,\n"
+        "2015CE100002,FEDEX,A/C OR COMM OPER,12/31/2099,ORD ASSESS CIVIL PENALTY,1e30,DOLLARS,OTHER,,\n"
+        "2015CE100003,FEDEX,A/C OR COMM OPER,05-OCT-2015,ORD ASSESS CIVIL PENALTY,1000000000001,DOLLARS,OTHER,,\n"
+        '2015CE100004,FEDEX,A/C OR COMM OPER,05-OCT-2015,ORD ASSESS CIVIL PENALTY,"$2,500",DOLLARS,OTHER,,\n'
+    )
+    batch = _batch(HEADER + rows)
+    assert (batch.records_read, batch.valid.height, batch.rejects.height) == (4, 4, 0)
+    no_site = ["unknown_state", "missing_coordinates", "invalid_zip", "missing_city", "missing_naics"]
+    issues = pl.col("quality_issues").list.eval(pl.element().filter(~pl.element().is_in(no_site)))
+    got = batch.valid.sort("source_id").select("event_date", "penalty_amount", issues)
+    assert got.rows() == [
+        (date(2016, 3, 1), None, ["event_date_fallback", "invalid_penalty", "invalid_date"]),
+        (None, None, ["missing_event_date", "invalid_penalty", "future_date"]),
+        (date(2015, 10, 5), None, ["invalid_penalty"]),
+        (date(2015, 10, 5), Decimal("2500.00"), []),
+    ]
+    details = [json.loads(d) for d in batch.valid.sort("source_id")["violation_details"]]
+    assert [(d.get("DATE KNOWN"), d["SANCTION AMOUNT"]) for d in details[:3]] == [
+        ("1/1/0000", "-5000"), ("12/31/2099", "1e30"), (None, "1000000000001"),
+    ]  # fmt: skip

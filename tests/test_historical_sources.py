@@ -100,6 +100,17 @@ def test_the_wrong_files_fail_the_plan_naming_them(home: Path, tmp_path: Path) -
         check_columns(find_source_files(lake, str(source), ENFORCEMENT), ENFORCEMENT)
     (source / "osha_inspection.csv").write_text("activity_nr,estab_name\n1,ACME\n")
     check_columns(find_source_files(lake, str(source), ENFORCEMENT), ENFORCEMENT)
+    # A column named like a lineage column failed the first batch's row index; now the plan says why.
+    (source / "osha_violation.csv").write_text("activity_nr,citation_id,__ventureos_row\n1,01001,5\n")
+    with pytest.raises(
+        HistoricalSourceError,
+        match=r"osha_violation\.csv: column __ventureos_row has the name of a lineage column$",
+    ):
+        check_columns(find_source_files(lake, str(source), ENFORCEMENT), ENFORCEMENT)
+    faa = get_dataset("faa", "enforcement")  # no id columns to miss: a CR-only file read as 0 rows
+    (source / "faa.csv").write_bytes(b"CASE NUMBER,NAME\r2015CE100001,FEDEX\r")
+    with pytest.raises(HistoricalSourceError, match=r"faa\.csv: lines end with a lone CR \(classic Mac\)"):
+        check_columns(find_source_files(lake, str(source / "faa.csv"), faa), faa)
 
 
 def test_a_quote_left_open_is_an_error_not_an_empty_file(home: Path, tmp_path: Path) -> None:

@@ -124,7 +124,7 @@ def test_normalizes_violations_joined_to_inspections() -> None:
                                ["event_date_fallback", "invalid_penalty"], [], ["missing_inspection"]],
             "is_deleted": [False, False, False, True, False, False, False, False, False],
             "reject_reason": [None, None, None, None, None,
-                              "missing event date (no issuance_date, no inspection open_date)", None,
+                              "missing event date (no readable issuance_date or inspection open_date)", None,
                               "missing citation_id", "missing activity_nr"],
         },
         schema_overrides={"penalty_amount": pl.Decimal(18, 2), "initial_penalty": pl.Decimal(18, 2)},
@@ -181,3 +181,34 @@ def test_an_unreadable_inspection_site_stays_in_details() -> None:
     assert out.select("state", "zip").row(0) == (None, None)
     details = json.loads(out["violation_details"].item())
     assert (details["site_state"], details["site_zip"]) == ("XX", "ABC")
+
+
+def test_a_year_0_or_future_issuance_date_falls_back_flagged_with_its_text_kept() -> None:
+    """``00000101`` failed the day's commit (no Python date for year 0 in the Iceberg statistics)."""
+    raw = raw_violations([
+        {"activity_nr": "1553019", "citation_id": "01001", "issuance_date": "00000101", "current_penalty": "-500", "viol_type": "S"},
+        {"activity_nr": "1553019", "citation_id": "01002", "issuance_date": "99991231", "current_penalty": "2e15", "viol_type": "S"},
+        {"activity_nr": "1553019", "citation_id": "01003", "issuance_date": "20160201", "current_penalty": "700", "viol_type": "S"},
+    ])  # fmt: skip
+    out = normalize(raw, "osha", "enforcement", {"inspection": INSPECTIONS})
+    assert out.select("source_id", "event_date", "penalty_amount", "quality_issues", "reject_reason").rows() == [
+        ("1553019-01001", date(2016, 1, 13), None,
+         ["event_date_fallback", "invalid_penalty", "invalid_date", "missing_coordinates"], None),
+        ("1553019-01002", date(2016, 1, 13), None,
+         ["event_date_fallback", "invalid_penalty", "future_date", "missing_coordinates"], None),
+        ("1553019-01003", date(2016, 2, 1), Decimal("700.00"), ["missing_coordinates"], None),
+    ]  # fmt: skip
+    details = [json.loads(d) for d in out["violation_details"]]
+    assert [(d["issuance_date"], d["current_penalty"]) for d in details[:2]] == [
+        ("00000101", "-500"),
+        ("99991231", "2e15"),
+    ]
+
+
+def test_a_float_activity_nr_is_the_same_violation_and_finds_its_inspection() -> None:
+    raw = raw_violations([{"activity_nr": "1553019.0", "citation_id": "01001", "issuance_date": "20160201"}])
+    inspection = INSPECTIONS.head(1).with_columns(activity_nr=pl.lit("1553019.00"))
+    out = normalize(raw, "osha", "enforcement", {"inspection": inspection})
+    assert out.select("violation_id", "company_slug", "city").row(0) == (
+        "osha:enforcement:1553019-01001", "kroger", "MEMPHIS",
+    )  # fmt: skip

@@ -15,7 +15,12 @@ from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.states import exception_to_failed_state
-from pyiceberg.exceptions import CommitFailedException, ServiceUnavailableError, ValidationError
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    ServiceUnavailableError,
+    ValidationError,
+    ValidationException,
+)
 from requests.exceptions import ReadTimeout
 from sqlalchemy.exc import OperationalError
 
@@ -45,6 +50,7 @@ def client_error(code: str, status: int) -> ClientError:
         (client_error("AccessDenied", 403), False),
         (client_error("NoSuchKey", 404), False),
         (CommitFailedException("Requirement failed: branch main has changed"), True),
+        (ValidationException("Added data files were found matching the filter for snapshots [7]!"), True),
         (ServiceUnavailableError("catalog down"), True),
         (ReadTimeoutError(endpoint_url="https://s3.amazonaws.com"), True),
         (EndpointConnectionError(endpoint_url="https://sqs.us-east-1.amazonaws.com"), True),

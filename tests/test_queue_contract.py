@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections import Counter
@@ -147,6 +148,48 @@ def test_dead_letter_after_max_receives(make_queue: MakeQueue) -> None:
 
     dead = make_queue(queue_name=queue.dlq_name).receive(max_messages=10, max_seconds=5)
     assert [m.body for m in dead] == ["poison"]
+
+
+def dead_letter(queue: FeedQueue, bodies: list[str]) -> list[str]:
+    """Send ``bodies`` to a queue with ``max_receives`` 1 and let them expire into its dead-letter queue;
+    returns their message ids."""
+    ids = queue.send(bodies)
+    queue.release(queue.receive(max_messages=100, max_seconds=5))
+    assert queue.receive(max_messages=100, max_seconds=2) == []  # moved to the DLQ on this receive
+    assert queue.depth() == Depth(visible=0, in_flight=0, dead=len(bodies))
+    return ids
+
+
+def test_redrive_moves_dead_letters_back_with_their_identity(make_queue: MakeQueue) -> None:
+    queue = make_queue(queue_max_receives=1)
+    bodies = [f'{{"n": {i}}}' for i in range(13)]
+    ids = dead_letter(queue, bodies)
+
+    assert queue.redrive(max_messages=4) == 4
+    assert queue.depth() == Depth(visible=4, in_flight=0, dead=9)
+    assert queue.redrive() == 9
+    assert queue.redrive() == 0
+    assert queue.depth() == Depth(visible=13, in_flight=0, dead=0)
+
+    back = queue.receive(max_messages=100, max_seconds=5)
+    assert all(m.receive_count == 1 for m in back)  # a fresh set of deliveries
+    # Envelopes without a message_id carry the original id: feed-poll's identity for the message.
+    identities = [json.loads(m.body) for m in back]
+    assert sorted(b["n"] for b in identities) == list(range(13))
+    by_n = dict(zip((json.loads(b)["n"] for b in bodies), ids, strict=True))
+    assert all(
+        b.get("message_id", m.message_id) == by_n[b["n"]] for b, m in zip(identities, back, strict=True)
+    )
+    assert queue.delete(back) == []
+    assert queue.depth() == Depth(0, 0, 0)
+
+
+def test_redrive_keeps_bodies_that_are_not_envelopes_or_carry_an_id(make_queue: MakeQueue) -> None:
+    queue = make_queue(queue_max_receives=1)
+    bodies = ["{oops", '{"message_id": "m-7", "n": 7}', "[1, 2]"]
+    dead_letter(queue, bodies)
+    assert queue.redrive() == 3
+    assert sorted(m.body for m in queue.receive(max_messages=10, max_seconds=5)) == sorted(bodies)
 
 
 def test_batches_of_ten_and_the_request_size_limit() -> None:

@@ -164,7 +164,7 @@ def test_records_that_cannot_be_violations_get_a_reason() -> None:
 
 
 def test_money_and_dates_parse_the_agencies_formats() -> None:
-    from normalizers.common import money, parse_date, unreadable
+    from normalizers.common import money, read_date, unreadable
 
     frame = pl.DataFrame(
         {
@@ -174,7 +174,7 @@ def test_money_and_dates_parse_the_agencies_formats() -> None:
         }
     )  # fmt: skip
     got = frame.select(
-        money(pl.col("v")), parse_date(pl.col("d")), unreadable(pl.col("v"), money(pl.col("v"))).alias("bad")
+        money(pl.col("v")), read_date(pl.col("d")), unreadable(pl.col("v"), money(pl.col("v"))).alias("bad")
     )
     # Decimal all the way: no float rounding of 1.005, and no amount that fails the batch's cast.
     assert got["v"].to_list() == [
@@ -212,3 +212,27 @@ def test_unreadable_mapped_values_survive_in_details() -> None:
         "Latitude": "n/a",
     }
     assert not {"State", "Zip", "Latitude"} & set(details[1])  # read fine: not repeated in the details
+
+
+def test_an_event_date_out_of_range_rejects_its_record_with_the_reason() -> None:
+    """The event date is required: year 0 (which failed the day's Iceberg statistics) and 9999 are rejects."""
+    rows = real_rows("2015010022", "2015010033", "2015010243").select("ID", "EventDate", "Employer")
+    rows = rows.with_columns(EventDate=pl.Series(["1/1/0000", "12/31/9999", "1/3/2015"]))
+    out = normalized_csv(rows)
+    assert out.select("source_id", "event_date", "reject_reason").rows() == [
+        ("2015010022", None, "event date before 1900-01-01"),
+        ("2015010033", None, "event date more than a year ahead"),
+        ("2015010243", dt.date(2015, 1, 3), None),
+    ]
+
+
+def test_a_json_number_id_is_the_same_violation_as_the_csv_text_id() -> None:
+    """``9000092.0`` (a JSON number, read as float text) was another violation than the CSV's ``9000092``."""
+    record = real_rows("2015010022").select("ID", "EventDate", "Employer").to_dicts()[0]
+    as_csv = pl.DataFrame([record]).write_csv().encode()
+    as_json = json.dumps({**record, "ID": float(record["ID"])}).encode()
+    raw = read_raw_batch([("day/r.csv", as_csv), ("day/r.json", as_json)])
+    assert raw.frame["ID"].to_list() == ["2015010022", "2015010022.0"]
+    out = normalize(raw.frame, "osha", "severe_injury")
+    assert out["violation_id"].to_list() == ["osha:severe_injury:2015010022"] * 2
+    assert out["record_hash"].n_unique() == 1

@@ -21,7 +21,12 @@ from ventureos.schemas import (
 )
 from ventureos.settings import Settings
 
-TABLE_PROPERTIES = {"write.parquet.compression-codec": "zstd", "commit.retry.num-retries": "8"}
+COMMIT_RETRIES = "commit.retry.num-retries"
+TABLE_PROPERTIES = {"write.parquet.compression-codec": "zstd", COMMIT_RETRIES: "8"}
+SILVER_PROPERTIES = TABLE_PROPERTIES | {COMMIT_RETRIES: "0"}
+"""A concurrent commit to silver fails ours instead of being rebased onto it: pyiceberg's rebase does
+not re-check an append, so two writers could each insert the same new violation. Writers of silver plan
+again against the new state instead (``ventureos.ingest``), or their task retries."""
 
 
 CATALOGS = Registry[Catalog]("catalog type")
@@ -86,25 +91,32 @@ def ensure_table(
     identifier: str,
     schema: Schema,
     partition_spec: PartitionSpec = UNPARTITIONED_PARTITION_SPEC,
+    properties: dict[str, str] = TABLE_PROPERTIES,
 ) -> Table:
-    """Load the table, creating its namespace and itself on first use (safe under races)."""
+    """Load the table, creating its namespace and itself on first use (safe under races); a table
+    created with other values of ``properties`` gets them once."""
     try:
-        return catalog.load_table(identifier)
+        table = catalog.load_table(identifier)
     except NoSuchTableError:
         pass
+    else:
+        if any(table.properties.get(k) != v for k, v in properties.items()):
+            with table.transaction() as txn:
+                txn.set_properties(properties)
+        return table
     namespace = identifier.rsplit(".", 1)[0]
     with contextlib.suppress(NamespaceAlreadyExistsError):
         catalog.create_namespace(namespace)
     try:
         return catalog.create_table(
-            identifier, schema=schema, partition_spec=partition_spec, properties=TABLE_PROPERTIES
+            identifier, schema=schema, partition_spec=partition_spec, properties=properties
         )
     except TableAlreadyExistsError:
         return catalog.load_table(identifier)
 
 
 def violations_table(catalog: Catalog) -> Table:
-    return ensure_table(catalog, VIOLATIONS, VIOLATIONS_SCHEMA, VIOLATIONS_PARTITION)
+    return ensure_table(catalog, VIOLATIONS, VIOLATIONS_SCHEMA, VIOLATIONS_PARTITION, SILVER_PROPERTIES)
 
 
 def quarantine_table(catalog: Catalog) -> Table:

@@ -28,6 +28,7 @@ from typing import Any
 
 import polars as pl
 from rapidfuzz import fuzz, process
+from slugify import slugify as ascii_words
 
 DATA = resources.files("ventureos") / "data" / "entities"
 
@@ -139,6 +140,21 @@ CANONICAL_STEPS: tuple[tuple[str, Callable[[pl.Expr], pl.Expr]], ...] = (
     ("drop legal suffixes left before the number", _strip_suffixes),
     ("drop a trailing STORE(S) or SUPERMARKET(S)", lambda e: e.str.replace(_OUTLET_PATTERN, "")),
 )
+
+
+# The canonical steps keep ASCII only: a name without a Latin letter or digit (北京建设, شركة النور,
+# or only punctuation) is transliterated first, else it would have no slug and never rank.
+LATIN_OR_DIGIT = r"[\p{Latin}0-9]"
+
+
+def unreadable_name(name: pl.Expr) -> pl.Expr:
+    """True for a name with no Latin letter or digit: another script, or only punctuation."""
+    return ~name.str.contains(LATIN_OR_DIGIT)
+
+
+def transliterated(name: str) -> str:
+    """The name's words in Latin letters (``北京建设`` -> ``Bei Jing Jian She``); empty for punctuation."""
+    return ascii_words(name, separator=" ", lowercase=False)
 
 
 def canonical_name(name: pl.Expr) -> pl.Expr:
@@ -293,18 +309,13 @@ def resolve_names(names: pl.Series) -> pl.DataFrame:
     ``matched`` (the known key), ``parent``, ``parent_slug``, ``confidence``.
     """
     exact, prefix = known_entities()
-    frame = (
-        names.rename("company_name")
-        .cast(pl.String)
-        .unique()
-        .drop_nulls()
-        .to_frame()
-        .with_columns(
-            canonical_name(pl.col("company_name")).alias("canonical"),
-            is_individual(pl.col("company_name")).alias("individual"),
-        )
-        .with_columns(match_key(pl.col("canonical")).alias("key"))
-    )
+    unique = names.rename("company_name").cast(pl.String).unique().drop_nulls().to_frame()
+    foreign = unique.filter(unreadable_name(pl.col("company_name"))).get_column("company_name")
+    readable = pl.col("company_name").replace({name: transliterated(name) for name in foreign})
+    frame = unique.with_columns(
+        canonical_name(readable).alias("canonical"),
+        is_individual(pl.col("company_name")).alias("individual"),
+    ).with_columns(match_key(pl.col("canonical")).alias("key"))
     companies = frame.filter(~pl.col("individual") & pl.col("canonical").is_not_null())
     by_alias = companies.join(exact, on="key").select(
         "canonical", pl.col("key").alias("matched"), "parent_slug", "parent", pl.lit("alias").alias("method"),
@@ -402,7 +413,7 @@ def resolve_companies(frame: pl.DataFrame) -> pl.DataFrame:
 def explain(name: str) -> dict[str, Any]:
     """Every canonicalization step and the match for one name (what ``ventureos entity explain`` shows)."""
     steps = []
-    value = pl.lit(name, dtype=pl.String)
+    value = pl.lit(transliterated(name) if pl.select(unreadable_name(pl.lit(name))).item() else name)
     for description, step in CANONICAL_STEPS:
         value = step(value)
         steps.append({"step": description, "value": pl.select(value).item()})

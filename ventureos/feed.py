@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from normalizers import UnknownDatasetError, get_dataset
-from ventureos.bronze import REJECT_SCHEMA, RawBatch, records_frame
+from ventureos.bronze import REJECT_SCHEMA, RawBatch, records_frame, without_reserved_fields
 from ventureos.layout import message_uri
 from ventureos.queue.base import Message
 from ventureos.schemas import ROW, SOURCE_URI
@@ -137,6 +137,19 @@ def split_messages(messages: Sequence[Message], queue_name: str, max_bytes: int)
     return batch
 
 
+def by_sent_at(messages: Sequence[Message], max_bytes: int) -> list[Message]:
+    """Oldest ``sent_at`` first (poison, which has none, first of all): ingested in this order, the
+    parts of a split batch keep its rule that the latest version of a violation wins."""
+
+    def sent_at(message: Message) -> datetime:
+        try:
+            return parse_envelope(message.body, message.message_id, max_bytes).sent_at
+        except PoisonMessage:
+            return datetime.min.replace(tzinfo=UTC)
+
+    return sorted(messages, key=sent_at)
+
+
 def jsonl(envelopes: Sequence[Envelope]) -> bytes:
     return "".join(e.to_json() + "\n" for e in envelopes).encode()
 
@@ -147,10 +160,17 @@ def raw_batch(envelopes: Sequence[Envelope], bronze_uri: str) -> RawBatch:
     The source URI is ``{bronze file}#{message_id}``: lineage to the exact line in silver, and
     ``stable_rejects`` turns it into the message's own URI for the quarantine.
     """
-    frame = records_frame([e.record for e in envelopes]).with_columns(
-        pl.Series(SOURCE_URI, [f"{bronze_uri}#{e.message_id}" for e in envelopes], dtype=pl.String)
+    uris = [f"{bronze_uri}#{e.message_id}" for e in envelopes]
+    records, reserved = without_reserved_fields(records_frame([e.record for e in envelopes]))
+    rejected = {bad.line for bad in reserved}
+    frame = records.with_columns(
+        pl.Series(SOURCE_URI, [u for i, u in enumerate(uris) if i not in rejected], dtype=pl.String)
     )
-    return RawBatch(frame=frame.with_row_index(ROW))
+    rejects = pl.DataFrame(
+        [{"source_uri": uris[bad.line], "reason": bad.reason, "raw_payload": bad.text} for bad in reserved],
+        schema=REJECT_SCHEMA,
+    )
+    return RawBatch(frame=frame.with_row_index(ROW), rejects=rejects)
 
 
 def stable_rejects(rejects: pl.DataFrame, queue_name: str) -> pl.DataFrame:

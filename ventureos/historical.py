@@ -38,7 +38,14 @@ from normalizers import Dataset
 from ventureos.catalog import TABLE_PROPERTIES
 from ventureos.layout import historical_lookup_key, staging_table_location
 from ventureos.report import RUN_COUNTS
-from ventureos.schemas import ROW, SOURCE_URI, VIOLATIONS_PARTITION, VIOLATIONS_SCHEMA, violations_schema
+from ventureos.schemas import (
+    LINEAGE,
+    ROW,
+    SOURCE_URI,
+    VIOLATIONS_PARTITION,
+    VIOLATIONS_SCHEMA,
+    violations_schema,
+)
 from ventureos.storage import Storage, open_storage
 
 MODES = ("append", "replace")
@@ -202,7 +209,9 @@ def _scan_csv(files: SourceFiles, key: str, **options: Any) -> pl.LazyFrame:
 
 def check_columns(files: SourceFiles, entry: Dataset) -> None:
     """Every lookup table has files; every record file has the dataset's id columns and the lookups'
-    join columns, and every lookup file its join column."""
+    join columns, and every lookup file its join column; lines end with LF (or CRLF) and no column has
+    a lineage column's name (a bulk file is refused whole, before any batch: the daily path reads CR
+    line ends and rejects such records one by one)."""
     missing_lookups = [name for name in entry.lookups if not files.lookups.get(name)]
     if missing_lookups:
         raise HistoricalSourceError(
@@ -217,6 +226,15 @@ def check_columns(files: SourceFiles, entry: Dataset) -> None:
             header = _scan_csv(files, key).collect_schema().names()
         except pl.exceptions.PolarsError as exc:
             raise HistoricalSourceError(f"{files.uri(key)}: {str(exc).splitlines()[0]}") from None
+        if any("\r" in c for c in header):  # Polars ends lines at LF only: the file would be one header
+            raise HistoricalSourceError(
+                f"{files.uri(key)}: lines end with a lone CR (classic Mac): convert them to LF"
+            )
+        reserved = [c for c in header if c in LINEAGE]
+        if reserved:
+            raise HistoricalSourceError(
+                f"{files.uri(key)}: column {', '.join(reserved)} has the name of a lineage column"
+            )
         missing = [c for c in columns if c not in header]
         if missing:
             raise HistoricalSourceError(

@@ -17,6 +17,9 @@ versions unchanged. Gold and the live feed follow from the returned plan (``Scd2
 from __future__ import annotations
 
 import contextlib
+import itertools
+import random
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
+from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.table import Table
 
 from ventureos.batch import NormalizedBatch
@@ -135,6 +139,11 @@ def write_quarantine(
         return append_quarantine(lakehouse.quarantine(), pl.concat(frames))
 
 
+WRITE_ID = "ventureos.write-id"
+"""Snapshot summary property: the id naming the commit's buffer files."""
+PLAN_ATTEMPTS = 5
+
+
 def write_silver(
     lakehouse: Lakehouse,
     batches: list[NormalizedBatch],
@@ -143,17 +152,43 @@ def write_silver(
     now: datetime,
     slot: CommitSlot = no_slot,
 ) -> SilverWrite:
-    """Plan, quarantine, encode once, buffer, commit: the module's fixed order (see above)."""
+    """Plan, quarantine, encode once, buffer, commit: the module's fixed order (see above).
+
+    Another writer committing to the table between this plan and its commit fails the commit (silver
+    takes no rebased commits, ``catalog.SILVER_PROPERTIES``): the buffer files of the failed attempt go
+    and the batch is planned again against the new state, so two runs delivering the same new violation
+    insert it once.
+    """
     table = target.table
+    for attempt in itertools.count(1):
+        table.refresh()
+        plan = plan_batches(table, incoming_rows(batches), run_id, now, target.candidates)
+        quarantined = write_quarantine(lakehouse, batches, plan, target.withdrawn_reason, run_id, now, slot)
+        marks = dict(target.marks(plan)) if target.marks else {}
+        if plan.is_noop and not marks:
+            return SilverWrite(plan, [], quarantined)
+        encoded = encode_versions(table, plan, target.write_id)
+        buffers = (
+            encode_buffer_files(table.schema(), plan.added) if target.buffer_per_dataset else encoded.added
+        )
+        written = write_buffer_files(lakehouse.storage, buffers, target.ingest_date, encoded.write_id)
+        try:
+            with slot(".".join(table.name())):
+                commit_scd2(table, plan, encoded, marks | {WRITE_ID: str(encoded.write_id)})
+        except (CommitFailedException, ValidationException):
+            forget_buffers(lakehouse, table, written, encoded.write_id)
+            if attempt == PLAN_ATTEMPTS:
+                raise
+            time.sleep(random.uniform(0.05, 0.25) * attempt)
+            continue
+        return SilverWrite(plan, written, quarantined)
+
+
+def forget_buffers(lakehouse: Lakehouse, table: Table, written: list[str], write_id: uuid.UUID) -> None:
+    """Delete the buffer files of a commit that failed, unless another writer committed the very same
+    versions (same content, same file names) meanwhile: buffer files only ever hold silver's versions."""
     table.refresh()
-    plan = plan_batches(table, incoming_rows(batches), run_id, now, target.candidates)
-    quarantined = write_quarantine(lakehouse, batches, plan, target.withdrawn_reason, run_id, now, slot)
-    marks = dict(target.marks(plan)) if target.marks else {}
-    if plan.is_noop and not marks:
-        return SilverWrite(plan, [], quarantined)
-    encoded = encode_versions(table, plan, target.write_id)
-    buffers = encode_buffer_files(table.schema(), plan.added) if target.buffer_per_dataset else encoded.added
-    written = write_buffer_files(lakehouse.storage, buffers, target.ingest_date, encoded.write_id)
-    with slot(".".join(table.name())):
-        commit_scd2(table, plan, encoded, marks)
-    return SilverWrite(plan, written, quarantined)
+    if any(s.summary is not None and s.summary[WRITE_ID] == str(write_id) for s in table.metadata.snapshots):
+        return
+    for uri in written:
+        lakehouse.storage.delete(lakehouse.storage.key_of(uri))

@@ -19,6 +19,7 @@ from pyiceberg.exceptions import (
     ServerError,
     ServiceUnavailableError,
     TooManyRequestsError,
+    ValidationException,
 )
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import Timeout as RequestsTimeout
@@ -38,6 +39,7 @@ TRANSIENT_AWS_CODES = {
 # commit outcome, and the REST catalog's throttling and server errors.
 ICEBERG_TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     CommitFailedException,
+    ValidationException,  # a rebased commit's delete meets the other writer's new files: the same conflict
     CommitStateUnknownException,
     ServiceUnavailableError,
     ServerError,

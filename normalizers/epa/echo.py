@@ -4,7 +4,8 @@ A facility with a penalty is a violation record: its last penalty (``FAC_LAST_PE
 ``FAC_DATE_LAST_PENALTY``; ``FAC_TOTAL_PENALTIES`` covers only five years, so it is the fallback). The
 source id is the registry id plus the penalty date, so a later penalty is a new violation and the
 earlier one stays. A facility without any penalty is not a violation: it is quarantined with the
-reason ``no penalty: not a violation``, so the reconciliation still accounts for every row.
+reason ``no penalty: not a violation``, so the reconciliation still accounts for every row. A penalty
+the source gives but that cannot be read (``-5000``, ``NaN``) is a violation flagged ``invalid_penalty``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import polars as pl
 from normalizers.common import (
     blank_to_null,
     conform,
+    date_in_range,
+    date_range_flags,
+    integral_ids,
     money,
-    parse_date,
     quality_flags,
+    read_date,
     reject_when,
     state_code,
     unreadable,
@@ -38,12 +42,20 @@ def normalize(raw: pl.DataFrame) -> pl.DataFrame:
     for column in COLUMNS:
         if column not in raw.columns:
             raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+    raw = raw.with_columns(integral_ids(["REGISTRY_ID"]))
 
     last_amount = money(pl.col("FAC_LAST_PENALTY_AMT"))
     total = money(pl.col("FAC_TOTAL_PENALTIES"))
     penalty = pl.when(last_amount > 0).then(last_amount).when(total > 0).then(total)
-    penalty_date = parse_date(pl.col("FAC_DATE_LAST_PENALTY"))
-    case_date = parse_date(pl.col("FEC_LAST_CASE_DATE"))
+    penalty_read, case_read = (
+        read_date(pl.col("FAC_DATE_LAST_PENALTY")),
+        read_date(pl.col("FEC_LAST_CASE_DATE")),
+    )
+    penalty_date, case_date = date_in_range(penalty_read), date_in_range(case_read)
+    # An amount the source gives but that cannot be read (-5000, 1e30, NaN) is not "no penalty".
+    unreadable_penalty = unreadable(pl.col("FAC_LAST_PENALTY_AMT"), last_amount) | unreadable(
+        pl.col("FAC_TOTAL_PENALTIES"), total
+    )
     source_id = pl.concat_str(
         pl.col("REGISTRY_ID"), penalty_date.dt.strftime("%Y%m%d").fill_null("undated"), separator=":"
     )
@@ -81,13 +93,14 @@ def normalize(raw: pl.DataFrame) -> pl.DataFrame:
             {
                 "event_date_fallback": penalty_date.is_null() & case_date.is_not_null(),
                 "missing_event_date": penalty_date.is_null() & case_date.is_null(),
-                "invalid_penalty": unreadable(pl.col("FAC_LAST_PENALTY_AMT"), last_amount),
+                "invalid_penalty": unreadable_penalty,
+                **date_range_flags(penalty_read, case_read),
             }
         ).alias("quality_issues"),
         pl.lit(False).alias("is_deleted"),
         reject_when(
             {
-                NO_PENALTY: penalty.is_null(),
+                NO_PENALTY: penalty.is_null() & ~unreadable_penalty,
                 "missing REGISTRY_ID": pl.col("REGISTRY_ID").is_null(),
             }
         ).alias("reject_reason"),

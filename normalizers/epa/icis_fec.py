@@ -16,9 +16,12 @@ import polars as pl
 from normalizers.common import (
     blank_to_null,
     conform,
+    date_in_range,
+    date_range_flags,
+    integral_ids,
     money,
-    parse_date,
     quality_flags,
+    read_date,
     reject_when,
     state_code,
     unreadable,
@@ -66,10 +69,14 @@ def case_facilities(facilities: pl.DataFrame | None) -> pl.DataFrame:
 def normalize(raw: pl.DataFrame, facilities: pl.DataFrame | None = None) -> pl.DataFrame:
     source_columns = [c for c in raw.columns if c not in LINEAGE]
     raw = _with_columns(raw.with_columns(blank_to_null(source_columns)), CONCLUSION_COLUMNS)
+    raw = raw.with_columns(integral_ids(["ENF_CONCLUSION_ID", "ENF_CONCLUSION_NMBR"]))
     joined = raw.join(case_facilities(facilities), on=KEY, how="left", maintain_order="left")
 
-    entered = parse_date(pl.col("SETTLEMENT_ENTERED_DATE"))
-    lodged = parse_date(pl.col("SETTLEMENT_LODGED_DATE"))
+    entered_read, lodged_read = (
+        read_date(pl.col("SETTLEMENT_ENTERED_DATE")),
+        read_date(pl.col("SETTLEMENT_LODGED_DATE")),
+    )
+    entered, lodged = date_in_range(entered_read), date_in_range(lodged_read)
     amounts = {c: money(pl.col(c)) for c in ("FED_PENALTY_ASSESSED_AMT", "STATE_LOCAL_PENALTY_AMT")}
     penalty = pl.sum_horizontal(*amounts.values(), ignore_nulls=True)
     source_id = pl.coalesce(
@@ -99,6 +106,7 @@ def normalize(raw: pl.DataFrame, facilities: pl.DataFrame | None = None) -> pl.D
                 "event_date_fallback": entered.is_null() & lodged.is_not_null(),
                 "missing_event_date": entered.is_null() & lodged.is_null(),
                 "invalid_penalty": pl.any_horizontal(unreadable(pl.col(c), a) for c, a in amounts.items()),
+                **date_range_flags(entered_read, lodged_read),
             }
         ).alias("quality_issues"),
         pl.lit(False).alias("is_deleted"),

@@ -14,9 +14,11 @@ import polars as pl
 from normalizers.common import (
     blank_to_null,
     conform,
+    date_in_range,
+    date_range_flags,
     money,
-    parse_date,
     quality_flags,
+    read_date,
     reject_when,
     unreadable,
 )
@@ -85,8 +87,8 @@ def normalize(raw: pl.DataFrame) -> pl.DataFrame:
     raw = raw.with_columns(repair_words(pl.col(c)).alias(f"_{c}") for c in CATEGORICAL)
 
     action, sanction = pl.col("_ACTION"), pl.col("_SANCTION")
-    known_date = parse_date(pl.col("DATE KNOWN"))
-    closed_date = parse_date(pl.col("CLOSED DATE"))
+    known_read, closed_read = read_date(pl.col("DATE KNOWN")), read_date(pl.col("CLOSED DATE"))
+    known_date, closed_date = date_in_range(known_read), date_in_range(closed_read)
     violation_type = slugify(action).str.replace_all("-", "_")
     for wording, kind in reversed(ACTION_TYPES.items()):
         violation_type = (
@@ -129,6 +131,7 @@ def normalize(raw: pl.DataFrame) -> pl.DataFrame:
                 "event_date_fallback": known_date.is_null() & closed_date.is_not_null(),
                 "missing_event_date": known_date.is_null() & closed_date.is_null(),
                 "invalid_penalty": dollars.fill_null(False) & unreadable(pl.col("SANCTION AMOUNT"), penalty),
+                **date_range_flags(known_read, closed_read),
             }
         ).alias("quality_issues"),
         pl.lit(False).alias("is_deleted"),

@@ -12,6 +12,9 @@ import polars as pl
 from normalizers.common import (
     blank_to_null,
     conform,
+    date_in_range,
+    date_range_flags,
+    integral_ids,
     money,
     quality_flags,
     reject_when,
@@ -61,6 +64,7 @@ def inspection_sites(inspection: pl.DataFrame | None) -> pl.DataFrame:
     return (
         inspection.select(wanted)
         .with_columns(blank_to_null(wanted))
+        .with_columns(integral_ids([KEY]))
         .filter(pl.col(KEY).is_not_null())
         .unique(subset=KEY, keep="last", maintain_order=False)
         .select(
@@ -74,7 +78,7 @@ def inspection_sites(inspection: pl.DataFrame | None) -> pl.DataFrame:
             insp_state=state_code(pl.col("site_state")),
             insp_zip=zip5(pl.col("site_zip")),
             insp_naics=pl.col("naics_code").str.replace(r"\.0+$", ""),
-            insp_opened=catalog_date(pl.col("open_date")),
+            insp_open_read=catalog_date(pl.col("open_date")),
             insp_found=pl.lit(True),
         )
     )
@@ -83,10 +87,11 @@ def inspection_sites(inspection: pl.DataFrame | None) -> pl.DataFrame:
 def normalize(raw: pl.DataFrame, inspection: pl.DataFrame | None = None) -> pl.DataFrame:
     source_columns = [c for c in raw.columns if c not in LINEAGE]
     raw = _with_columns(raw.with_columns(blank_to_null(source_columns)), VIOLATION_MAPPED)
+    raw = raw.with_columns(integral_ids([KEY]))
     joined = raw.join(inspection_sites(inspection), on=KEY, how="left")
 
-    issued = catalog_date(pl.col("issuance_date"))
-    opened = pl.col("insp_opened")
+    issued_read, opened_read = catalog_date(pl.col("issuance_date")), pl.col("insp_open_read")
+    issued, opened = date_in_range(issued_read), date_in_range(opened_read)
     code = pl.col("viol_type").str.to_uppercase()
     violation_type = code.replace_strict(VIOLATION_TYPES, default=None, return_dtype=pl.String)
     has_inspection = pl.col("insp_found").fill_null(False)
@@ -125,6 +130,7 @@ def normalize(raw: pl.DataFrame, inspection: pl.DataFrame | None = None) -> pl.D
                 "unknown_violation_type": violation_type.is_null(),
                 "invalid_penalty": unreadable(pl.col("current_penalty"), current_penalty)
                 | unreadable(pl.col("initial_penalty"), initial_penalty),
+                **date_range_flags(issued_read, opened_read),
             }
         ).alias("quality_issues"),
         (pl.col("delete_flag").str.to_uppercase() == "D").fill_null(False).alias("is_deleted"),
@@ -132,7 +138,7 @@ def normalize(raw: pl.DataFrame, inspection: pl.DataFrame | None = None) -> pl.D
             {
                 "missing activity_nr": pl.col(KEY).is_null(),
                 "missing citation_id": pl.col("citation_id").is_null(),
-                "missing event date (no issuance_date, no inspection open_date)": issued.is_null()
+                "missing event date (no readable issuance_date or inspection open_date)": issued.is_null()
                 & opened.is_null(),
             }
         ).alias("reject_reason"),

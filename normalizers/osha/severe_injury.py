@@ -5,11 +5,14 @@ from __future__ import annotations
 import polars as pl
 
 from normalizers.common import (
+    EARLIEST_DATE,
     blank_to_null,
     conform,
+    date_in_range,
     flag,
-    parse_date,
+    integral_ids,
     quality_flags,
+    read_date,
     reject_when,
     state_code,
     zip5,
@@ -30,8 +33,10 @@ def normalize(raw: pl.DataFrame) -> pl.DataFrame:
     for column in (*MAPPED, *SEVERITY_FLAGS):
         if column not in raw.columns:
             raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+    raw = raw.with_columns(integral_ids(["ID"]))
 
-    event_date = parse_date(pl.col("EventDate"))
+    event_read = read_date(pl.col("EventDate"))
+    event_date = date_in_range(event_read)
     latitude = pl.col("Latitude").cast(pl.Float64, strict=False)
     longitude = pl.col("Longitude").cast(pl.Float64, strict=False)
     violation_type = pl.lit("severe_injury")
@@ -67,6 +72,8 @@ def normalize(raw: pl.DataFrame) -> pl.DataFrame:
             {
                 "missing ID": pl.col("ID").is_null(),
                 "missing event date": pl.col("EventDate").is_null(),
+                f"event date before {EARLIEST_DATE}": event_read < pl.lit(EARLIEST_DATE),
+                "event date more than a year ahead": event_read.is_not_null() & event_date.is_null(),
                 "unparseable event date": event_date.is_null(),
             }
         ).alias("reject_reason"),

@@ -2,7 +2,8 @@
 
 Delivery is at least once. A received message stays invisible for the visibility timeout and comes
 back unless it is deleted; every receive counts, and a message received ``max_receives`` times goes to
-the dead-letter queue (``{name}-dlq``) instead of being delivered again. Backends implement single
+the dead-letter queue (``{name}-dlq``) instead of being delivered again. A redrive moves dead-lettered
+messages back, with a fresh count of receives and the same identity (see ``redrive_batch``). Backends implement single
 calls of at most ten messages; this class batches them, keeps several receives in flight and keeps a
 slow batch invisible.
 """
@@ -109,6 +110,16 @@ class FeedQueue(ABC):
     def depth(self) -> Depth:
         """Approximate counts of the queue and its dead-letter queue."""
 
+    @abstractmethod
+    def redrive_batch(self, count: int) -> int:
+        """Move up to ``count`` (at most ``BATCH``) dead-lettered messages back to the queue; returns how
+        many moved (0: the dead-letter queue is empty, or there is none).
+
+        A moved message is delivered again up to ``max_receives`` times and keeps its identity (the
+        envelope's ``message_id``). At least once: a move that dies halfway may leave a copy in the
+        dead-letter queue, which a later redrive moves again; feed-poll ingests the copy as a no-op.
+        """
+
     # Batched operations ---------------------------------------------------------------------
     def _parallel(self, call: Callable[[Sequence[str]], list[T]], groups: list[Sequence[str]]) -> list[T]:
         if len(groups) <= 1 or self.concurrency == 1:
@@ -150,6 +161,17 @@ class FeedQueue(ABC):
         """Hide delivered messages for ``seconds`` more; returns failed receipts."""
         receipts = chunks([m.receipt for m in messages])
         return self._parallel(lambda group: self.change_visibility_batch(group, seconds), receipts)
+
+    def redrive(self, max_messages: int | None = None) -> int:
+        """Move dead-lettered messages back to the queue, ten per call, until the dead-letter queue is
+        empty or ``max_messages`` have moved; returns how many moved."""
+        moved = 0
+        while max_messages is None or moved < max_messages:
+            wanted = BATCH if max_messages is None else min(BATCH, max_messages - moved)
+            if not (count := self.redrive_batch(wanted)):
+                break
+            moved += count
+        return moved
 
     def release(self, messages: Sequence[Message]) -> list[str]:
         """Make messages visible again now (their receive still counts)."""

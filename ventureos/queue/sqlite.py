@@ -124,6 +124,16 @@ class SqliteQueue(FeedQueue):
             receipts,
         )
 
+    def redrive_batch(self, count: int) -> int:
+        """One transaction: the oldest dead-lettered messages become new deliveries, ids unchanged."""
+        with self._transaction() as db:
+            moved = db.execute(
+                "update messages set queue = ?, visible_at = ?, receive_count = 0, receipt = null"
+                " where seq in (select seq from messages where queue = ? order by seq limit ?) returning seq",
+                (self.name, time.time(), self.dlq_name, min(count, BATCH)),
+            ).fetchall()
+        return len(moved)
+
     def depth(self) -> Depth:
         now = time.time()
         with self._lock:

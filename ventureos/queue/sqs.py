@@ -7,6 +7,7 @@ first; an existing queue's own redrive policy is then what counts).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
@@ -17,7 +18,24 @@ from botocore.config import Config
 from ventureos.queue.base import BATCH, QUEUE_BACKENDS, Depth, FeedQueue, Message, QueueError
 from ventureos.settings import Settings
 
+log = logging.getLogger(__name__)
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+REDRIVE_VISIBILITY_SECONDS = 60
+"""How long a message being moved stays hidden in the dead-letter queue: a move that dies halfway
+leaves it to come back there, to be moved by the next redrive."""
+
+
+def with_identity(body: str, message_id: str) -> str:
+    """The body of a message sent anew: an envelope without ``message_id`` gets the id SQS gave the
+    original (its identity, as feed-poll defaults it), so the copy's quarantine rows de-duplicate with
+    the original's. Other bodies go as they are."""
+    try:
+        payload = json.loads(body)
+    except json.JSONDecodeError:
+        return body
+    if not isinstance(payload, dict) or payload.get("message_id") not in (None, ""):
+        return body
+    return json.dumps({**payload, "message_id": message_id}, ensure_ascii=False, separators=(",", ":"))
 
 
 @QUEUE_BACKENDS.register("sqs")
@@ -109,6 +127,30 @@ class SqsQueue(FeedQueue):
         return self._by_receipt(
             self.client.change_message_visibility_batch, receipts, VisibilityTimeout=seconds
         )
+
+    def redrive_batch(self, count: int) -> int:
+        """Receive from the dead-letter queue, send to the queue, then delete from the dead-letter queue
+        (SQS's own move task, ``StartMessageMoveTask``, is not available everywhere, moto included)."""
+        if self.dlq_url is None:
+            return 0
+        dead = self.client.receive_message(
+            QueueUrl=self.dlq_url,
+            MaxNumberOfMessages=min(count, BATCH),
+            WaitTimeSeconds=self.wait_seconds,
+            VisibilityTimeout=REDRIVE_VISIBILITY_SECONDS,
+        ).get("Messages", [])
+        if not dead:
+            return 0
+        self.send_batch([with_identity(m["Body"], m["MessageId"]) for m in dead])
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(dead)]
+        response = self.client.delete_message_batch(QueueUrl=self.dlq_url, Entries=entries)
+        if failed := response.get("Failed"):
+            log.warning(
+                "%d moved messages are still in %s: a later redrive moves them again",
+                len(failed),
+                self.dlq_name,
+            )
+        return len(dead)
 
     def depth(self) -> Depth:
         attributes = self.client.get_queue_attributes(
