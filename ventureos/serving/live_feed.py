@@ -22,7 +22,7 @@ import polars as pl
 from pyiceberg.table import Table
 
 from ventureos.gold import LEVELS, current_silver_of, entity_rows
-from ventureos.historical import LoadPlan, versions_before_load
+from ventureos.historical import Load, versions_before_load
 from ventureos.layout import from_live_source
 from ventureos.schemas import violations_schema
 from ventureos.serving.base import LIVE_FEED, Item, ServingStore, from_wire, to_wire
@@ -177,13 +177,13 @@ def update_after_batch(store: ServingStore, violations: Table, plan: Scd2Plan) -
     return apply_to_feed(store, plan.added, plan.touched, silver_reader(violations), present)
 
 
-def refresh_after_load(store: ServingStore, violations: Table, plan: LoadPlan) -> LiveFeedChange:
+def refresh_after_load(store: ServingStore, violations: Table, load: Load) -> LiveFeedChange:
     """After a historical load: live violations it updated or removed leave the feed, and older live
     violations of their entities take their places (historical versions never enter it).
 
     Compared with silver as it was before this run of the load first committed, so a re-run repairs it.
     """
-    before = versions_before_load(violations, plan, (*ENTITY_COLUMNS, "valid_from", "meta_source_uri"))
+    before = versions_before_load(violations, load, (*ENTITY_COLUMNS, "valid_from", "meta_source_uri"))
     live_before = before.filter(from_live_source())
     still = current_versions(
         violations, live_before["violation_id"].to_list(), ("violation_id", "valid_from")
