@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -26,7 +27,8 @@ from ventureos.quarantine import (
     read_quarantine,
     release,
 )
-from ventureos.silver import quarantine_frame
+from ventureos.serving import LIVE_FEED, open_store
+from ventureos.silver import WITHDRAWN, Scd2Plan, quarantine_frame
 
 from .conftest import BUNDLED_SAMPLES, run_cli
 
@@ -121,6 +123,9 @@ def test_a_fixed_record_is_replayed_into_silver_and_gold_once(
     gold = read_gold(current_lakehouse().catalog, "company").filter(pl.col("entity_name") == EMPLOYER)
     assert gold["violation_count"].to_list() == [1] * gold.height and gold.height >= 1
 
+    feed = open_store(current_lakehouse().settings).scan(LIVE_FEED)
+    assert [i["violation_id"] for i in feed].count(row["violation_id"]) >= 1
+
     after = cli_json(capsys, "quarantine", "list")
     assert counts_by_reason(after) == {BROKEN_JSON: 1}
 
@@ -213,3 +218,58 @@ def test_quarantine_list_runs_without_prefect(home: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"total": 0, "counts": [], "rows": []}
+
+
+def test_envelopes_feed_records_and_withdrawn_deletes() -> None:
+    """A feed envelope is replayed from its record; a feed record of a lookup dataset is replayed (the
+    feed never joins lookups); a delete of a violation silver never held is withdrawn again."""
+    envelope = {
+        "agency": "osha", "dataset": "severe_injury", "sent_at": "2024-03-05T00:00:00Z",
+        "record": {"ID": "9", "EventDate": "1/5/2015", "Employer": "Envelope Inc", "Hospitalized": 1},
+    }  # fmt: skip
+    citation = {"activity_nr": "5", "citation_id": "01001", "issuance_date": "2015-01-05", "delete_flag": "D"}
+    rows = quarantine_rows(
+        [
+            ("osha", "severe_injury", "feed://q/m1", "ingest failed: Boom", json.dumps(envelope)),
+            ("osha", "enforcement", "feed://q/m2", WITHDRAWN, json.dumps(citation)),
+            (
+                "osha",
+                "enforcement",
+                "feed://q/m3",
+                "some old reason",
+                json.dumps(citation | {"citation_id": "2"}),
+            ),
+        ]
+    )
+    replay = plan_replay(rows)
+    by_dataset = {d.batch.dataset: d for d in replay.datasets}
+    injury = by_dataset["severe_injury"].batch
+    assert injury.valid.select("source_id", "company_name", "__ventureos_source_uri").rows() == [
+        ("9", "Envelope Inc", "feed://q/m1")
+    ]
+    enforcement = by_dataset["enforcement"]
+    assert enforcement.batch.valid["is_deleted"].to_list() == [True, True]
+    assert replay.not_replayable() == {}
+    # The plan finds both deletes withdrawn (silver holds neither violation).
+    plan = Scd2Plan.empty()
+    plan.withdrawn = enforcement.row_ids.select(
+        pl.lit("osha").alias("agency"), pl.lit("enforcement").alias("dataset"),
+        pl.lit("x").alias("__ventureos_source_uri"), "__ventureos_row",
+    )  # fmt: skip
+    ids = dict(zip(rows["source_uri"], rows["quarantine_id"], strict=True))
+    # m2 was quarantined as withdrawn: it stays; m3 gets a withdrawn row and its old row goes.
+    assert replay.released(plan, rows) == sorted([ids["feed://q/m1"], ids["feed://q/m3"]])
+    assert enforcement.batch.deleted["raw_payload"].to_list() == rows["raw_payload"].to_list()[1:]
+
+
+def imported_roots(path: str) -> set[str]:
+    tree = ast.parse((Path(__file__).resolve().parents[1] / path).read_text())
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    return {name.split(".")[0] for name in names}
+
+
+def test_layers_flow_to_tasks_to_library() -> None:
+    assert not imported_roots("ventureos/quarantine.py") & {"prefect", "flows", "tasks"}
+    assert not imported_roots("ventureos/cli/quarantine.py") & {"prefect", "tasks"}
+    assert "flows" not in imported_roots("tasks/quarantine.py")
