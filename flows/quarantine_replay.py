@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from flows.common import Stopwatch, run_id, utc_now
 from normalizers import check_selection
 from tasks.gold import update_gold
-from tasks.quarantine import load_quarantine, release_quarantine, renormalize
+from tasks.quarantine import keep_out_stale, load_quarantine, release_quarantine, renormalize
 from tasks.report import publish_report
 from tasks.serving import update_live_feed
 from tasks.silver import write_silver
@@ -37,7 +37,7 @@ def quarantine_replay(
     selection = Selection(agency, dataset, reason, parse_since(since))
     rid, now, watch = run_id(), utc_now(), Stopwatch()
     rows = load_quarantine(selection)
-    replay = renormalize(rows)
+    replay = keep_out_stale(renormalize(rows), rows)
     watch.lap("read_and_normalize")
     # The daily path's steps in its order; silver commits before any quarantine row is released.
     silver = write_silver(replay.batches, rid, now, now.date().isoformat())
@@ -49,8 +49,10 @@ def quarantine_replay(
     released = release_quarantine(replay.released(silver.plan, rows))
     watch.lap("release")
     report = build_report("quarantine-replay", rid, replay.batches, silver.plan, silver.written)
+    report.counts = replay.with_stale(report.counts)
     report.timings = watch.timings()
     report.extra["released"] = released
+    report.extra["stale"] = sum(len(d.stale) for d in replay.datasets)
     report.extra["not_replayable"] = replay.not_replayable()
     for why, count in report.extra["not_replayable"].items():
         get_run_logger().info("%d rows left in quarantine: %s", count, why)

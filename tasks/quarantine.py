@@ -7,7 +7,7 @@ from prefect import task
 
 from tasks.policy import IO_TASK, PURE_TASK, iceberg_commit_slot
 from ventureos.lakehouse import current_lakehouse
-from ventureos.quarantine import Replay, Selection, plan_replay, read_quarantine, release
+from ventureos.quarantine import Replay, Selection, drop_stale, plan_replay, read_quarantine, release
 from ventureos.schemas import QUARANTINE
 
 
@@ -21,6 +21,13 @@ def load_quarantine(selection: Selection) -> pl.DataFrame:
 def renormalize(rows: pl.DataFrame) -> Replay:
     """Today's normalizers over the rows' payloads (``ventureos.quarantine.plan_replay``)."""
     return plan_replay(rows)
+
+
+@task(name="drop-stale-records", **IO_TASK)
+def keep_out_stale(replay: Replay, rows: pl.DataFrame) -> Replay:
+    """The replay without the records a later delivery superseded in silver (``drop_stale``)."""
+    drop_stale(replay, rows, current_lakehouse().violations())
+    return replay
 
 
 @task(name="release-quarantine", **IO_TASK)

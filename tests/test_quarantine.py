@@ -163,6 +163,29 @@ def test_a_replay_killed_after_its_silver_commit_releases_on_the_rerun(
     assert read_quarantine(current_lakehouse().quarantine(), Selection(reason="event date")).is_empty()
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_record_a_later_delivery_superseded_is_not_replayed_over_it(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage_day()
+    daily_ingest(DAY)
+    storage = current_lakehouse().storage
+    newer = {"ID": BAD_ID, "EventDate": "1/6/2015", "Employer": "Acme Renamed", "State": "TEXAS"}
+    storage.write_bytes(
+        f"bronze/daily/osha/severe_injury/2024-03-06/{BAD_ID}.json", json.dumps(newer).encode()
+    )
+    assert daily_ingest("2024-03-06")["totals"]["inserted"] == 1
+    fix_dotted_dates(monkeypatch)
+
+    replayed = quarantine_replay(reason="event date")
+    assert replayed["totals"] == {
+        "read": 1, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 0, "duplicates": 1, "quarantined": 0
+    }  # fmt: skip
+    assert replayed["reconciled"] and replayed["stale"] == 1 and replayed["released"] == 1
+    assert silver_of(BAD_ID).select("company_name", "is_current").rows() == [("Acme Renamed", True)]
+    assert read_quarantine(current_lakehouse().quarantine(), Selection(reason="event date")).is_empty()
+
+
 def quarantine_rows(rows: list[tuple[str, str, str, str, str]]) -> pl.DataFrame:
     """Quarantine rows from (agency, dataset, source_uri, reason, raw_payload)."""
     frames = [

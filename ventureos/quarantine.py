@@ -34,7 +34,7 @@ from normalizers.common import ROW, SOURCE_URI
 from ventureos.batch import NormalizedBatch, normalize_raw_batch
 from ventureos.bronze import PAYLOAD_SCHEMA, REJECT_SCHEMA, RawBatch, records_frame, without_reserved_fields
 from ventureos.schemas import QUARANTINE_POLARS
-from ventureos.silver import WITHDRAWN, Scd2Plan
+from ventureos.silver import WITHDRAWN, Scd2Plan, current_versions
 
 NOT_ONE_RECORD = "not one record (a whole file or unparsed text): cannot be replayed"
 NEEDS_LOOKUP = "needs its lookup rows ({lookups}), which the payload does not hold: cannot be replayed"
@@ -151,6 +151,9 @@ class DatasetReplay:
     """Ids of rows that still fail with a new reason: a row with that reason is added, they go."""
     not_replayable: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECT_SCHEMA))
     """Rows left as they are, with why (``source_uri``, ``reason``: why not, ``raw_payload``)."""
+    stale: list[str] = field(default_factory=list)
+    """Ids of rows that pass but whose violation silver holds in a newer version with other content
+    (delivered after the row was quarantined): kept out of the batch, released, counted as duplicates."""
 
 
 def _lineage_of(rows: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
@@ -264,13 +267,71 @@ class Replay:
             moved = d.row_ids.join(withdrawn, on=ROW, how="semi")["quarantine_id"]
             ids.update(q for q in moved if old_reason.get(q) != withdrawn_reason)
             ids.update(d.superseded)
+            ids.update(d.stale)
         return sorted(ids)
+
+    def with_stale(self, counts: pl.DataFrame) -> pl.DataFrame:
+        """A run report's counts (``RUN_COUNTS`` per agency/dataset) with the stale records as duplicates:
+        repeats of a violation whose newer version wins."""
+        stale = pl.DataFrame(
+            {
+                "agency": [d.batch.agency for d in self.datasets],
+                "dataset": [d.batch.dataset for d in self.datasets],
+                "_stale": [len(d.stale) for d in self.datasets],
+            },
+            schema={"agency": pl.String, "dataset": pl.String, "_stale": pl.Int64},
+        )
+        return (
+            counts.join(stale, on=["agency", "dataset"], how="left")
+            .with_columns(duplicates=pl.col("duplicates") + pl.col("_stale").fill_null(0))
+            .drop("_stale")
+        )
+
+
+def drop_stale(replay: Replay, rows: pl.DataFrame, violations: Table) -> int:
+    """Keep out of the batches the passing records whose violation silver holds in a version written
+    after the record was quarantined, with other content: a later delivery superseded them, and replaying
+    the older content would make it current again. Same content passes on (unchanged: the re-run of a
+    replay that crashed after its silver commit). Returns how many were kept out (``DatasetReplay.stale``).
+    """
+    quarantined_at = rows.select("quarantine_id", "quarantined_at")
+    kept_out = 0
+    for d in replay.datasets:
+        valid = d.batch.valid
+        if valid.is_empty():
+            continue
+        current = current_versions(
+            violations,
+            valid["violation_id"].unique().to_list(),
+            ("violation_id", "record_hash", "valid_from"),
+        ).rename({"record_hash": "_current_hash"})
+        stale = (
+            valid.select(pl.col(ROW).cast(pl.UInt32), "violation_id", "record_hash")
+            .join(d.row_ids, on=ROW)
+            .join(quarantined_at, on="quarantine_id")
+            .join(current, on="violation_id")
+            .filter(
+                (pl.col("valid_from") > pl.col("quarantined_at"))
+                & (pl.col("_current_hash") != pl.col("record_hash"))
+            )
+        )
+        if stale.is_empty():
+            continue
+        out = pl.col(ROW).is_in(stale[ROW].implode())
+        d.batch.valid = valid.filter(~out)
+        d.batch.deleted = d.batch.deleted.filter(~out)
+        d.row_ids = d.row_ids.filter(~out)
+        d.stale = stale["quarantine_id"].to_list()
+        kept_out += stale.height
+    return kept_out
 
 
 def plan_replay(rows: pl.DataFrame) -> Replay:
     """Group the selected quarantine rows by agency/dataset and re-normalize each group (pure)."""
     known = pl.col("agency").is_not_null() & pl.col("dataset").is_not_null()
-    groups = rows.filter(known).sort("quarantine_id").group_by("agency", "dataset", maintain_order=True)
+    # Oldest first: within a batch the last record of a violation wins, as in a daily batch.
+    ordered = rows.filter(known).sort("quarantined_at", "source_uri", "quarantine_id")
+    groups = ordered.group_by("agency", "dataset", maintain_order=True)
     datasets = [replay_dataset(str(agency), str(dataset), group) for (agency, dataset), group in groups]
     return Replay(datasets, no_dataset=rows.filter(~known).height)
 
