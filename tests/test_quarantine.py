@@ -28,7 +28,7 @@ from ventureos.quarantine import (
     release,
 )
 from ventureos.serving import LIVE_FEED, open_store
-from ventureos.silver import WITHDRAWN, Scd2Plan, quarantine_frame
+from ventureos.silver import WITHDRAWN, Scd2Plan, append_quarantine, quarantine_frame
 
 from .conftest import BUNDLED_SAMPLES, run_cli
 
@@ -296,3 +296,35 @@ def test_layers_flow_to_tasks_to_library() -> None:
     assert not imported_roots("ventureos/quarantine.py") & {"prefect", "flows", "tasks"}
     assert not imported_roots("ventureos/cli/quarantine.py") & {"prefect", "tasks"}
     assert "flows" not in imported_roots("tasks/quarantine.py")
+
+
+def test_quarantine_list_prints_counts_then_rows(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = quarantine_rows(
+        [
+            (
+                "osha",
+                "severe_injury",
+                "lake/a.json",
+                BAD_DATE,
+                json.dumps({"ID": "7", "Narrative": "x" * 200}),
+            ),
+            ("osha", "severe_injury", "lake/b.json", BAD_DATE, '{"ID":"8"}'),
+            ("epa", "echo", "lake/c.csv#line=3", "CSV row has 4 fields, the header has 3", "a,b,c,d"),
+        ]
+    )
+    append_quarantine(current_lakehouse().quarantine(), rows)
+    capsys.readouterr()
+    assert run_cli("quarantine", "list", "--limit", "2") == 0
+    out = capsys.readouterr().out
+    assert "3 rows by reason" in out and "newest 2 of 3:" in out and "lake/c.csv" not in out
+    assert out.index(BAD_DATE) < out.index("lake/a.json")  # counts first
+    assert '{"ID": "7", "Narrative": "xxx' in out and "x" * 100 not in out  # an excerpt
+    assert run_cli("quarantine", "list", "--agency", "epa", "--json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["counts"] == [
+        {"agency": "epa", "dataset": "echo", "reason": "CSV row has 4 fields, the header has 3", "rows": 1}
+    ]
+    assert run_cli("quarantine", "list", "--since", "2024-13-45") == 1
+    assert "--since must be a calendar day" in capsys.readouterr().err
+    assert run_cli("quarantine", "replay", "--dataset", "echo") == 1
+    assert "dataset needs agency" in capsys.readouterr().err

@@ -47,7 +47,15 @@ def list_rows(
         console.print("quarantine: no rows match")
         return
     print_frame(counts, title=f"quarantine: {rows.height} rows by reason")
-    print_frame(shown, title=f"newest {shown.height} of {rows.height}", max_rows=limit)
+    console.print(f"newest {shown.height} of {rows.height}:")
+    for row in shown.iter_rows(named=True):
+        when = row["quarantined_at"].strftime("%Y-%m-%d %H:%M") if row["quarantined_at"] else "?"
+        console.print(
+            f"{when}  {row['agency']}/{row['dataset']}  {row['reason']}\n  {row['source_uri']}\n  {row['payload']}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("replay")
