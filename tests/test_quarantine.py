@@ -161,6 +161,8 @@ def test_a_replay_killed_after_its_silver_commit_releases_on_the_rerun(
     assert rerun["totals"]["inserted"] == 0 and rerun["released"] == 1 and rerun["reconciled"]
     assert silver_of(BAD_ID).height == 1
     assert read_quarantine(current_lakehouse().quarantine(), Selection(reason="event date")).is_empty()
+    nothing = quarantine_replay(since="2999-01-01")
+    assert nothing["totals"]["read"] == 0 and nothing["released"] == 0 and nothing["reconciled"]
 
 
 @pytest.mark.usefixtures("prefect_harness")

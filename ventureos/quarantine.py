@@ -330,7 +330,11 @@ def plan_replay(rows: pl.DataFrame) -> Replay:
     """Group the selected quarantine rows by agency/dataset and re-normalize each group (pure)."""
     known = pl.col("agency").is_not_null() & pl.col("dataset").is_not_null()
     # Oldest first: within a batch the last record of a violation wins, as in a daily batch.
-    ordered = rows.filter(known).sort("quarantined_at", "source_uri", "quarantine_id")
+    ordered = (
+        rows.filter(known)
+        .unique("quarantine_id", keep="first")  # one record per id, even if two writers stored it twice
+        .sort("quarantined_at", "source_uri", "quarantine_id")
+    )
     groups = ordered.group_by("agency", "dataset", maintain_order=True)
     datasets = [replay_dataset(str(agency), str(dataset), group) for (agency, dataset), group in groups]
     return Replay(datasets, no_dataset=rows.filter(~known).height)
