@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
@@ -285,19 +284,6 @@ def test_envelopes_feed_records_and_withdrawn_deletes() -> None:
     # m2 was quarantined as withdrawn: it stays; m3 gets a withdrawn row and its old row goes.
     assert replay.released(plan, rows) == sorted([ids["feed://q/m1"], ids["feed://q/m3"]])
     assert enforcement.batch.deleted["raw_payload"].to_list() == rows["raw_payload"].to_list()[1:]
-
-
-def imported_roots(path: str) -> set[str]:
-    tree = ast.parse((Path(__file__).resolve().parents[1] / path).read_text())
-    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-    return {name.split(".")[0] for name in names}
-
-
-def test_layers_flow_to_tasks_to_library() -> None:
-    assert not imported_roots("ventureos/quarantine.py") & {"prefect", "flows", "tasks"}
-    assert not imported_roots("ventureos/cli/quarantine.py") & {"prefect", "tasks"}
-    assert "flows" not in imported_roots("tasks/quarantine.py")
 
 
 def test_quarantine_list_prints_counts_then_rows(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

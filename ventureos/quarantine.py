@@ -30,10 +30,9 @@ from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, G
 from pyiceberg.table import Table
 
 from normalizers import REGISTRY
-from normalizers.common import ROW, SOURCE_URI
 from ventureos.batch import NormalizedBatch, normalize_raw_batch
 from ventureos.bronze import PAYLOAD_SCHEMA, REJECT_SCHEMA, RawBatch, records_frame, without_reserved_fields
-from ventureos.schemas import QUARANTINE_POLARS
+from ventureos.schemas import QUARANTINE_POLARS, ROW, SOURCE_URI
 from ventureos.silver import WITHDRAWN, Scd2Plan, current_versions
 
 NOT_ONE_RECORD = "not one record (a whole file or unparsed text): cannot be replayed"
