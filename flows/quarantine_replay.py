@@ -39,7 +39,8 @@ def quarantine_replay(
     rows = load_quarantine(selection)
     replay = keep_out_stale(renormalize(rows), rows)
     watch.lap("read_and_normalize")
-    # The daily path's steps in its order; silver commits before any quarantine row is released.
+    # flows.common.write_daily_path's steps, called one by one: the release needs the silver plan (which
+    # deletes were withdrawn), and it runs only after the silver commit.
     silver = write_silver(replay.batches, rid, now, now.date().isoformat())
     watch.lap("silver")
     update_gold(silver.plan)
