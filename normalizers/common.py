@@ -286,6 +286,6 @@ def finalize(frame: pl.DataFrame, agency: str, dataset: str) -> pl.DataFrame:
         dataset=pl.lit(dataset),
     )
     # xxh3-128 (polars-hash: stable across versions), as a decimal string: change detection needs no
-    # cryptographic hash, and md5 was half of a historical load's time.
+    # cryptographic hash, and a cryptographic one costs a large share of a load (bench/RESULTS.md).
     record_hash = content.nchash.xxh3_128().cast(pl.String)
     return _with_quality(resolved, generic).with_columns(record_hash=record_hash)

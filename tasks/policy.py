@@ -51,8 +51,9 @@ _reported_missing: set[str] = set()
 def existing_limits(names: list[str]) -> list[str]:
     """The named global concurrency limits that exist (read requests only).
 
-    Asking to occupy a slot of a missing limit is a write on the API: Prefect's embedded SQLite server
-    answers it with 503 when busy and the client retries after ~2 s (4 s of a 2M-row load, measured).
+    Asking to occupy a slot of a missing limit is a write on the API, which Prefect's embedded SQLite
+    server answers with 503 when busy (the client then waits and retries): read first, occupy only
+    limits that exist.
     """
     found = []
     with get_client(sync_client=True) as client:

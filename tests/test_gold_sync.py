@@ -221,6 +221,18 @@ def replace_takes_daily_items_out_of_the_feed(history: pl.DataFrame) -> None:
     assert expected_feed(current_silver()) == [] and stored_feed(open_store(load_settings())) == []
 
 
+def crash_after_the_silver_commit(day: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """daily-ingest of ``day`` dies right after its silver commit, before gold and the live feed."""
+
+    def die(plan: object) -> None:
+        raise SystemExit("killed right after the silver commit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(flows.common, "update_gold", die)
+        with pytest.raises(SystemExit):
+            daily_ingest(day)
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_rerun_after_a_crash_past_the_silver_commit_repairs_gold_and_the_feed(
     home: Path, monkeypatch: pytest.MonkeyPatch
@@ -238,13 +250,7 @@ def test_rerun_after_a_crash_past_the_silver_commit_repairs_gold_and_the_feed(
     )
     stage_day(DAY2, day2)
 
-    def die(plan: object) -> None:
-        raise SystemExit("killed right after the silver commit")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(flows.common, "update_gold", die)
-        with pytest.raises(SystemExit):
-            daily_ingest(DAY2)
+    crash_after_the_silver_commit(DAY2, monkeypatch)
     assert stored_feed(store) != expected_feed(current_silver())  # the old company still shows
 
     assert daily_ingest(DAY2)["totals"]["unchanged"] == 2
@@ -266,13 +272,7 @@ def test_rebuild_gold_repairs_a_crash_that_another_run_followed(
     daily_ingest(DAY1)
     stage_day(DAY2, reports.head(1).with_columns(Employer=pl.lit("Brand New Employer LLC")))
 
-    def die(plan: object) -> None:
-        raise SystemExit("killed right after the silver commit")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(flows.common, "update_gold", die)
-        with pytest.raises(SystemExit):
-            daily_ingest(DAY2)
+    crash_after_the_silver_commit(DAY2, monkeypatch)
     stage_day("2024-03-07", reports.slice(30, 5))
     assert daily_ingest("2024-03-07")["totals"]["inserted"] == 5
     renamed = current_silver().filter(pl.col("company_name") == "Brand New Employer LLC")

@@ -395,9 +395,9 @@ def _consolidate(
     """Merge each target's rows into its current content, stage, commit, apply.
 
     One pass finds which source files hold rows of which target; each target then reads only those
-    files (after a backfill, a month's buffer holds hundreds of event months: scanning every source
-    for every target took ~13 min for 2M rows). Memory holds one target's rows, not the input. A
-    target whose content would not change is not rewritten.
+    files (after a backfill, a month's buffer holds hundreds of event months: reading every source per
+    target would cost targets x sources). Memory holds one target's rows, not the input. A target whose
+    content would not change is not rewritten.
     """
     scan = (scan if scan is not None else scan_versions(storage, sources)).with_columns(_target=target)
     located = scan.group_by("_target").agg(pl.len().alias("rows"), pl.col(SOURCE_FILE).unique()).collect()

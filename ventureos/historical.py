@@ -58,9 +58,9 @@ SWAP_STARTED = "ventureos.swap-started"
 BATCH = "ventureos.batch"
 COUNTS = "ventureos.counts"
 COMPLETE = "ventureos.load-complete"
-# Polars' streaming CSV reader parses 16 MB chunks per thread and queues them: ~450 MB of buffers
-# whatever the batch size (measured with Polars 2.1). 4 MB chunks hold ~120 MB less at the same speed.
-# The knob is Polars' own, read when a scan starts; an operator's value wins.
+# Polars' streaming CSV reader holds a queue of chunks per thread whatever the batch size: small chunks
+# keep memory bounded by the batch at the same speed (bench/RESULTS.md). The knob is Polars' own, read
+# when a scan starts; an operator's value wins.
 CSV_CHUNK_BYTES = 4_000_000
 
 
@@ -445,7 +445,7 @@ class SeenIds:
         """The ids of a batch this load may have written before.
 
         The hash set is built over the batch, not over every id seen: memory must not grow with
-        the input (at 8M rows a set of all seen ids cost ~270 MB of peak RSS).
+        the input.
         """
         if not self.chunks:
             return ids.head(0)

@@ -37,6 +37,10 @@ COLUMNS = (*MAPPED, "FAC_TOTAL_PENALTIES", "FAC_PENALTY_COUNT", "FAC_NAICS_CODES
 
 
 def normalize(raw: pl.DataFrame) -> pl.DataFrame:
+    """ECHO facilities -> violations: a facility's last penalty; no penalty is a reject.
+
+    The contract every normalizer keeps: ``normalizers.Dataset.normalize``.
+    """
     source_columns = [c for c in raw.columns if c not in LINEAGE]
     raw = raw.with_columns(blank_to_null(source_columns))
     for column in COLUMNS:

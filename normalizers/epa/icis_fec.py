@@ -67,6 +67,11 @@ def case_facilities(facilities: pl.DataFrame | None) -> pl.DataFrame:
 
 
 def normalize(raw: pl.DataFrame, facilities: pl.DataFrame | None = None) -> pl.DataFrame:
+    """ICIS FE&C enforcement conclusions joined to their case facilities -> violations.
+
+    ``facilities``: the ``CASE_FACILITIES`` rows of the batch's cases (None: no facility data).
+    The contract every normalizer keeps: ``normalizers.Dataset.normalize``.
+    """
     source_columns = [c for c in raw.columns if c not in LINEAGE]
     raw = _with_columns(raw.with_columns(blank_to_null(source_columns)), CONCLUSION_COLUMNS)
     raw = raw.with_columns(integral_ids(["ENF_CONCLUSION_ID", "ENF_CONCLUSION_NMBR"]))

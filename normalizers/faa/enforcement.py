@@ -78,6 +78,10 @@ def _canonical_columns(raw: pl.DataFrame) -> pl.DataFrame:
 
 
 def normalize(raw: pl.DataFrame) -> pl.DataFrame:
+    """FAA enforcement action rows -> violations (one per case action and sanction).
+
+    The contract every normalizer keeps: ``normalizers.Dataset.normalize``.
+    """
     raw = _canonical_columns(raw)
     source_columns = [c for c in raw.columns if c not in LINEAGE]
     raw = raw.with_columns(blank_to_null(source_columns))

@@ -85,6 +85,11 @@ def inspection_sites(inspection: pl.DataFrame | None) -> pl.DataFrame:
 
 
 def normalize(raw: pl.DataFrame, inspection: pl.DataFrame | None = None) -> pl.DataFrame:
+    """OSHA violations joined to their inspections -> violations (``delete_flag = D`` -> is_deleted).
+
+    ``inspection``: the ``osha_inspection`` rows of the batch's activity numbers (None: no site data).
+    The contract every normalizer keeps: ``normalizers.Dataset.normalize``.
+    """
     source_columns = [c for c in raw.columns if c not in LINEAGE]
     raw = _with_columns(raw.with_columns(blank_to_null(source_columns)), VIOLATION_MAPPED)
     raw = raw.with_columns(integral_ids([KEY]))

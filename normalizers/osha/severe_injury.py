@@ -28,6 +28,10 @@ SEVERITY_FLAGS = {"Amputation": "amputation", "Loss of Eye": "loss_of_eye", "Hos
 
 
 def normalize(raw: pl.DataFrame) -> pl.DataFrame:
+    """OSHA severe-injury reports -> violations (one per report; the event date is required).
+
+    The contract every normalizer keeps: ``normalizers.Dataset.normalize``.
+    """
     source_columns = [c for c in raw.columns if c not in LINEAGE]
     raw = raw.with_columns(blank_to_null(source_columns))
     for column in (*MAPPED, *SEVERITY_FLAGS):
