@@ -448,7 +448,9 @@ def silver_versions(silver: Table, buffered: pl.DataFrame) -> pl.DataFrame:
         if ids.len() <= ID_FILTER_LIMIT:
             row_filter = And(row_filter, In("violation_id", set(ids)))
         arrow = silver.scan(row_filter=row_filter, selected_fields=COMMITTED_KEY).to_arrow()
-        rows = pl.DataFrame(pl.from_arrow(arrow)).select(pl.col(c).cast(VIOLATIONS_POLARS[c]) for c in COMMITTED_KEY)
+        rows = pl.DataFrame(pl.from_arrow(arrow)).select(
+            pl.col(c).cast(VIOLATIONS_POLARS[c]) for c in COMMITTED_KEY
+        )
         frames.append(rows.join(part.select("violation_id").unique(), on="violation_id", how="semi"))
     return pl.concat(frames).unique()
 
