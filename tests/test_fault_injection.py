@@ -192,12 +192,90 @@ def crash_between_buffer_and_commit(outcome: Outcome, monkeypatch: pytest.Monkey
     assert sorted(archived.select(COMMITTED_KEY).rows()) == sorted(silver.select(COMMITTED_KEY).rows())
 
 
+FAA_HEADER = "CASE NUMBER,NAME,ENTITY TYPE,DATE KNOWN,ACTION,SANCTION AMOUNT,SANCTION,CASE TYPE,CLOSED DATE\n"
+BIG_FIELD_BYTES = 50 * 1024 * 1024
+NON_LATIN = (
+    "株式会社トヨタ自動車",
+    "\u041e\u041e\u041e \u0413\u0430\u0437\u043f\u0440\u043e\u043c",
+)  # Toyota; OOO Gazprom
+
+
+def hostile_files(outcome: Outcome, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One daily run over every kind of hostile file at once (generated here, the 50 MB one too)."""
+    rows = reports().select("ID", "EventDate", "Employer", "City", "State")
+
+    def csv(frame: pl.DataFrame) -> str:
+        return frame.write_csv()
+
+    stage(DAY1, csv(rows.slice(0, 2)).replace("\n", "\r").encode(), "mac.csv")
+    stage(DAY1, b"\xef\xbb\xbf" + csv(rows.slice(2, 2)).encode(), "bom.csv")
+    stage(DAY1, csv(rows.slice(4, 2)).replace("\n2", "\n\x002", 1).encode(), "nul.csv")
+    quote = csv(rows.slice(6, 3)).splitlines()
+    quote[2] = quote[2].replace(",", ',"never closed,', 1)
+    stage(DAY1, "\n".join(quote).encode() + b"\n", "quote.csv")
+    stage(DAY1, b"ID,EventDate,Employer,City,State\n", "header.csv")
+    stage(DAY1, b'{"ID": "2015010015", "EventDate": "1/1/2015", "Employer": "Json Doc Co"}', "doc.csv")
+    years = rows.slice(9, 2).with_columns(EventDate=pl.Series(["1/1/0000", "12/31/9999"]))
+    stage(DAY1, csv(years).encode(), "years.csv")
+    stage(
+        DAY1,
+        b'{"ID": "77", "EventDate": "1/2/2015", "Employer": "X", "__ventureos_row": "0"}',
+        "lineage.json",
+    )
+    big = rows.slice(11, 1).with_columns(
+        Employer=pl.lit("Big Field Co"), **{"Final Narrative": pl.lit("x" * BIG_FIELD_BYTES)}
+    )
+    stage(DAY1, csv(big).encode(), "big.csv")
+    names = rows.slice(12, 2).with_columns(Employer=pl.Series(NON_LATIN))
+    stage(DAY1, csv(names).encode(), "names.csv")
+    faa = FAA_HEADER + (
+        "2015CE100001,FEDEX,A/C OR COMM OPER,3/1/2016,ORD ASSESS CIVIL PENALTY,1e30,DOLLARS,OTHER,3/1/2016\n"
+        "2015CE100002,UPS,A/C OR COMM OPER,3/2/2016,ORD ASSESS CIVIL PENALTY,2500,DOLLARS,OTHER,3/2/2016\n"
+    )
+    stage(DAY1, faa.encode(), "faa.csv", "bronze/daily/faa/enforcement")
+
+    report = daily_ingest(DAY1)
+    gold_sync()
+    totals = report["totals"]
+    outcome.text = (
+        f"read {totals['read']}: inserted {totals['inserted']}, quarantined {totals['quarantined']}"
+        f", reconciled {report['reconciled']}"
+    )
+    assert report["reconciled"] and (totals["read"], totals["inserted"], totals["quarantined"]) == (17, 11, 6)
+    loaded = current().with_columns(file=pl.col("meta_source_uri").str.extract(r"/([^/#]+)(#|$)"))
+    assert dict(loaded.group_by("file").len().iter_rows()) == {
+        "mac.csv": 2, "bom.csv": 2, "nul.csv": 1, "quote.csv": 1, "big.csv": 1, "names.csv": 2, "faa.csv": 2,
+    }  # fmt: skip
+    quarantine = pl.DataFrame(pl.from_arrow(current_lakehouse().quarantine().scan().to_arrow()))
+    assert sorted(
+        (uri.rsplit("/", 1)[1], reason) for uri, reason in quarantine.select("source_uri", "reason").rows()
+    ) == [
+        ("doc.csv", "not CSV: the file holds a JSON document (a .json file is read as JSON)"),
+        ("lineage.json", "source field __ventureos_row has the name of a lineage column"),
+        ("nul.csv#line=2", "CSV row has a NUL byte"),
+        ("quote.csv#line=3", "CSV quote opened on line 3 is never closed (its lines to the end)"),
+        ("years.csv", "event date before 1900-01-01"),
+        ("years.csv", "event date more than a year ahead"),
+    ]
+    by_name = {r["company_name"]: r for r in loaded.to_dicts()}
+    assert len(by_name["Big Field Co"]["description"]) == BIG_FIELD_BYTES
+    assert (
+        by_name["FEDEX"]["penalty_amount"] is None and "invalid_penalty" in by_name["FEDEX"]["quality_issues"]
+    )
+    # Non-Latin names load as written, get a transliterated slug and a flag for a human to check.
+    assert [(by_name[n]["company_slug"], by_name[n]["quality_issues"][0]) for n in NON_LATIN] == [
+        ("zhu-shi-hui-she-toyotazi-dong-che", "unreadable_company_name"),
+        ("ooo-gazprom", "unreadable_company_name"),
+    ]
+
+
 Attack = Callable[[Outcome, pytest.MonkeyPatch], None]
 ATTACK_TABLE: list[tuple[str, Attack]] = [
     ("two daily runs overlapping on shared ids", overlapping_runs),
     ("replay of an older date after a newer one", replay_older_date),
     ("crash silver->gold, another run, re-run, gold-sync --rebuild", crash_between_silver_and_gold),
     ("crash buffer->commit, a different run, monthly-consolidate", crash_between_buffer_and_commit),
+    ("hostile files in one daily run", hostile_files),
 ]
 NOT_FIXED = {"replay of an older date after a newer one": "no monotonic guard yet (issue 16 item 4)"}
 
