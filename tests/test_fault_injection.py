@@ -21,6 +21,7 @@ import flows.common
 import ventureos.ingest
 from flows.daily_ingest import daily_ingest
 from flows.gold_sync import gold_sync
+from flows.historical_load import historical_load
 from flows.monthly_consolidate import monthly_consolidate
 from ventureos.archive import ARCHIVE_PREFIX, COMMITTED_KEY
 from ventureos.buffer import BUFFER_PREFIX
@@ -192,6 +193,31 @@ def crash_between_buffer_and_commit(outcome: Outcome, monkeypatch: pytest.Monkey
     assert sorted(archived.select(COMMITTED_KEY).rows()) == sorted(silver.select(COMMITTED_KEY).rows())
 
 
+def replace_after_daily_run(outcome: Outcome, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daily run buffers 6 versions; a historical *replace* then swaps the dataset for 6 rows (3 of the
+    same reports): the daily versions are no longer silver's, so consolidation leaves them out."""
+    rows = reports()
+    stage(DAY1, rows.slice(0, 6))
+    daily_ingest(DAY1)
+    [daily] = buffer_keys()
+    storage = current_lakehouse().storage
+    storage.write_bytes(
+        "bronze/historical/osha/severe_injury/part-1.csv", rows.slice(3, 6).write_csv().encode()
+    )
+    assert historical_load("osha", "severe_injury", mode="replace")["reconciled"]
+    report = monthly_consolidate(month=datetime.now(UTC).strftime("%Y-%m"))
+    gold_sync()
+    outcome.text = (
+        f"orphaned {report['orphaned']} (the replaced daily versions), archived {report['rows_added']}"
+    )
+    assert report["reconciled"] and (report["orphaned"], report["rows_added"]) == (6, 6)
+    assert report["orphaned_files"] == [daily] and buffer_keys() == []
+    archived = pl.concat([storage.read_parquet(k) for k in storage.list(ARCHIVE_PREFIX)])
+    silver = read_silver(current_lakehouse())
+    assert silver.height == 6
+    assert sorted(archived.select(COMMITTED_KEY).rows()) == sorted(silver.select(COMMITTED_KEY).rows())
+
+
 FAA_HEADER = "CASE NUMBER,NAME,ENTITY TYPE,DATE KNOWN,ACTION,SANCTION AMOUNT,SANCTION,CASE TYPE,CLOSED DATE\n"
 BIG_FIELD_BYTES = 50 * 1024 * 1024
 NON_LATIN = (
@@ -275,6 +301,7 @@ ATTACK_TABLE: list[tuple[str, Attack]] = [
     ("replay of an older date after a newer one", replay_older_date),
     ("crash silver->gold, another run, re-run, gold-sync --rebuild", crash_between_silver_and_gold),
     ("crash buffer->commit, a different run, monthly-consolidate", crash_between_buffer_and_commit),
+    ("historical replace after a daily run, monthly-consolidate", replace_after_daily_run),
     ("hostile files in one daily run", hostile_files),
 ]
 NOT_FIXED = {"replay of an older date after a newer one": "no monotonic guard yet (issue 16 item 4)"}
