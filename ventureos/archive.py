@@ -235,7 +235,7 @@ def merge_versions(
 
 @dataclass
 class ConsolidationResult:
-    """What a run did; ``rows_in == rows_added + duplicates`` always holds."""
+    """What a run did; ``rows_in == rows_added + duplicates + orphaned`` always holds."""
 
     kind: str
     scope: str
