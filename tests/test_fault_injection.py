@@ -18,21 +18,23 @@ import polars as pl
 import pytest
 
 import flows.common
+import ventureos.archive as archive
 import ventureos.ingest
 from flows.daily_ingest import daily_ingest
 from flows.gold_sync import gold_sync
 from flows.historical_load import historical_load
 from flows.monthly_consolidate import monthly_consolidate
 from ventureos.archive import ARCHIVE_PREFIX, COMMITTED_KEY
-from ventureos.buffer import BUFFER_PREFIX
+from ventureos.buffer import BUFFER_PREFIX, encode_buffer_files, write_buffer_files
 from ventureos.gold import update_gold_tables
-from ventureos.ingest import SilverTarget, SilverWrite, write_silver
+from ventureos.ingest import SilverTarget, SilverWrite, incoming_rows, plan_batches, write_silver
 from ventureos.invariants import check_invariants, read_silver
 from ventureos.lakehouse import current_lakehouse
 from ventureos.schemas import VIOLATIONS
 from ventureos.serving import open_store
 from ventureos.serving.live_feed import update_after_batch
 from ventureos.settings import load_settings
+from ventureos.silver import content_id
 
 from .conftest import ATTACKS, BUNDLED_SAMPLES
 from .test_concurrent_writers import MeetBeforeFirstCommit, delivery
@@ -40,6 +42,7 @@ from .test_concurrent_writers import MeetBeforeFirstCommit, delivery
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 DAY1, DAY2, DAY3 = "2024-03-05", "2024-03-06", "2024-03-07"
+CRASHED_AT, RAN_AT = datetime(2024, 3, 5, 6, tzinfo=UTC), datetime(2024, 3, 5, 7, tzinfo=UTC)
 SEVERE = "bronze/daily/osha/severe_injury"
 
 
@@ -66,6 +69,32 @@ class Outcome:
 
     text: str = "raised before an outcome"
     notes: list[str] = field(default_factory=list)
+
+
+@pytest.mark.parametrize("id_filter_limit", [archive.ID_FILTER_LIMIT, 0], ids=["id-filter", "agency-scan"])
+def test_sweep_archives_only_silver_versions(
+    home: Path, monkeypatch: pytest.MonkeyPatch, id_filter_limit: int
+) -> None:
+    """A run plans and writes its buffer file, then dies before its commit; a different run (2 of the
+    same reports, 2 others) commits. The sweep reads silver by ids, or by agency above the limit."""
+    monkeypatch.setattr(archive, "ID_FILTER_LIMIT", id_filter_limit)
+    lakehouse, rows = current_lakehouse(), reports()
+    table = lakehouse.violations()
+    plan = plan_batches(
+        table, incoming_rows(delivery(rows.slice(0, 4), "crashed")), "run-crashed", CRASHED_AT
+    )
+    files = encode_buffer_files(table.schema(), plan.added)
+    [orphan] = write_buffer_files(lakehouse.storage, files, DAY1, content_id(plan))
+    write_silver(lakehouse, delivery(rows.slice(2, 4), "next"), SilverTarget(table, DAY1), "run-next", RAN_AT)
+
+    result = archive.consolidate_month(lakehouse.storage, "2024-03", lakehouse.violations())
+    assert result.reconciled and (result.rows_in, result.rows_added, result.orphaned) == (8, 4, 4)
+    assert result.orphaned_files == [lakehouse.storage.key_of(orphan)]
+    assert "orphaned 4" in result.summary_line() and lakehouse.storage.key_of(orphan) in result.markdown()
+    archived = pl.concat([lakehouse.storage.read_parquet(k) for k in lakehouse.storage.list(ARCHIVE_PREFIX)])
+    silver = read_silver(lakehouse)
+    assert sorted(archived.select(COMMITTED_KEY).rows()) == sorted(silver.select(COMMITTED_KEY).rows())
+    assert set(archived["valid_from"]) == {RAN_AT} and buffer_keys() == []
 
 
 # Attacks ----------------------------------------------------------------------------------------
