@@ -128,8 +128,8 @@ def overlapping_runs(outcome: Outcome, monkeypatch: pytest.MonkeyPatch) -> None:
         update_after_batch(store, lakehouse.violations(), result.plan)
     gold_sync()
     inserted = sorted(int(r.plan.counts["inserted"].sum()) for r in results.values())
-    outcome.text = f"inserted {inserted[0]} + {inserted[1]}, {current().height} current"
-    assert (set(results) == {"a", "b"} and inserted == [2, 7]) or inserted == [4, 5]
+    outcome.text = f"{sum(inserted)} inserted in all (shared ids once), {current().height} current"
+    assert set(results) == {"a", "b"} and inserted in ([2, 7], [4, 5])  # whichever committed first
     assert current().height == 9
 
 
@@ -148,7 +148,7 @@ def replay_older_date(outcome: Outcome, monkeypatch: pytest.MonkeyPatch) -> None
     gold_sync()
     first = f"osha:severe_injury:{rows['ID'][0]}"
     name = current().filter(pl.col("violation_id") == first)["company_name"].item()
-    outcome.text = f"current name after replay: {name!r}"
+    outcome.text = "newer name kept" if name == "Newer Name Inc" else "older name current again"
     assert name == "Newer Name Inc"
 
 
