@@ -24,12 +24,13 @@ from flows.daily_ingest import daily_ingest
 from flows.gold_sync import gold_sync
 from flows.historical_load import historical_load
 from flows.monthly_consolidate import monthly_consolidate
-from ventureos.archive import ARCHIVE_PREFIX, COMMITTED_KEY
-from ventureos.buffer import BUFFER_PREFIX, encode_buffer_files, write_buffer_files
+from ventureos.archive import COMMITTED_KEY
+from ventureos.buffer import encode_buffer_files, write_buffer_files
 from ventureos.gold import update_gold_tables
 from ventureos.ingest import SilverTarget, SilverWrite, incoming_rows, plan_batches, write_silver
 from ventureos.invariants import check_invariants, read_silver
 from ventureos.lakehouse import current_lakehouse
+from ventureos.layout import ARCHIVE_PREFIX, BUFFER_PREFIX
 from ventureos.schemas import VIOLATIONS
 from ventureos.serving import open_store
 from ventureos.serving.live_feed import update_after_batch

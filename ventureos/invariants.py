@@ -19,10 +19,10 @@ from typing import Any
 
 import polars as pl
 
-from ventureos.archive import ARCHIVE_PREFIX, LATE_PREFIX, VERSION_KEY
-from ventureos.buffer import BUFFER_PREFIX
+from ventureos.archive import VERSION_KEY
 from ventureos.gold import LEVELS, aggregate_levels, read_gold
 from ventureos.lakehouse import Lakehouse
+from ventureos.layout import ARCHIVE_PREFIX, BUFFER_PREFIX, LATE_PREFIX
 from ventureos.serving.base import ENTITIES, LIVE_FEED, ServingStore
 from ventureos.serving.live_feed import FEED_SIZE, feed_frame, live
 from ventureos.serving.sync import stats_items
