@@ -1,8 +1,9 @@
-"""A missing expected dataset is visible: daily-ingest's state, exit code and artifact."""
+"""A missing or stale dataset is visible: daily-ingest's state, exit code and artifact, and `ventureos status`."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.daily_ingest import daily_ingest
+from flows.status import ARTIFACT_KEY, status
 from ventureos.lakehouse import current_lakehouse
 from ventureos.settings import SettingsError, load_settings
 from ventureos.status import cadences, expected_daily
@@ -117,3 +119,59 @@ def test_cli_exits_3_and_says_which_dataset_is_missing(
     assert json.loads(capsys.readouterr().out)["missing_datasets"] == ["osha/enforcement"]
     monkeypatch.setenv("VENTUREOS_DATASET_CADENCE_DAYS", ONLY_SEVERE_INJURY_DAILY)
     assert run_cli("run", "daily-ingest", "--date", DAY, "--json") == 0
+
+
+def status_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, dict[str, Any]]]:
+    code = run_cli("status", "--json", *args)
+    out = json.loads(capsys.readouterr().out)
+    return code, {f"{d['agency']}/{d['dataset']}": d for d in out["datasets"]}
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_status_is_stale_past_cadence_plus_grace(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VENTUREOS_DATASET_CADENCE_DAYS", ONLY_SEVERE_INJURY_DAILY)
+    code, before = status_json(capsys)
+    assert code == 3  # never ingested
+    assert (
+        before["osha/severe_injury"] | {"status": "STALE", "last_ingest": None, "current_rows": 0}
+        == (before["osha/severe_injury"])
+    )
+    assert before["epa/echo"]["status"] == "UNTRACKED"
+
+    stage_severe_injury(DAY, rows=10)
+    daily_ingest(DAY)
+    ingested = datetime.fromisoformat(status_json(capsys)[1]["osha/severe_injury"]["last_ingest"])
+
+    # Cadence 1 day + 6 h grace: fresh at 29 h, stale at 31 h.
+    code, fresh = status_json(capsys, "--at", (ingested + timedelta(hours=29)).isoformat())
+    assert code == 0
+    assert fresh["osha/severe_injury"] == {
+        "agency": "osha",
+        "dataset": "severe_injury",
+        "cadence_days": 1,
+        "last_ingest": ingested.isoformat(),
+        "last_event_date": "2015-01-02",
+        "current_rows": 10,
+        "last_delivery": DAY,
+        "age_hours": 29.0,
+        "status": "OK",
+    }
+    code, late = status_json(capsys, "--at", (ingested + timedelta(hours=31)).isoformat())
+    assert code == 3
+    assert (late["osha/severe_injury"]["status"], late["osha/severe_injury"]["age_hours"]) == ("STALE", 31.0)
+
+    # The table form names what is stale.
+    assert run_cli("status", "--at", (ingested + timedelta(hours=31)).isoformat()) == 3
+    assert "stale: osha/severe_injury (last ingest 31 h ago; expected every 1 d)" in capsys.readouterr().out
+
+    # The status flow: a Failed run while stale (so automations alert), Completed when fresh.
+    failed = status(at=(ingested + timedelta(hours=31)).isoformat(), return_state=True)
+    assert failed.type.value == "FAILED"
+    assert failed.message.endswith("stale: osha/severe_injury (last ingest 31 h ago; expected every 1 d)")
+    artifact = artifacts_of(failed.state_details.flow_run_id)[ARTIFACT_KEY].data
+    assert "| osha/severe_injury | STALE | 1 |" in artifact
+    ok = status(at=(ingested + timedelta(hours=2)).isoformat(), return_state=True)
+    assert ok.type.value == "COMPLETED"
+    assert {d["dataset"]: d["status"] for d in ok.result()}["severe_injury"] == "OK"
