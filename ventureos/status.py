@@ -17,9 +17,9 @@ import polars as pl
 
 from normalizers import REGISTRY, check_selection
 from ventureos.lakehouse import Lakehouse
+from ventureos.layout import DAILY_PREFIX
 from ventureos.settings import Settings
 
-DAILY = "bronze/daily"
 SUMMARY_COLUMNS = ("agency", "dataset", "meta_ingest_timestamp", "event_date", "is_current")
 """The only silver columns the check reads (no payload columns)."""
 
@@ -97,7 +97,7 @@ def silver_summary(lakehouse: Lakehouse) -> pl.DataFrame:
 
 def last_delivery(lakehouse: Lakehouse, key: str) -> str | None:
     """Newest ``YYYY-MM-DD`` folder under bronze/daily/{agency}/{dataset} (a listing, no reads)."""
-    days = [d for d in lakehouse.storage.list_dirs(f"{DAILY}/{key}") if _is_day(d)]
+    days = [d for d in lakehouse.storage.list_dirs(f"{DAILY_PREFIX}/{key}") if _is_day(d)]
     return max(days) if days else None
 
 
