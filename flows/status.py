@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from prefect import flow, task
@@ -24,8 +25,8 @@ def _run_name() -> str:
 
 
 @task(name="check-freshness", **IO_TASK)
-def freshness(at: str | None) -> list[DatasetStatus]:
-    return check_freshness(current_lakehouse(), parse_now(at, utc_now()))
+def freshness(now: datetime) -> list[DatasetStatus]:
+    return check_freshness(current_lakehouse(), now)
 
 
 @flow(name="status", flow_run_name=_run_name)
@@ -35,9 +36,10 @@ def status(at: str | None = None) -> list[dict[str, Any]]:
     Args:
         at: Judge freshness as of this ISO timestamp (default now, UTC).
     """
-    statuses = freshness(at)
+    now = parse_now(at, utc_now())
+    statuses = freshness(now)
     create_markdown_artifact(
-        markdown=markdown(statuses, parse_now(at, utc_now())),
+        markdown=markdown(statuses, now),
         key=ARTIFACT_KEY,
         description=describe_stale(statuses) or "every expected dataset is fresh",
     )
