@@ -67,9 +67,11 @@ class RunReport:
 
     def markdown(self) -> str:
         header = "| agency | dataset | " + " | ".join(RUN_COUNTS) + " |"
-        lines = [
-            f"# {self.flow} — {self.summary_line()}",
-            "",
+        lines = [f"# {self.flow} — {self.summary_line()}", ""]
+        # Warnings come first: a missing dataset must not hide below an empty table.
+        if self.extra.get("warnings"):
+            lines += ["## Warnings", "", *(f"- {w}" for w in self.extra["warnings"]), ""]
+        lines += [
             header,
             "|" + "---|" * (len(RUN_COUNTS) + 2),
         ]
