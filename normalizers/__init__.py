@@ -24,6 +24,13 @@ class Dataset:
     agency: str
     dataset: str
     normalize: Callable[..., pl.DataFrame]
+    """``normalize(raw, **lookups) -> frame``, the extension point. ``raw``: one batch of the source's rows,
+    every column a string as the source spells it, plus the lineage columns (``ROW``, ``SOURCE_URI``); a
+    column the batch lacks counts as blank. ``lookups``: each lookup table's rows for the batch (or None).
+    Returns one row per input row, in input order: the unified violation columns (``common.conform``),
+    ``violation_details`` (the unmapped fields with a value), ``quality_issues`` and ``reject_reason``
+    (null for a violation, else why not); ``common.finalize`` then adds ids, company slug, quality score
+    and record hash. Pure Polars: no I/O, deterministic."""
     lookups: Mapping[str, str] = field(default_factory=dict)
     """Lookup table name -> the column it is joined on."""
     id_columns: tuple[str, ...] = ()
@@ -31,6 +38,10 @@ class Dataset:
     absent: tuple[str, ...] = ()
     """Unified columns the source never has (OSHA enforcement has no coordinates): no quality flag
     says they are missing."""
+    cadence_days: int | None = None
+    """How often the source publishes, in days: 1 = every daily-ingest must find its files; the
+    dataset is stale once its last ingest is older than this (plus a grace). None: no expectation.
+    Overridden per dataset by ``VENTUREOS_DATASET_CADENCE_DAYS``."""
 
     @property
     def key(self) -> str:
@@ -45,7 +56,9 @@ class Dataset:
 REGISTRY: dict[str, Dataset] = {
     d.key: d
     for d in (
-        Dataset("osha", "severe_injury", severe_injury.normalize, id_columns=("ID",)),
+        # Cadences: DOL's enforcement catalog refreshes daily; FAA, ECHO and ICIS weekly; OSHA's
+        # severe injury reports monthly.
+        Dataset("osha", "severe_injury", severe_injury.normalize, id_columns=("ID",), cadence_days=31),
         Dataset(
             "osha",
             "enforcement",
@@ -53,9 +66,12 @@ REGISTRY: dict[str, Dataset] = {
             lookups={"inspection": enforcement.KEY},
             id_columns=(enforcement.KEY, "citation_id"),
             absent=enforcement.ABSENT,
+            cadence_days=1,
         ),
-        Dataset("faa", "enforcement", faa_enforcement.normalize, absent=faa_enforcement.ABSENT),
-        Dataset("epa", "echo", echo.normalize),
+        Dataset(
+            "faa", "enforcement", faa_enforcement.normalize, absent=faa_enforcement.ABSENT, cadence_days=7
+        ),
+        Dataset("epa", "echo", echo.normalize, cadence_days=7),
         Dataset(
             "epa",
             "icis_fec",
@@ -63,6 +79,7 @@ REGISTRY: dict[str, Dataset] = {
             lookups={"facilities": icis_fec.KEY},
             id_columns=(icis_fec.KEY,),
             absent=icis_fec.ABSENT,
+            cadence_days=7,
         ),
     )
 }

@@ -18,9 +18,10 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from normalizers import get_dataset, normalize
-from normalizers.common import ROW, SOURCE_URI, finalize
+from normalizers.common import finalize
 from normalizers.osha import enforcement
 from ventureos.bronze import read_raw_batch
+from ventureos.schemas import ROW, SOURCE_URI
 
 from .conftest import BUNDLED_SAMPLES
 

@@ -1,14 +1,8 @@
 """Buffer -> monthly archive -> immutable yearly archive, without losing or duplicating a version.
 
-Layout (DESIGN.md contract, plus two areas this module owns):
-
-    silver/violations/buffer/ingest_date=YYYY-MM-DD/*.parquet          daily dual write (input)
-    silver/violations/archive/violation_year=YYYY/month=MM/data.parquet  one file per event month
-    silver/violations/archive/violation_year=YYYY/data.parquet           one immutable file per closed year
-    silver/violations/late/violation_year=YYYY/data.parquet              rows that arrived after YYYY closed
-    silver/violations/_consolidation/{staging,manifests}/                work area of a run in progress
-
-Rows without an event date go to ``violation_year=unknown/month=unknown``; that year is never closed.
+Input: the buffer files; output: one archive file per event month, one immutable file per closed year,
+and a late file per closed year for rows that arrived after it closed; a work area holds the staging
+files and manifests of a run in progress (keys: ``ventureos.layout``). Rows without an event date go to ``violation_year=unknown/month=unknown``; that year is never closed.
 
 Every run is the same three-phase protocol, identical on local disk and S3 (which has no rename):
 
@@ -21,7 +15,10 @@ Every run is the same three-phase protocol, identical on local disk and S3 (whic
    target is read back and verified again, then the sources are deleted, then the manifest.
 
 Each run first applies any manifest a crashed run left behind and removes unreferenced staging
-files. Merging is idempotent (versions deduplicated by ``VERSION_KEY``), so re-reading a source whose
+files. Given silver, monthly consolidation archives only the buffered versions silver holds (the
+*verified sweep*, ``committed_versions``): buffer files are written before silver's commit, so a run
+that died in between leaves versions silver never held; they are counted as ``orphaned``, named in the
+report, and their files are deleted with the month's other sources once the archive is verified. Merging is idempotent (versions deduplicated by ``VERSION_KEY``), so re-reading a source whose
 rows already reached the archive adds nothing. Run one consolidation at a time (deploy both flows
 with a shared concurrency limit of one); a buffer file written during a run is not in its manifest
 and is left for the next run.
@@ -30,28 +27,43 @@ and is left for the next run.
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
 import polars_hash  # noqa: F401  (registers .nchash)
+from pyiceberg.expressions import And, BooleanExpression, EqualTo, In
+from pyiceberg.table import Table
 
-from ventureos.buffer import BUFFER_PREFIX
+from ventureos.layout import (
+    BUFFER_PREFIX,
+    CONSOLIDATION_MANIFEST_PREFIX,
+    CONSOLIDATION_STAGING_PREFIX,
+    LATE_PREFIX,
+    archive_year_prefix,
+    buffer_ingest_date,
+    consolidation_manifest_key,
+    consolidation_staging_key,
+    is_month_key,
+    late_key,
+    month_key,
+    year_key,
+)
 from ventureos.schemas import VIOLATION_COLUMNS, VIOLATIONS_POLARS
 from ventureos.storage import Storage
 
-SILVER_PREFIX = "silver/violations"
-ARCHIVE_PREFIX = f"{SILVER_PREFIX}/archive"
-LATE_PREFIX = f"{SILVER_PREFIX}/late"
-WORK_PREFIX = f"{SILVER_PREFIX}/_consolidation"
-STAGING_PREFIX = f"{WORK_PREFIX}/staging"
-MANIFEST_PREFIX = f"{WORK_PREFIX}/manifests"
 UNKNOWN = "unknown"
 
 VERSION_KEY = ("violation_id", "record_hash", "change_type")
 """One version of a violation: an UPDATE and the DELETE tombstone that follows it are two rows."""
+
+COMMITTED_KEY = ("violation_id", "valid_from", "record_hash")
+"""How a buffered version is matched to silver's: the same write (``valid_from``) of the same content."""
+
+ID_FILTER_LIMIT = 10_000
+"""Up to this many ids per agency, silver is read with an ``In`` filter on them; above it, the agency's
+partitions are read (three columns) and joined: an ``In`` of 100k+ literals costs more than the scan."""
 
 GRACE_MONTH = 7
 """A year may be closed from July 1 of the next year: six months for late rows to arrive."""
@@ -68,21 +80,9 @@ class GracePeriodError(ValueError):
 # Keys -------------------------------------------------------------------------------------------
 
 
-def month_key(year: str, month: str) -> str:
-    return f"{ARCHIVE_PREFIX}/violation_year={year}/month={month}/data.parquet"
-
-
-def year_key(year: str) -> str:
-    return f"{ARCHIVE_PREFIX}/violation_year={year}/data.parquet"
-
-
-def late_key(year: str) -> str:
-    return f"{LATE_PREFIX}/violation_year={year}/data.parquet"
-
-
 def month_files(storage: Storage, year: str) -> list[str]:
     """The month files of one violation year (never the year file itself)."""
-    return [k for k in storage.list(f"{ARCHIVE_PREFIX}/violation_year={year}") if "/month=" in k]
+    return [k for k in storage.list(archive_year_prefix(year)) if is_month_key(k)]
 
 
 def buffer_files(storage: Storage, month: str) -> list[str]:
@@ -94,7 +94,7 @@ def buffer_files(storage: Storage, month: str) -> list[str]:
     return [
         key
         for folder in storage.list_dirs(BUFFER_PREFIX)
-        if folder.startswith("ingest_date=") and folder.removeprefix("ingest_date=")[:7] <= month
+        if (ingest_date := buffer_ingest_date(folder)) is not None and ingest_date[:7] <= month
         for key in storage.list(f"{BUFFER_PREFIX}/{folder}")
         if key.endswith(".parquet")
     ]
@@ -186,22 +186,9 @@ def target_key(closed_years: set[str]) -> pl.Expr:
     """Where a row belongs: its event month's file, or the late area when that year is closed."""
     return (
         pl.when(EVENT_YEAR.is_in(sorted(closed_years)))
-        .then(pl.format(f"{LATE_PREFIX}/violation_year={{}}/data.parquet", EVENT_YEAR))
-        .otherwise(
-            pl.format(
-                f"{ARCHIVE_PREFIX}/violation_year={{}}/month={{}}/data.parquet", EVENT_YEAR, EVENT_MONTH
-            )
-        )
+        .then(pl.format(late_key("{}"), EVENT_YEAR))
+        .otherwise(pl.format(month_key("{}", "{}"), EVENT_YEAR, EVENT_MONTH))
     )
-
-
-def route(rows: pl.DataFrame, closed_years: set[str]) -> dict[str, pl.DataFrame]:
-    """Target key -> rows (the in-memory form of what a run does target by target)."""
-    routed = rows.with_columns(_target=target_key(closed_years))
-    return {
-        str(key): part.select(VIOLATION_COLUMNS)
-        for (key,), part in routed.partition_by("_target", as_dict=True).items()
-    }
 
 
 def merge_versions(
@@ -223,7 +210,7 @@ def merge_versions(
 
 @dataclass
 class ConsolidationResult:
-    """What a run did; ``rows_in == rows_added + duplicates`` always holds."""
+    """What a run did; ``rows_in == rows_added + duplicates + orphaned`` always holds."""
 
     kind: str
     scope: str
@@ -239,10 +226,14 @@ class ConsolidationResult:
     written: list[str] = field(default_factory=list)
     recovered: int = 0
     """Manifests of crashed runs this run completed before its own work."""
+    orphaned: int = 0
+    """Buffered rows whose version silver does not hold (left out of the archive, their files deleted)."""
+    orphaned_files: list[str] = field(default_factory=list)
+    """The buffer files that held them."""
 
     @property
     def reconciled(self) -> bool:
-        return self.rows_in == self.rows_added + self.duplicates
+        return self.rows_in == self.rows_added + self.duplicates + self.orphaned
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -257,13 +248,16 @@ class ConsolidationResult:
             "files_removed": self.files_removed,
             "written": self.written,
             "recovered": self.recovered,
+            "orphaned": self.orphaned,
+            "orphaned_files": self.orphaned_files,
             "reconciled": self.reconciled,
         }
 
     def summary_line(self) -> str:
         status = "reconciled" if self.reconciled else "NOT RECONCILED"
         return (
-            f"rows in {self.rows_in} = added {self.rows_added} + duplicates {self.duplicates} ({status});"
+            f"rows in {self.rows_in} = added {self.rows_added} + duplicates {self.duplicates}"
+            f" + orphaned {self.orphaned} ({status});"
             f" rows out {self.rows_out} in {len(self.written)} file(s); late rows {self.late_rows};"
             f" files removed {self.files_removed}"
         )
@@ -274,6 +268,9 @@ class ConsolidationResult:
         lines += [f"| {k} | {v} |" for k, v in self.as_dict().items() if isinstance(v, int | bool)]
         if self.written:
             lines += ["", "## Written", ""] + [f"- `{key}`" for key in self.written]
+        if self.orphaned_files:
+            lines += ["", "## Orphaned (versions silver does not hold)", ""]
+            lines += [f"- `{key}`" for key in self.orphaned_files]
         return "\n".join(lines)
 
 
@@ -327,9 +324,7 @@ def verify_file(storage: Storage, key: str, rows: int, checksum: str) -> None:
 
 def stage_target(storage: Storage, key: str, frame: pl.DataFrame) -> StagedFile:
     """Write the new content of ``key`` under a unique staging key and verify it."""
-    target = StagedFile(
-        key, f"{STAGING_PREFIX}/{uuid.uuid4().hex}.parquet", frame.height, content_checksum(frame)
-    )
+    target = StagedFile(key, consolidation_staging_key(), frame.height, content_checksum(frame))
     storage.write_parquet(target.staging, frame)
     verify_file(storage, target.staging, target.rows, target.checksum)
     return target
@@ -340,7 +335,7 @@ def write_manifest(
 ) -> str:
     """The commit point of a run: from here on, it only rolls forward."""
     created = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    key = f"{MANIFEST_PREFIX}/{created}-{kind}-{scope}-{uuid.uuid4().hex[:8]}.json"
+    key = consolidation_manifest_key(created, kind, scope)
     body = {
         "kind": kind,
         "scope": scope,
@@ -353,12 +348,7 @@ def write_manifest(
 
 def swap_target(storage: Storage, target: StagedFile) -> None:
     """Put the staged file in place: a rename locally, a server-side copy on S3 (atomic per object)."""
-    staging, final = storage.path(target.staging), storage.path(target.key)
-    if storage.is_s3:
-        storage.fs.copy_file(staging, final)
-    else:
-        storage.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
-        storage.fs.move(staging, final)
+    storage.replace(target.staging, target.key)
 
 
 def is_in_place(storage: Storage, target: StagedFile) -> bool:
@@ -405,12 +395,55 @@ def apply_manifest(storage: Storage, manifest_key: str) -> int:
 
 def recover(storage: Storage) -> int:
     """Complete every manifest a crashed run left, oldest first, then drop unreferenced staging files."""
-    manifests = [k for k in storage.list(MANIFEST_PREFIX) if k.endswith(".json")]
+    manifests = [k for k in storage.list(CONSOLIDATION_MANIFEST_PREFIX) if k.endswith(".json")]
     for key in manifests:
         apply_manifest(storage, key)
-    for key in storage.list(STAGING_PREFIX):
+    for key in storage.list(CONSOLIDATION_STAGING_PREFIX):
         storage.delete(key)
     return len(manifests)
+
+
+# The verified sweep --------------------------------------------------------------------------
+
+
+def silver_versions(silver: Table, buffered: pl.DataFrame) -> pl.DataFrame:
+    """``COMMITTED_KEY`` of silver's versions (current or closed) of the ids in ``buffered``
+    (``agency``, ``violation_id``): only those ids are read, agency by agency."""
+    frames = [pl.DataFrame(schema={c: VIOLATIONS_POLARS[c] for c in COMMITTED_KEY})]
+    for (agency,), part in buffered.partition_by("agency", as_dict=True).items():
+        ids = part["violation_id"].unique()
+        row_filter: BooleanExpression = EqualTo("agency", str(agency))
+        if ids.len() <= ID_FILTER_LIMIT:
+            row_filter = And(row_filter, In("violation_id", set(ids)))
+        arrow = silver.scan(row_filter=row_filter, selected_fields=COMMITTED_KEY).to_arrow()
+        rows = pl.DataFrame(pl.from_arrow(arrow)).select(
+            pl.col(c).cast(VIOLATIONS_POLARS[c]) for c in COMMITTED_KEY
+        )
+        frames.append(rows.join(part.select("violation_id").unique(), on="violation_id", how="semi"))
+    return pl.concat(frames).unique()
+
+
+def committed_versions(
+    storage: Storage, scan: pl.LazyFrame, silver: Table, result: ConsolidationResult
+) -> pl.DataFrame:
+    """The verified sweep: ``COMMITTED_KEY`` of the buffered versions silver holds. The other rows
+    (a write that died between its buffer files and its commit; a version a historical *replace*
+    removed from silver since) are counted in ``result.orphaned`` and their files named."""
+    keys = list(COMMITTED_KEY)
+    buffered = scan.select("agency", *keys, SOURCE_FILE).collect()
+    silver.refresh()
+    held = silver_versions(silver, buffered.select("agency", "violation_id").unique())
+    orphans = buffered.join(held, on=keys, how="anti", nulls_equal=True)
+    result.orphaned = orphans.height
+    result.orphaned_files = sorted({storage.key_of(uri) for uri in orphans[SOURCE_FILE]})
+    return buffered.join(held, on=keys, how="semi", nulls_equal=True).select(keys).unique()
+
+
+def only_committed(frame: pl.LazyFrame, committed: pl.DataFrame | None) -> pl.LazyFrame:
+    if committed is None:
+        return frame
+    keys = list(COMMITTED_KEY)
+    return frame.join(committed.lazy(), on=keys, how="semi", nulls_equal=True)
 
 
 # Runs -------------------------------------------------------------------------------------------
@@ -423,23 +456,34 @@ def _consolidate(
     target: pl.Expr,
     known: dict[str, pl.DataFrame],
     scan: pl.LazyFrame | None = None,
+    committed: pl.DataFrame | None = None,
 ) -> ConsolidationResult:
     """Merge each target's rows into its current content, stage, commit, apply.
 
     One pass finds which source files hold rows of which target; each target then reads only those
-    files (after a backfill, a month's buffer holds hundreds of event months: scanning every source
-    for every target took ~13 min for 2M rows). Memory holds one target's rows, not the input. A
-    target whose content would not change is not rewritten.
+    files (after a backfill, a month's buffer holds hundreds of event months: reading every source per
+    target would cost targets x sources). Memory holds one target's rows, not the input. A target whose
+    content would not change is not rewritten. With ``committed`` (the verified sweep), only those
+    versions are archived; ``result.orphaned`` already counts the others, read but left out.
     """
     scan = (scan if scan is not None else scan_versions(storage, sources)).with_columns(_target=target)
-    located = scan.group_by("_target").agg(pl.len().alias("rows"), pl.col(SOURCE_FILE).unique()).collect()
+    located = (
+        only_committed(scan, committed)
+        .group_by("_target")
+        .agg(pl.len().alias("rows"), pl.col(SOURCE_FILE).unique())
+        .collect()
+    )
     files_of = {
         key: sorted(map(storage.key_of, uris)) for key, _, uris in located.sort("_target").iter_rows()
     }
-    result.rows_in, result.files_read = int(located["rows"].sum()), len(sources)
+    result.rows_in, result.files_read = int(located["rows"].sum()) + result.orphaned, len(sources)
     targets = []
     for key, files in files_of.items():
-        rows = _scan_checked(storage, files).filter(target == key).select(VIOLATION_COLUMNS).collect()
+        rows = (
+            only_committed(_scan_checked(storage, files).filter(target == key), committed)
+            .select(VIOLATION_COLUMNS)
+            .collect()
+        )
         existing = read_versions(storage, [key]) if storage.exists(key) else empty_versions()
         merged, added = merge_versions(existing, rows, known.get(key, empty_versions()))
         result.rows_added += added
@@ -449,7 +493,7 @@ def _consolidate(
             targets.append(stage_target(storage, key, merged))
             result.rows_out += merged.height
             result.written.append(key)
-    result.duplicates = result.rows_in - result.rows_added
+    result.duplicates = result.rows_in - result.rows_added - result.orphaned
     manifest = write_manifest(storage, result.kind, result.scope, targets, sources)
     result.files_removed = apply_manifest(storage, manifest)
     return result
@@ -462,18 +506,25 @@ def _year_file_keys(storage: Storage, years: set[str]) -> dict[str, pl.DataFrame
     }
 
 
-def consolidate_month(storage: Storage, month: str) -> ConsolidationResult:
+def consolidate_month(storage: Storage, month: str, silver: Table | None = None) -> ConsolidationResult:
     """Buffer files ingested in ``month`` (or left from before it) -> the archive month file of each
-    row's event month."""
+    row's event month.
+
+    With ``silver`` (what the flow passes), only the buffered versions silver holds are archived (see
+    ``committed_versions``); without it every buffered version is, which only a caller that wrote the
+    buffers itself, without silver, may ask for.
+    """
     month = parse_month(month)
     result = ConsolidationResult("monthly", month, recovered=recover(storage))
     sources = buffer_files(storage, month)
     if not sources:
         return result
     scan = scan_versions(storage, sources)
-    years = scan.select(EVENT_YEAR.unique()).collect()["event_date"]
+    committed = committed_versions(storage, scan, silver, result) if silver is not None else None
+    years = only_committed(scan, committed).select(EVENT_YEAR.unique()).collect()["event_date"]
     closed = {y for y in years if y != UNKNOWN and storage.exists(year_key(y))}
-    return _consolidate(storage, result, sources, target_key(closed), _year_file_keys(storage, closed), scan)
+    known = _year_file_keys(storage, closed)
+    return _consolidate(storage, result, sources, target_key(closed), known, scan, committed)
 
 
 def consolidate_year(storage: Storage, year: str, today: date, force: bool = False) -> ConsolidationResult:

@@ -12,7 +12,7 @@ import click
 import typer
 from typer.exceptions import TyperException
 
-from ventureos.cli import demo, entity, feed, generate, maintain, query, run, serving
+from ventureos.cli import demo, entity, feed, generate, maintain, quarantine, query, run, serving, status
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
@@ -27,6 +27,7 @@ def _options(
 
 app.add_typer(run.app, name="run")
 app.add_typer(feed.app, name="feed")
+app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(entity.app, name="entity")
 app.add_typer(generate.app, name="generate")
 app.command(name="demo")(demo.demo)
@@ -34,6 +35,7 @@ app.command(name="query")(query.query)
 app.command(name="maintain")(maintain.maintain)
 app.add_typer(serving.app, name="serving")
 app.command(name="top")(serving.top)
+app.command(name="status")(status.status)
 
 
 def _environment_defaults(debug: bool) -> None:

@@ -3,6 +3,7 @@ silver/gold table, and the printing shared with ``ventureos run monthly-consolid
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import polars as pl
@@ -35,11 +36,8 @@ def maintain(
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-table results as JSON.")] = False,
 ) -> None:
     """Compact partitions with many small data files, expire snapshots past the retention, remove orphan files."""
-    from flows.common import utc_now
-    from ventureos.lakehouse import current_lakehouse
-    from ventureos.maintenance import maintain as run_maintenance
+    # The task the consolidation flows run: same commit slots, retries and logs (run in-process).
+    from tasks.maintenance import maintain_tables
 
-    lakehouse = current_lakehouse()
-    lakehouse.violations()
-    rows = [r.as_dict() for r in run_maintenance(lakehouse.catalog, lakehouse.settings, utc_now())]
+    rows = maintain_tables(datetime.now(UTC))
     print_json(rows) if as_json else print_maintenance(rows)
