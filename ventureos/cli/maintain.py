@@ -3,12 +3,13 @@ silver/gold table, and the printing shared with ``ventureos run monthly-consolid
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import polars as pl
 import typer
 
-from ventureos.cli.output import console, print_frame, print_json
+from ventureos.cli.output import console, print_frame, print_json, print_written
 
 
 def print_maintenance(rows: list[dict[str, Any]]) -> None:
@@ -18,7 +19,7 @@ def print_maintenance(rows: list[dict[str, Any]]) -> None:
         console.print("no silver or gold tables to maintain")
 
 
-def print_consolidation(report: dict[str, Any]) -> None:
+def print_consolidation(report: dict[str, Any], verbose: bool = False) -> None:
     status = "[green]reconciled[/green]" if report["reconciled"] else "[red]NOT RECONCILED[/red]"
     console.print(
         f"{report['flow']} {report['scope']}: rows in {report['rows_in']} = added {report['rows_added']}"
@@ -26,8 +27,7 @@ def print_consolidation(report: dict[str, Any]) -> None:
         f" in {len(report['written'])} file(s); late rows {report['late_rows']};"
         f" files removed {report['files_removed']}"
     )
-    for key in report["written"]:
-        console.print(f"  wrote {key}")
+    print_written(report["written"], "files written", verbose)
     print_maintenance(report["maintenance"])
 
 
@@ -35,11 +35,10 @@ def maintain(
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-table results as JSON.")] = False,
 ) -> None:
     """Compact partitions with many small data files, expire snapshots past the retention, remove orphan files."""
-    from flows.common import utc_now
     from ventureos.lakehouse import current_lakehouse
     from ventureos.maintenance import maintain as run_maintenance
 
     lakehouse = current_lakehouse()
     lakehouse.violations()
-    rows = [r.as_dict() for r in run_maintenance(lakehouse.catalog, lakehouse.settings, utc_now())]
+    rows = [r.as_dict() for r in run_maintenance(lakehouse.catalog, lakehouse.settings, datetime.now(UTC))]
     print_json(rows) if as_json else print_maintenance(rows)
