@@ -392,3 +392,15 @@ def test_report_markdown_summarizes_written_files() -> None:
     assert "x-written" not in few and all(f"`{n}`" in few for n in names[:2])
     full = full_list_markdown("historical-load files written", names)
     assert all(f"`{n}`" in full for n in names)
+
+
+def test_consolidation_artifact_summarizes_written_files() -> None:
+    from tasks.consolidate import consolidation_markdown
+    from ventureos.archive import ConsolidationResult
+
+    names = [f"silver/violations/archive/month=2024-03/part-{i:04d}.parquet" for i in range(641)]
+    result = ConsolidationResult("monthly", "2024-03", rows_in=10, rows_added=10, written=names)
+    markdown = consolidation_markdown(result, "monthly-consolidate-written")
+    assert "rows out 0 in 641 file(s)" in markdown and "## Written (641)" in markdown
+    assert sum(f"`{n}`" in markdown for n in names) == 3
+    assert "and 638 more: every one in artifact `monthly-consolidate-written`" in markdown
