@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -321,7 +323,7 @@ def test_a_gold_sync_with_nothing_to_sync_starts_no_flow(
 # Noise: summaries by default, every name with --verbose ----------------------------------------------
 
 
-def _consolidation(files: int) -> dict[str, object]:
+def _consolidation(files: int) -> dict[str, Any]:
     return {
         "flow": "monthly-consolidate",
         "scope": "2024-03",
@@ -339,7 +341,7 @@ def _consolidation(files: int) -> dict[str, object]:
     }
 
 
-def _historical(files: int) -> dict[str, object]:
+def _historical(files: int) -> dict[str, Any]:
     written = [
         f"silver/violations/buffer/ingest_date=2024-03-05/osha-enforcement-{i:03d}.parquet"
         for i in range(files)
@@ -359,13 +361,13 @@ def _historical(files: int) -> dict[str, object]:
 
 @pytest.mark.parametrize("build", [_consolidation, _historical])
 def test_many_files_print_a_summary_and_verbose_lists_all(
-    build: object, capsys: pytest.CaptureFixture[str]
+    build: Callable[[int], dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from ventureos.cli.maintain import print_consolidation
     from ventureos.cli.output import print_report
 
     show = print_consolidation if build is _consolidation else print_report
-    report = build(641)  # type: ignore[operator]
+    report = build(641)
     names: list[str] = report["written"]
     show(report)
     out = capsys.readouterr().out
