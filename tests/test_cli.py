@@ -406,3 +406,14 @@ def test_consolidation_artifact_summarizes_written_files() -> None:
     assert "rows out 0 in 641 file(s)" in markdown and "## Written (641)" in markdown
     assert sum(f"`{n}`" in markdown for n in names) == 3
     assert "and 638 more: every one in artifact `monthly-consolidate-written`" in markdown
+
+
+def test_the_no_op_check_on_dynamodb(aws_home: str) -> None:
+    """A missing DynamoDB table leaves the decision to the flow (which creates it)."""
+    from ventureos.cli.run import gold_sync_noop
+    from ventureos.lakehouse import current_lakehouse
+    from ventureos.serving import open_store
+
+    assert gold_sync_noop() is None
+    open_store(current_lakehouse().settings).create_tables()
+    assert gold_sync_noop() == {"changed_rows": 0, "written": 0, "deleted": 0, "watermarks": {}}

@@ -96,6 +96,8 @@ def check_source(source: str, entry: Dataset) -> None:
 def gold_sync_noop() -> dict[str, Any] | None:
     """The result a gold-sync would return when no gold row or removal is newer than its watermark
     (nothing to write or delete), else None. Read-only: watermarks and a filtered scan per gold table."""
+    from botocore.exceptions import ClientError
+
     from ventureos.gold import LEVELS, read_gold, read_removals
     from ventureos.lakehouse import current_lakehouse
     from ventureos.serving import open_store
@@ -106,7 +108,11 @@ def gold_sync_noop() -> dict[str, Any] | None:
     try:
         marks = read_watermarks(open_store(lakehouse.settings))
     except MissingServingTable:
-        return None
+        return None  # the flow creates the serving tables
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return None  # DynamoDB's missing table: the flow creates it
+        raise
     if any(not read_gold(lakehouse.catalog, level, marks.get(level)).is_empty() for level in LEVELS):
         return None
     if not read_removals(lakehouse.catalog, marks.get(REMOVALS_SOURCE)).is_empty():
