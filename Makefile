@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 ROWS ?= 2000000
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The inner loop: ruff and the tests that start no server (no Prefect API, no moto, no subprocess).
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/pytest -m "not slow"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -9,9 +9,10 @@ from prefect.runtime import flow_run
 
 from flows.common import Stopwatch, parse_day, run_id, utc_now, write_daily_path
 from normalizers import check_selection
-from tasks.bronze import daily_prefix, find_daily_datasets, read_bronze
+from tasks.bronze import find_daily_datasets, read_bronze
 from tasks.normalize import normalize_batch
 from tasks.report import publish_report
+from ventureos.layout import daily_prefix
 
 
 def _run_name() -> str:

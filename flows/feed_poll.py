@@ -10,23 +10,13 @@ from typing import Any
 from prefect import flow
 
 from flows.common import Stopwatch, run_id, utc_now, write_daily_path
-from tasks.feed import (
-    combine_reports,
-    crashed_batch,
-    delete_messages,
-    message_caused,
-    normalize_feed,
-    poison_batch,
-    receive_feed,
-    split_feed,
-    stage_feed,
-)
+from tasks.feed import delete_messages, normalize_feed, receive_feed, split_feed, stage_feed
 from tasks.report import publish_report
 from ventureos.batch import NormalizedBatch
-from ventureos.feed import by_sent_at
+from ventureos.feed import by_sent_at, crashed_batch, message_caused, poison_batch
 from ventureos.lakehouse import current_lakehouse
 from ventureos.queue import Message, current_queue
-from ventureos.report import RunReport
+from ventureos.report import RunReport, combine_reports
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +50,9 @@ def ingest_isolating(messages: list[Message], rid: str, now: datetime) -> RunRep
             raise
         if len(messages) == 1:
             log.warning("message %s fails ingestion on its own: quarantined", messages[0].message_id)
-            report = write_daily_path(
-                "feed-poll", [crashed_batch(messages[0], exc)], rid, now, now.date().isoformat(), Stopwatch()
-            )
+            settings = current_lakehouse().settings
+            crashed = crashed_batch(messages[0], exc, settings.queue_name, settings.feed_max_message_bytes)
+            report = write_daily_path("feed-poll", [crashed], rid, now, now.date().isoformat(), Stopwatch())
             report.extra["bronze"] = []
             return report
         log.warning("a batch of %d messages failed (%s): ingesting it in halves", len(messages), exc)

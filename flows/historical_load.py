@@ -13,10 +13,11 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from flows.common import Stopwatch, run_id, utc_now
 from normalizers import get_dataset
 from tasks.gold import rebuild_gold
-from tasks.historical import clean_up, commit_replace, load_batch, open_target, plan_load
+from tasks.historical import clean_up, commit_replace, load_batch, open_target, prepare_load
 from tasks.report import publish_report
 from tasks.serving import refresh_live_feed
-from ventureos.historical import HISTORICAL, notify_progress, read_batches
+from ventureos.historical import notify_progress, read_batches
+from ventureos.layout import historical_prefix
 from ventureos.load import add_quality, load_report
 
 
@@ -37,39 +38,39 @@ def historical_load(
     """
     get_dataset(agency, dataset)
     rid, now, watch = run_id(), utc_now(), Stopwatch()
-    plan = plan_load(agency, dataset, source or f"{HISTORICAL}/{agency}/{dataset}", mode)
-    done = dict(plan.done)
+    load = prepare_load(agency, dataset, source or historical_prefix(agency, dataset), mode)
+    done = dict(load.done)
     skipped = sorted(done)
     progress = create_progress_artifact(
-        progress=100.0 * len(done) / max(plan.batches, 1),
+        progress=100.0 * len(done) / max(load.batches, 1),
         key=f"historical-load-{agency}-{dataset}".replace("_", "-"),
-        description=f"{plan.mode} load {plan.load_id}: batches committed of {plan.batches}",
+        description=f"{load.mode} load {load.load_id}: batches committed of {load.batches}",
     )
-    notify_progress(len(done), plan.batches, f"resuming: {len(done)} batches already committed")
-    watch.lap("plan")
+    notify_progress(len(done), load.batches, f"resuming: {len(done)} batches already committed")
+    watch.lap("prepare")
     quality: dict[str, int] = {}
     written: list[str] = []
-    if not plan.complete and len(done) < plan.batches:
-        target = open_target(plan)
-        for number, uri, frame in read_batches(plan, skip=done):
-            outcome = load_batch(plan, target, number, uri, frame, rid, now)
+    if not load.complete and len(done) < load.batches:
+        target = open_target(load)
+        for number, uri, frame in read_batches(load, skip=done):
+            outcome = load_batch(load, target, number, uri, frame, rid, now)
             done[number] = outcome.counts
             written += outcome.written
             add_quality(quality, outcome.quality)
-            update_progress_artifact(progress, 100.0 * len(done) / plan.batches)
-            notify_progress(len(done), plan.batches, f"batch {number} committed")
+            update_progress_artifact(progress, 100.0 * len(done) / load.batches)
+            notify_progress(len(done), load.batches, f"batch {number} committed")
     watch.lap("batches")
-    swapped = commit_replace(plan, done) if plan.mode == "replace" and not plan.complete else 0
-    clean_up(plan)
+    swapped = commit_replace(load, done) if load.mode == "replace" and not load.complete else 0
+    clean_up(load)
     watch.lap("swap_and_clean_up")
-    live_feed = refresh_live_feed(plan)
+    live_feed = refresh_live_feed(load)
     watch.lap("live_feed")
     # A bulk load touches nearly every entity: one rebuild from current silver instead of a per-batch
     # update. Every run does it, so a re-run also repairs gold after a crash before this step.
     gold = rebuild_gold()
     watch.lap("gold")
     report = load_report(
-        plan,
+        load,
         rid,
         done,
         quality,

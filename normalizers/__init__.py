@@ -24,6 +24,13 @@ class Dataset:
     agency: str
     dataset: str
     normalize: Callable[..., pl.DataFrame]
+    """``normalize(raw, **lookups) -> frame``, the extension point. ``raw``: one batch of the source's rows,
+    every column a string as the source spells it, plus the lineage columns (``ROW``, ``SOURCE_URI``); a
+    column the batch lacks counts as blank. ``lookups``: each lookup table's rows for the batch (or None).
+    Returns one row per input row, in input order: the unified violation columns (``common.conform``),
+    ``violation_details`` (the unmapped fields with a value), ``quality_issues`` and ``reject_reason``
+    (null for a violation, else why not); ``common.finalize`` then adds ids, company slug, quality score
+    and record hash. Pure Polars: no I/O, deterministic."""
     lookups: Mapping[str, str] = field(default_factory=dict)
     """Lookup table name -> the column it is joined on."""
     id_columns: tuple[str, ...] = ()

@@ -8,19 +8,14 @@ the quality score and the content hash.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from datetime import date, timedelta
 
 import polars as pl
 import polars_hash  # noqa: F401  (registers the stable .nchash namespace)
 
 from ventureos.entities import resolve_companies, unreadable_name
-
-# Lineage columns added to every raw frame; named so that no source column can collide with them
-# (a feed record with a ``_row`` key once sent its whole batch to the dead-letter queue).
-ROW = "__ventureos_row"
-SOURCE_URI = "__ventureos_source_uri"
-LINEAGE = (ROW, SOURCE_URI)
+from ventureos.schemas import ROW, SOURCE_URI
 
 NORMALIZED_SCHEMA = pl.Schema(
     {
@@ -207,25 +202,6 @@ def flag(value: pl.Expr) -> pl.Expr:
     return value.cast(pl.Float64, strict=False).fill_null(0) > 0
 
 
-def details_json(columns: Sequence[str], unread: Mapping[str, pl.Expr] | None = None) -> pl.Expr:
-    """Compact JSON object of the given source fields that have a value, keyed by the source's names.
-
-    Null fields are left out: a column that only other files of the batch have (or that this record
-    leaves blank) must not change the record's content, hence its ``record_hash``. ``unread`` maps
-    mapped source fields to what they were parsed into: a value the parser could not read (a date of
-    ``notadate``, a type code of ``X``) is kept here, so the source's text survives in silver.
-    """
-    has_value = {c: pl.col(c).is_not_null() for c in columns}
-    has_value |= {c: pl.col(c).is_not_null() & parsed.is_null() for c, parsed in (unread or {}).items()}
-    members = [
-        pl.when(kept).then(pl.struct(c).struct.json_encode().str.head(-1).str.tail(-1))
-        for c, kept in has_value.items()
-    ]
-    if not members:
-        return pl.lit("{}", dtype=pl.String)
-    return pl.concat_str(pl.lit("{"), pl.concat_str(members, separator=",", ignore_nulls=True), pl.lit("}"))
-
-
 def quality_flags(checks: dict[str, pl.Expr]) -> pl.Expr:
     """List of the names whose check is true, e.g. ``["missing_coordinates"]``.
 
@@ -310,6 +286,6 @@ def finalize(frame: pl.DataFrame, agency: str, dataset: str) -> pl.DataFrame:
         dataset=pl.lit(dataset),
     )
     # xxh3-128 (polars-hash: stable across versions), as a decimal string: change detection needs no
-    # cryptographic hash, and md5 was half of a historical load's time.
+    # cryptographic hash, and a cryptographic one costs a large share of a load (bench/RESULTS.md).
     record_hash = content.nchash.xxh3_128().cast(pl.String)
     return _with_quality(resolved, generic).with_columns(record_hash=record_hash)

@@ -8,12 +8,7 @@ from normalizers import REGISTRY
 from tasks.policy import IO_TASK
 from ventureos.bronze import RawBatch, read_raw_batch
 from ventureos.lakehouse import current_lakehouse
-
-DAILY = "bronze/daily"
-
-
-def daily_prefix(agency: str, dataset: str, date: str) -> str:
-    return f"{DAILY}/{agency}/{dataset}/{date}"
+from ventureos.layout import DAILY_PREFIX, daily_prefix
 
 
 @task(name="find-daily-datasets", **IO_TASK)
@@ -22,10 +17,10 @@ def find_daily_datasets(
 ) -> list[tuple[str, str]]:
     """(agency, dataset) pairs with a folder for ``date`` under bronze/daily, narrowed by the filters."""
     storage = current_lakehouse().storage
-    agencies = [agency] if agency else storage.list_dirs(DAILY)
+    agencies = [agency] if agency else storage.list_dirs(DAILY_PREFIX)
     found = []
     for a in agencies:
-        datasets = [dataset] if dataset else storage.list_dirs(f"{DAILY}/{a}")
+        datasets = [dataset] if dataset else storage.list_dirs(f"{DAILY_PREFIX}/{a}")
         found += [(a, d) for d in datasets if storage.list(daily_prefix(a, d, date))]
     return found
 

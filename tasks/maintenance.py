@@ -1,4 +1,5 @@
-"""Iceberg maintenance of every silver and gold table, as one task the consolidation flows run."""
+"""Iceberg maintenance of every silver and gold table, as one task: the consolidation flows and
+``ventureos maintain`` both run it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from prefect import get_run_logger, task
 
 from tasks.policy import IO_TASK, iceberg_commit_slot
 from ventureos.lakehouse import current_lakehouse
-from ventureos.maintenance import maintain_table, maintained_tables
+from ventureos.maintenance import maintain
 
 
 @task(name="maintain-tables", **IO_TASK)
@@ -17,19 +18,17 @@ def maintain_tables(now: datetime) -> list[dict]:
     a commit conflict with a writer outside the slot is retried (the task re-plans from the new state)."""
     lakehouse = current_lakehouse()
     lakehouse.violations()  # the silver table exists from the first run on
-    logger, results = get_run_logger(), []
-    for name in maintained_tables(lakehouse.catalog):
-        with iceberg_commit_slot(name):
-            result = maintain_table(lakehouse.catalog, name, lakehouse.settings, now)
+    logger = get_run_logger()
+    results = maintain(lakehouse.catalog, lakehouse.settings, now, slot=iceberg_commit_slot)
+    for result in results:
         if result.skipped:
-            logger.info("%s: catalog is S3 Tables, which compacts itself: compaction skipped", name)
+            logger.info("%s: catalog is S3 Tables, which compacts itself: compaction skipped", result.table)
         else:
             logger.info(
                 "%s: %d -> %d data files, %d snapshots expired",
-                name,
+                result.table,
                 result.files_before,
                 result.files_after,
                 result.snapshots_expired,
             )
-        results.append(result.as_dict())
-    return results
+    return [result.as_dict() for result in results]

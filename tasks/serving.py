@@ -10,7 +10,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 
 from tasks.policy import IO_TASK
-from ventureos.historical import LoadPlan
+from ventureos.historical import Load
 from ventureos.lakehouse import current_lakehouse
 from ventureos.serving import ServingStore, open_store
 from ventureos.serving.live_feed import refresh_after_load, update_after_batch
@@ -35,10 +35,10 @@ def update_live_feed(plan: Scd2Plan) -> dict[str, Any]:
 
 
 @task(name="refresh-live-feed", **IO_TASK)
-def refresh_live_feed(plan: LoadPlan) -> dict[str, Any]:
+def refresh_live_feed(load: Load) -> dict[str, Any]:
     """After a historical load: the live violations it replaced leave the feed."""
     lakehouse = current_lakehouse()
-    return asdict(refresh_after_load(ready_store(lakehouse.settings), lakehouse.violations(), plan))
+    return asdict(refresh_after_load(ready_store(lakehouse.settings), lakehouse.violations(), load))
 
 
 @task(name="sync-entities", **IO_TASK)

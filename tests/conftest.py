@@ -22,6 +22,18 @@ MOTO_KEYS = {
 }
 
 
+SLOW_FIXTURES = {"prefect_harness", "moto_endpoint", "aws_home", "server"}
+"""Fixtures that start a server (Prefect API, moto, a Prefect server subprocess): their tests are ``slow``."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark as ``slow`` every test that needs a slow fixture (directly or through another fixture) and
+    every ``aws`` test (a fixture may ask for the moto server only once it runs)."""
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())) or item.get_closest_marker("aws"):
+            item.add_marker(pytest.mark.slow)
+
+
 def _clear_ventureos_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("VENTUREOS_"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from normalizers.common import LINEAGE, ROW, SOURCE_URI
 from ventureos.bronze import RawBatch, read_raw_batch
+from ventureos.schemas import LINEAGE, ROW, SOURCE_URI
 
 from .test_severe_injury import real_rows
 

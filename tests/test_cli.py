@@ -173,6 +173,7 @@ def test_read_in_text_names_or_comments_is_not_a_call(sql: str) -> None:
     check_query(sql)
 
 
+@pytest.mark.slow  # the console script starts its own Prefect API
 def test_demo_console_script_exits_zero_with_summary(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VENTUREOS_", "PREFECT_"))}
     env |= {"VENTUREOS_HOME": str(tmp_path / "demo"), "PREFECT_HOME": str(tmp_path / "prefect")}
@@ -251,13 +252,8 @@ def test_a_missing_source_fails_before_the_flow(home: Path, tmp_path: Path) -> N
         ("top", "--json"),
         ("feed", "status", "--json"),
         ("entity", "explain", "Wal-Mart Stores, Inc."),
-        pytest.param(
-            ("serving", "get", "COMPANY#walmart"),
-            marks=pytest.mark.xfail(
-                reason="ventureos.serving.dynamodb imports tasks.policy (Prefect) for is_transient",
-                strict=False,
-            ),
-        ),
+        ("serving", "get", "COMPANY#walmart"),
+        ("quarantine", "list", "--json"),
     ],
 )
 def test_commands_that_run_no_flow_never_import_prefect(home: Path, args: tuple[str, ...]) -> None:

@@ -28,18 +28,25 @@ from ventureos.archive import (
     consolidate_year,
     content_checksum,
     dedupe_versions,
-    late_key,
     merge_versions,
-    month_key,
-    route,
-    year_key,
+    target_key,
 )
 from ventureos.batch import normalize_raw_batch
 from ventureos.bronze import read_raw_batch
-from ventureos.buffer import BUFFER_PREFIX, write_buffer_files
+from ventureos.buffer import write_buffer_files
 from ventureos.cli import main
 from ventureos.datafiles import encode_partitions
 from ventureos.lakehouse import current_lakehouse
+from ventureos.layout import (
+    ARCHIVE_PREFIX,
+    BUFFER_PREFIX,
+    CONSOLIDATION_PREFIX,
+    CONSOLIDATION_STAGING_PREFIX,
+    LATE_PREFIX,
+    late_key,
+    month_key,
+    year_key,
+)
 from ventureos.schemas import VIOLATIONS_PARTITION, VIOLATIONS_SCHEMA
 from ventureos.silver import content_id, empty_violations, plan_scd2
 from ventureos.storage import Storage
@@ -115,12 +122,12 @@ def versions(frame: pl.DataFrame) -> set[tuple]:
 
 
 def work_area(storage: Storage) -> list[str]:
-    return storage.list(archive.WORK_PREFIX)
+    return storage.list(CONSOLIDATION_PREFIX)
 
 
 def archive_state(storage: Storage) -> dict[str, str]:
     """Every archive/late file with its content checksum."""
-    keys = storage.list(archive.ARCHIVE_PREFIX) + storage.list(archive.LATE_PREFIX)
+    keys = storage.list(ARCHIVE_PREFIX) + storage.list(LATE_PREFIX)
     return {k: content_checksum(archive.read_versions(storage, [k])) for k in keys}
 
 
@@ -160,18 +167,21 @@ def test_merge_keeps_one_row_per_version_and_the_latest_delivery(home: Path) -> 
     assert (added, merged.equals(existing)) == (0, True)  # nothing to rewrite
 
 
-def test_route_by_event_month_and_closed_years(home: Path) -> None:
+def rows_per_target(rows: pl.DataFrame, closed_years: set[str]) -> dict[str, int]:
+    counted = rows.group_by(target_key(closed_years).alias("target")).len()
+    return dict(counted.iter_rows())
+
+
+def test_target_by_event_month_and_closed_years(home: Path) -> None:
     feed, _ = stage_two_months(current_lakehouse().storage)
     rows = dedupe_versions(all_buffer_rows(feed.storage))
     unknown = rows.head(1).with_columns(event_date=pl.lit(None, dtype=pl.Date))
-    routed = route(pl.concat([rows, unknown]), closed_years=set())
-    assert {k: v.height for k, v in routed.items()} == {
+    assert rows_per_target(pl.concat([rows, unknown]), closed_years=set()) == {
         month_key("2024", "01"): 11,
         month_key("2024", "02"): 3,
         month_key("unknown", "unknown"): 1,
     }
-    closed = route(rows, closed_years={"2024"})
-    assert {k: v.height for k, v in closed.items()} == {late_key("2024"): 14}
+    assert rows_per_target(rows, closed_years={"2024"}) == {late_key("2024"): 14}
 
 
 # Monthly and yearly runs ------------------------------------------------------------------------
@@ -214,7 +224,7 @@ def consolidate_all_and_check(storage: Storage) -> None:
 
     year = consolidate_year(storage, "2024", today=date(2025, 3, 1), force=True)
     assert (year.rows_in, year.rows_added, year.rows_out, year.files_removed) == (14, 14, 14, 2)
-    assert storage.list(f"{archive.ARCHIVE_PREFIX}/violation_year=2024") == [year_key("2024")]
+    assert storage.list(f"{ARCHIVE_PREFIX}/violation_year=2024") == [year_key("2024")]
     year_rows = storage.read_parquet(year_key("2024"))
     assert content_checksum(year_rows) == content_checksum(archived)
     year_bytes = storage.read_bytes(year_key("2024"))
@@ -347,7 +357,7 @@ def test_yearly_crash_then_rerun_completes(
     rerun = consolidate_year(storage, "2024", today=AFTER_GRACE)
     assert rerun.late_rows == 0
 
-    assert storage.list(f"{archive.ARCHIVE_PREFIX}/violation_year=2024") == [year_key("2024")]
+    assert storage.list(f"{ARCHIVE_PREFIX}/violation_year=2024") == [year_key("2024")]
     assert not storage.exists(late_key("2024")) and work_area(storage) == []
     assert content_checksum(storage.read_parquet(year_key("2024"))) == content_checksum(months)
 
@@ -361,7 +371,7 @@ def test_lost_staging_after_commit_is_reported_not_guessed(
         crash_on(patch, "swap_target", 1)
         with pytest.raises(Crash):
             consolidate_month(storage, "2024-01")
-    for key in storage.list(archive.STAGING_PREFIX):
+    for key in storage.list(CONSOLIDATION_STAGING_PREFIX):
         storage.delete(key)
     with pytest.raises(ConsolidationError, match="is gone"):
         consolidate_month(storage, "2024-01")
@@ -394,9 +404,9 @@ def test_flows_and_cli_consolidate_and_refuse_before_grace(
     state = yearly_consolidate(year="2024", return_state=True)  # long past July 1, 2025
     closed = state.result()
     assert (closed["rows_in"], closed["rows_out"], closed["files_removed"]) == (14, 14, 2)
-    assert storage.list(f"{archive.ARCHIVE_PREFIX}/violation_year=2024") == [year_key("2024")]
+    assert storage.list(f"{ARCHIVE_PREFIX}/violation_year=2024") == [year_key("2024")]
     # No empty month or ingest-date folders left behind on local disk.
-    assert storage.list_dirs(f"{archive.ARCHIVE_PREFIX}/violation_year=2024") == []
+    assert storage.list_dirs(f"{ARCHIVE_PREFIX}/violation_year=2024") == []
     assert storage.list_dirs(BUFFER_PREFIX) == []
 
     with get_client(sync_client=True) as client:

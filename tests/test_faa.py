@@ -10,10 +10,11 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from normalizers import normalize
-from normalizers.common import ROW, SOURCE_URI, read_date
+from normalizers.common import read_date
 from normalizers.faa.enforcement import repair_words
 from ventureos.batch import normalize_raw_batch
 from ventureos.bronze import read_raw_batch
+from ventureos.schemas import ROW, SOURCE_URI
 
 HEADER = (
     "CASE NUMBER,NAME,ENTITY TYPE,DATE KNOWN,ACTION,SANCTION AMOUNT,SANCTION,CASE TYPE,CLOSED DATE,MASTER #\n"

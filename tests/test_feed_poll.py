@@ -18,9 +18,8 @@ import normalizers
 from flows.common import utc_now
 from flows.feed_poll import feed_poll, ingest_isolating, ingest_messages
 from normalizers.osha import severe_injury
-from tasks.feed import message_caused
 from ventureos.cli.feed import message_bodies
-from ventureos.feed import PoisonMessage, envelope_json, parse_envelope, raw_batch
+from ventureos.feed import PoisonMessage, envelope_json, message_caused, parse_envelope, raw_batch
 from ventureos.lakehouse import current_lakehouse
 from ventureos.queue import Depth, current_queue
 from ventureos.serving import open_store

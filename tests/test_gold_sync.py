@@ -16,7 +16,6 @@ import flows.common
 from flows.daily_ingest import daily_ingest
 from flows.gold_sync import gold_sync
 from flows.historical_load import historical_load
-from normalizers.common import SOURCE_URI
 from ventureos.cli import main
 from ventureos.gold import (
     ALL,
@@ -28,7 +27,7 @@ from ventureos.gold import (
     removals_table,
 )
 from ventureos.lakehouse import current_lakehouse
-from ventureos.schemas import to_arrow
+from ventureos.schemas import SOURCE_URI, to_arrow
 from ventureos.serving import ENTITIES, LIVE_FEED, ServingStore, open_store
 from ventureos.serving.live_feed import FEED_COLUMNS, FEED_SIZE, apply_to_feed, feed_frame, live
 from ventureos.serving.sync import iso, read_watermarks, sync_entities
@@ -222,6 +221,18 @@ def replace_takes_daily_items_out_of_the_feed(history: pl.DataFrame) -> None:
     assert expected_feed(current_silver()) == [] and stored_feed(open_store(load_settings())) == []
 
 
+def crash_after_the_silver_commit(day: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """daily-ingest of ``day`` dies right after its silver commit, before gold and the live feed."""
+
+    def die(plan: object) -> None:
+        raise SystemExit("killed right after the silver commit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(flows.common, "update_gold", die)
+        with pytest.raises(SystemExit):
+            daily_ingest(day)
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_rerun_after_a_crash_past_the_silver_commit_repairs_gold_and_the_feed(
     home: Path, monkeypatch: pytest.MonkeyPatch
@@ -239,13 +250,7 @@ def test_rerun_after_a_crash_past_the_silver_commit_repairs_gold_and_the_feed(
     )
     stage_day(DAY2, day2)
 
-    def die(plan: object) -> None:
-        raise SystemExit("killed right after the silver commit")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(flows.common, "update_gold", die)
-        with pytest.raises(SystemExit):
-            daily_ingest(DAY2)
+    crash_after_the_silver_commit(DAY2, monkeypatch)
     assert stored_feed(store) != expected_feed(current_silver())  # the old company still shows
 
     assert daily_ingest(DAY2)["totals"]["unchanged"] == 2
@@ -267,13 +272,7 @@ def test_rebuild_gold_repairs_a_crash_that_another_run_followed(
     daily_ingest(DAY1)
     stage_day(DAY2, reports.head(1).with_columns(Employer=pl.lit("Brand New Employer LLC")))
 
-    def die(plan: object) -> None:
-        raise SystemExit("killed right after the silver commit")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(flows.common, "update_gold", die)
-        with pytest.raises(SystemExit):
-            daily_ingest(DAY2)
+    crash_after_the_silver_commit(DAY2, monkeypatch)
     stage_day("2024-03-07", reports.slice(30, 5))
     assert daily_ingest("2024-03-07")["totals"]["inserted"] == 5
     renamed = current_silver().filter(pl.col("company_name") == "Brand New Employer LLC")

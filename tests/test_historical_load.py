@@ -66,7 +66,14 @@ def test_append_is_idempotent_and_replace_swaps_atomically(small_batches: Path, 
     live = live_ids(first)
     assert len(live) == first.violations - first.deleted
     assert report["reconciled"] and report["batches"] == 6  # 2 files of 225 rows, 100 per batch
-    assert list(report["timings"]) == ["plan", "batches", "swap_and_clean_up", "live_feed", "gold", "total"]
+    assert list(report["timings"]) == [
+        "prepare",
+        "batches",
+        "swap_and_clean_up",
+        "live_feed",
+        "gold",
+        "total",
+    ]
     # Deleted citations never loaded close nothing: quarantined (nothing lost), not counted unchanged.
     assert report["totals"] == {
         "read": 450, "inserted": len(live), "updated": 0, "deleted": 0,

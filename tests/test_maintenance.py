@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from ventureos.maintenance import MaintenanceError, maintain, maintained_tables
 from ventureos.schemas import VIOLATIONS_ARROW, to_arrow
 from ventureos.settings import load_settings
 from ventureos.silver import empty_violations, plan_scd2
-from ventureos.storage import Storage
+from ventureos.storage import open_storage
 
 from .conftest import BUNDLED_SAMPLES
 
@@ -126,6 +128,21 @@ def test_s3_tables_catalog_skips_with_a_log_line(home: Path, caplog: pytest.LogC
     assert file_count("gold.sample_stats") == 6
 
 
+def test_each_table_is_maintained_inside_its_commit_slot(home: Path) -> None:
+    small_gold(6)
+    catalog, held, inside = current_lakehouse().catalog, [], []
+
+    @contextmanager
+    def slot(table: str) -> Iterator[None]:
+        held.append(table)
+        yield
+        inside.append(table)
+
+    results = maintain(catalog, load_settings(), NOW, slot=slot)
+    assert held == inside == [r.table for r in results] == maintained_tables(catalog)
+
+
+@pytest.mark.usefixtures("prefect_harness")
 def test_maintain_cli(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     small_gold(6)
     main(["maintain", "--json"])
@@ -139,7 +156,7 @@ def test_compaction_on_s3(aws_home: str) -> None:
     small_gold(6)
     before = table_rows("gold.sample_stats", "entity")
     location = current_lakehouse().catalog.load_table("gold.sample_stats").location()
-    orphans = Storage(location, load_settings())
+    orphans = open_storage(location, load_settings())
     orphans.write_bytes("data/crashed-write.parquet", b"never committed")
     results = {
         r.table: r

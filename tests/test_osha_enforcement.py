@@ -18,8 +18,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from normalizers import get_dataset, normalize
-from normalizers.common import ROW, SOURCE_URI
 from normalizers.osha import enforcement
+from ventureos.schemas import ROW, SOURCE_URI
 
 DICTIONARY = Path(__file__).parent / "data" / "osha_data_dictionary.csv"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from pathlib import Path
 
 import boto3
 import pytest
@@ -15,7 +14,6 @@ from polars.exceptions import SchemaError
 from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.states import exception_to_failed_state
 from pyiceberg.exceptions import (
     CommitFailedException,
@@ -27,13 +25,12 @@ from requests.exceptions import ReadTimeout
 from sqlalchemy.exc import OperationalError
 
 from tasks.policy import (
-    BATCH_TASK,
     IO_TASK,
     commit_limit_name,
     iceberg_commit_slot,
-    is_transient,
     retry_transient,
 )
+from ventureos.transient import is_transient
 
 
 def client_error(code: str, status: int) -> ClientError:
@@ -106,8 +103,7 @@ def test_io_task_policy_shape() -> None:
     assert IO_TASK["retries"] == 4
     assert IO_TASK["retry_jitter_factor"] == 0.5
     assert IO_TASK["retry_delay_seconds"](4) == [2, 4, 8, 16]  # exponential backoff
-    assert BATCH_TASK["persist_result"] is True
-    assert BATCH_TASK["retry_condition_fn"] is retry_transient
+    assert IO_TASK["retry_condition_fn"] is retry_transient
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -135,27 +131,6 @@ def test_task_retries_transient_errors_but_not_permanent_ones() -> None:
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_batch_task_reuses_results_only_inside_one_flow_run(tmp_path: Path) -> None:
-    done: list[int] = []
-
-    @task(**BATCH_TASK)
-    def load_batch(number: int) -> int:
-        done.append(number)
-        return number * 10
-
-    @flow
-    def load(numbers: list[int]) -> list[int]:
-        return [load_batch(n) for n in numbers]
-
-    with temporary_settings({PREFECT_RESULTS_LOCAL_STORAGE_PATH: tmp_path / "results"}):
-        assert load([1, 2, 1]) == [10, 20, 10]
-        assert done == [1, 2]  # the repeated batch in the same run was reused
-        assert load([1]) == [10]
-        assert done == [1, 2, 1]  # a new run does the work again
-    assert len(list((tmp_path / "results").iterdir())) == 3  # persisted results, one per (run, batch)
-
-
-@pytest.mark.usefixtures("prefect_harness")
 def test_iceberg_commit_slot_is_held_while_committing_and_skipped_without_limit(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -174,64 +149,3 @@ def test_iceberg_commit_slot_is_held_while_committing_and_skipped_without_limit(
             assert client.read_global_concurrency_limit_by_name(name).active_slots == 0
         finally:
             client.delete_global_concurrency_limit_by_name(name)
-
-
-@pytest.mark.usefixtures("prefect_harness")
-def test_a_retried_flow_run_reruns_only_the_batch_that_failed(tmp_path: Path) -> None:
-    """Flow-level retry = the same flow run again: finished batches come from the persisted results."""
-    attempts: list[int] = []
-    broken = {2}
-
-    @task(**BATCH_TASK)
-    def load_batch(number: int) -> int:
-        attempts.append(number)
-        if number in broken:
-            broken.clear()  # fixed before the retry
-            raise ValueError(f"batch {number}: bad input")
-        return number
-
-    @flow(retries=1, retry_delay_seconds=0)
-    def load() -> list[int]:
-        return [load_batch(n) for n in (1, 2, 3)]
-
-    with temporary_settings({PREFECT_RESULTS_LOCAL_STORAGE_PATH: tmp_path / "results"}):
-        assert load() == [1, 2, 3]
-    assert attempts == [1, 2, 2, 3]  # 1 reused on the retry, 2 re-run, 3 first run on the retry
-
-
-@pytest.mark.aws
-@pytest.mark.usefixtures("prefect_harness")
-def test_batch_results_persist_to_the_lake_bucket_in_the_aws_shape(moto_endpoint: str, aws_home: str) -> None:
-    """The ECS setting (PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK -> S3Bucket over prefect-results/ of the
-    lake bucket), against S3 on moto: results land there and a retried run reuses them."""
-    from prefect.settings import PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK
-    from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
-
-    credentials = AwsCredentials(
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-        aws_client_parameters=AwsClientParameters(endpoint_url=moto_endpoint),
-    )
-    S3Bucket(bucket_name=aws_home, bucket_folder="prefect-results", credentials=credentials).save(
-        "ventureos-results-test", overwrite=True
-    )
-    attempts: list[str] = []
-
-    @task(**BATCH_TASK)
-    def load_batch(name: str) -> str:
-        attempts.append(name)
-        if name == "b" and attempts.count("b") == 1:
-            raise ValueError("bad input")
-        return name.upper()
-
-    @flow(retries=1, retry_delay_seconds=0)
-    def load() -> list[str]:
-        return [load_batch(n) for n in ("a", "b")]
-
-    with temporary_settings({PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK: "s3-bucket/ventureos-results-test"}):
-        assert load() == ["A", "B"]
-    assert attempts == ["a", "b", "b"]
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=aws_home)["Contents"]]
-    assert len(keys) >= 2 and all(k.startswith("prefect-results/") for k in keys)  # + flow/failure states

@@ -9,9 +9,9 @@ from pathlib import Path
 import polars as pl
 
 from normalizers import normalize
-from normalizers.common import ROW, SOURCE_URI
 from ventureos.bronze import read_raw_batch
 from ventureos.lakehouse import current_lakehouse
+from ventureos.schemas import ROW, SOURCE_URI
 from ventureos.silver import (
     commit_scd2,
     current_versions,

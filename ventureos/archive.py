@@ -1,14 +1,8 @@
 """Buffer -> monthly archive -> immutable yearly archive, without losing or duplicating a version.
 
-Layout (DESIGN.md contract, plus two areas this module owns):
-
-    silver/violations/buffer/ingest_date=YYYY-MM-DD/*.parquet          daily dual write (input)
-    silver/violations/archive/violation_year=YYYY/month=MM/data.parquet  one file per event month
-    silver/violations/archive/violation_year=YYYY/data.parquet           one immutable file per closed year
-    silver/violations/late/violation_year=YYYY/data.parquet              rows that arrived after YYYY closed
-    silver/violations/_consolidation/{staging,manifests}/                work area of a run in progress
-
-Rows without an event date go to ``violation_year=unknown/month=unknown``; that year is never closed.
+Input: the buffer files; output: one archive file per event month, one immutable file per closed year,
+and a late file per closed year for rows that arrived after it closed; a work area holds the staging
+files and manifests of a run in progress (keys: ``ventureos.layout``). Rows without an event date go to ``violation_year=unknown/month=unknown``; that year is never closed.
 
 Every run is the same three-phase protocol, identical on local disk and S3 (which has no rename):
 
@@ -30,7 +24,6 @@ and is left for the next run.
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -38,16 +31,23 @@ from typing import Any
 import polars as pl
 import polars_hash  # noqa: F401  (registers .nchash)
 
-from ventureos.buffer import BUFFER_PREFIX
+from ventureos.layout import (
+    BUFFER_PREFIX,
+    CONSOLIDATION_MANIFEST_PREFIX,
+    CONSOLIDATION_STAGING_PREFIX,
+    LATE_PREFIX,
+    archive_year_prefix,
+    buffer_ingest_date,
+    consolidation_manifest_key,
+    consolidation_staging_key,
+    is_month_key,
+    late_key,
+    month_key,
+    year_key,
+)
 from ventureos.schemas import VIOLATION_COLUMNS, VIOLATIONS_POLARS
 from ventureos.storage import Storage
 
-SILVER_PREFIX = "silver/violations"
-ARCHIVE_PREFIX = f"{SILVER_PREFIX}/archive"
-LATE_PREFIX = f"{SILVER_PREFIX}/late"
-WORK_PREFIX = f"{SILVER_PREFIX}/_consolidation"
-STAGING_PREFIX = f"{WORK_PREFIX}/staging"
-MANIFEST_PREFIX = f"{WORK_PREFIX}/manifests"
 UNKNOWN = "unknown"
 
 VERSION_KEY = ("violation_id", "record_hash", "change_type")
@@ -68,21 +68,9 @@ class GracePeriodError(ValueError):
 # Keys -------------------------------------------------------------------------------------------
 
 
-def month_key(year: str, month: str) -> str:
-    return f"{ARCHIVE_PREFIX}/violation_year={year}/month={month}/data.parquet"
-
-
-def year_key(year: str) -> str:
-    return f"{ARCHIVE_PREFIX}/violation_year={year}/data.parquet"
-
-
-def late_key(year: str) -> str:
-    return f"{LATE_PREFIX}/violation_year={year}/data.parquet"
-
-
 def month_files(storage: Storage, year: str) -> list[str]:
     """The month files of one violation year (never the year file itself)."""
-    return [k for k in storage.list(f"{ARCHIVE_PREFIX}/violation_year={year}") if "/month=" in k]
+    return [k for k in storage.list(archive_year_prefix(year)) if is_month_key(k)]
 
 
 def buffer_files(storage: Storage, month: str) -> list[str]:
@@ -94,7 +82,7 @@ def buffer_files(storage: Storage, month: str) -> list[str]:
     return [
         key
         for folder in storage.list_dirs(BUFFER_PREFIX)
-        if folder.startswith("ingest_date=") and folder.removeprefix("ingest_date=")[:7] <= month
+        if (ingest_date := buffer_ingest_date(folder)) is not None and ingest_date[:7] <= month
         for key in storage.list(f"{BUFFER_PREFIX}/{folder}")
         if key.endswith(".parquet")
     ]
@@ -186,22 +174,9 @@ def target_key(closed_years: set[str]) -> pl.Expr:
     """Where a row belongs: its event month's file, or the late area when that year is closed."""
     return (
         pl.when(EVENT_YEAR.is_in(sorted(closed_years)))
-        .then(pl.format(f"{LATE_PREFIX}/violation_year={{}}/data.parquet", EVENT_YEAR))
-        .otherwise(
-            pl.format(
-                f"{ARCHIVE_PREFIX}/violation_year={{}}/month={{}}/data.parquet", EVENT_YEAR, EVENT_MONTH
-            )
-        )
+        .then(pl.format(late_key("{}"), EVENT_YEAR))
+        .otherwise(pl.format(month_key("{}", "{}"), EVENT_YEAR, EVENT_MONTH))
     )
-
-
-def route(rows: pl.DataFrame, closed_years: set[str]) -> dict[str, pl.DataFrame]:
-    """Target key -> rows (the in-memory form of what a run does target by target)."""
-    routed = rows.with_columns(_target=target_key(closed_years))
-    return {
-        str(key): part.select(VIOLATION_COLUMNS)
-        for (key,), part in routed.partition_by("_target", as_dict=True).items()
-    }
 
 
 def merge_versions(
@@ -327,9 +302,7 @@ def verify_file(storage: Storage, key: str, rows: int, checksum: str) -> None:
 
 def stage_target(storage: Storage, key: str, frame: pl.DataFrame) -> StagedFile:
     """Write the new content of ``key`` under a unique staging key and verify it."""
-    target = StagedFile(
-        key, f"{STAGING_PREFIX}/{uuid.uuid4().hex}.parquet", frame.height, content_checksum(frame)
-    )
+    target = StagedFile(key, consolidation_staging_key(), frame.height, content_checksum(frame))
     storage.write_parquet(target.staging, frame)
     verify_file(storage, target.staging, target.rows, target.checksum)
     return target
@@ -340,7 +313,7 @@ def write_manifest(
 ) -> str:
     """The commit point of a run: from here on, it only rolls forward."""
     created = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    key = f"{MANIFEST_PREFIX}/{created}-{kind}-{scope}-{uuid.uuid4().hex[:8]}.json"
+    key = consolidation_manifest_key(created, kind, scope)
     body = {
         "kind": kind,
         "scope": scope,
@@ -353,12 +326,7 @@ def write_manifest(
 
 def swap_target(storage: Storage, target: StagedFile) -> None:
     """Put the staged file in place: a rename locally, a server-side copy on S3 (atomic per object)."""
-    staging, final = storage.path(target.staging), storage.path(target.key)
-    if storage.is_s3:
-        storage.fs.copy_file(staging, final)
-    else:
-        storage.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
-        storage.fs.move(staging, final)
+    storage.replace(target.staging, target.key)
 
 
 def is_in_place(storage: Storage, target: StagedFile) -> bool:
@@ -405,10 +373,10 @@ def apply_manifest(storage: Storage, manifest_key: str) -> int:
 
 def recover(storage: Storage) -> int:
     """Complete every manifest a crashed run left, oldest first, then drop unreferenced staging files."""
-    manifests = [k for k in storage.list(MANIFEST_PREFIX) if k.endswith(".json")]
+    manifests = [k for k in storage.list(CONSOLIDATION_MANIFEST_PREFIX) if k.endswith(".json")]
     for key in manifests:
         apply_manifest(storage, key)
-    for key in storage.list(STAGING_PREFIX):
+    for key in storage.list(CONSOLIDATION_STAGING_PREFIX):
         storage.delete(key)
     return len(manifests)
 
@@ -427,9 +395,9 @@ def _consolidate(
     """Merge each target's rows into its current content, stage, commit, apply.
 
     One pass finds which source files hold rows of which target; each target then reads only those
-    files (after a backfill, a month's buffer holds hundreds of event months: scanning every source
-    for every target took ~13 min for 2M rows). Memory holds one target's rows, not the input. A
-    target whose content would not change is not rewritten.
+    files (after a backfill, a month's buffer holds hundreds of event months: reading every source per
+    target would cost targets x sources). Memory holds one target's rows, not the input. A target whose
+    content would not change is not rewritten.
     """
     scan = (scan if scan is not None else scan_versions(storage, sources)).with_columns(_target=target)
     located = scan.group_by("_target").agg(pl.len().alias("rows"), pl.col(SOURCE_FILE).unique()).collect()

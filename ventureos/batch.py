@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from normalizers import UnknownDatasetError, normalize
-from normalizers.common import ROW
 from ventureos.bronze import PAYLOAD_SCHEMA, REJECT_SCHEMA, RawBatch, record_payloads, record_rejects
+from ventureos.schemas import ROW
 from ventureos.silver import WITHDRAWN, withdrawn_records
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-from normalizers.common import LINEAGE, ROW, SOURCE_URI, details_json
+from ventureos.schemas import LINEAGE, ROW, SOURCE_URI, details_json
 
 REJECT_SCHEMA = pl.Schema({"source_uri": pl.String, "reason": pl.String, "raw_payload": pl.String})
 # A reject that still knows its row in the raw frame (matched to a plan later, e.g. a withdrawn delete).

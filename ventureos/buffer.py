@@ -15,13 +15,8 @@ from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
 from pyiceberg.schema import Schema
 
 from ventureos.datafiles import EncodedFile, encode_partitions, file_uuid
+from ventureos.layout import buffer_key
 from ventureos.storage import Storage
-
-BUFFER_PREFIX = "silver/violations/buffer"
-
-
-def buffer_key(ingest_date: str, agency: str, dataset: str, file_id: uuid.UUID) -> str:
-    return f"{BUFFER_PREFIX}/ingest_date={ingest_date}/{agency}-{dataset}-{file_id}.parquet"
 
 
 def encode_buffer_files(schema: Schema, added: pl.DataFrame) -> list[EncodedFile]:

@@ -11,6 +11,7 @@ from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 
+from ventureos.registry import Registry
 from ventureos.schemas import (
     QUARANTINE,
     QUARANTINE_SCHEMA,
@@ -28,34 +29,56 @@ not re-check an append, so two writers could each insert the same new violation.
 again against the new state instead (``ventureos.ingest``), or their task retries."""
 
 
+CATALOGS = Registry[Catalog]("catalog type")
+"""Iceberg catalogs by ``VENTUREOS_CATALOG_TYPE``: each registers ``factory(settings) -> Catalog``.
+
+pyiceberg imports a catalog's client libraries only when that catalog is loaded, so the three
+factories live here; a catalog with its own module would name it in the registry's modules.
+"""
+
+
 def open_catalog(settings: Settings) -> Catalog:
     """SqlCatalog on SQLite (embedded), REST (S3 Tables / Glue Iceberg endpoint) or Glue."""
-    props: dict[str, str] = {}
-    if settings.catalog_type == "sql":
-        if settings.sql_catalog_uri.startswith("sqlite:///"):
-            Path(settings.sql_catalog_uri.removeprefix("sqlite:///")).parent.mkdir(
-                parents=True, exist_ok=True
-            )
-        if not settings.warehouse_uri.startswith("s3://"):
-            Path(settings.warehouse_uri).mkdir(parents=True, exist_ok=True)
-        props = {"type": "sql", "uri": settings.sql_catalog_uri, "warehouse": settings.warehouse_uri}
-    elif settings.catalog_type == "rest":
-        props = {"type": "rest", "uri": settings.catalog_uri or ""}
-        if settings.warehouse:
-            props["warehouse"] = settings.warehouse
-        if settings.catalog_sigv4:
-            props |= {
-                "rest.sigv4-enabled": "true",
-                "rest.signing-name": settings.catalog_signing_name,
-                "rest.signing-region": settings.aws_region,
-            }
-    else:
-        props = {"type": "glue", "glue.region": settings.aws_region}
-        if settings.warehouse:
-            props["warehouse"] = settings.warehouse
-        if settings.aws_endpoint_url:
-            props["glue.endpoint"] = settings.aws_endpoint_url
+    return CATALOGS.create(settings.catalog_type, settings)
+
+
+def _load(settings: Settings, props: dict[str, str]) -> Catalog:
     return load_catalog(settings.catalog_name, **props, **settings.s3_properties())
+
+
+@CATALOGS.register("sql")
+def _sql_catalog(settings: Settings) -> Catalog:
+    if settings.sql_catalog_uri.startswith("sqlite:///"):
+        Path(settings.sql_catalog_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if not settings.warehouse_uri.startswith("s3://"):
+        Path(settings.warehouse_uri).mkdir(parents=True, exist_ok=True)
+    return _load(
+        settings, {"type": "sql", "uri": settings.sql_catalog_uri, "warehouse": settings.warehouse_uri}
+    )
+
+
+@CATALOGS.register("rest")
+def _rest_catalog(settings: Settings) -> Catalog:
+    props = {"type": "rest", "uri": settings.catalog_uri or ""}
+    if settings.warehouse:
+        props["warehouse"] = settings.warehouse
+    if settings.catalog_sigv4:
+        props |= {
+            "rest.sigv4-enabled": "true",
+            "rest.signing-name": settings.catalog_signing_name,
+            "rest.signing-region": settings.aws_region,
+        }
+    return _load(settings, props)
+
+
+@CATALOGS.register("glue")
+def _glue_catalog(settings: Settings) -> Catalog:
+    props = {"type": "glue", "glue.region": settings.aws_region}
+    if settings.warehouse:
+        props["warehouse"] = settings.warehouse
+    if settings.aws_endpoint_url:
+        props["glue.endpoint"] = settings.aws_endpoint_url
+    return _load(settings, props)
 
 
 def is_s3_tables(settings: Settings) -> bool:

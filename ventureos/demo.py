@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ventureos.layout import daily_prefix
 from ventureos.settings import Settings
 
 DEMO_DATE = "2015-10-31"
@@ -50,7 +51,7 @@ def stage_demo(settings: Settings) -> list[Path]:
     if settings.is_s3:
         raise ValueError("the demo runs on the embedded shape; unset VENTUREOS_LAKE_URI")
     reset_home(settings)
-    day = Path(settings.lake) / "bronze" / "daily" / "osha" / "severe_injury" / DEMO_DATE
+    day = Path(settings.lake) / daily_prefix("osha", "severe_injury", DEMO_DATE)
     day.mkdir(parents=True, exist_ok=True)
     source = SAMPLES / "osha_severe_injury" / "severeinjury_sample.csv"
     reports = pl.read_csv(source.read_bytes(), infer_schema=False)
@@ -68,7 +69,7 @@ def stage_demo(settings: Settings) -> list[Path]:
 
 def stage_echo(settings: Settings) -> Path:
     """The real ECHO exporter sample as one daily CSV: facilities with a penalty become violations."""
-    day = Path(settings.lake) / "bronze" / "daily" / "epa" / "echo" / DEMO_DATE
+    day = Path(settings.lake) / daily_prefix("epa", "echo", DEMO_DATE)
     day.mkdir(parents=True, exist_ok=True)
     path = day / "echo_exporter_sample.csv"
     path.write_bytes((SAMPLES / "epa_echo" / "echo_exporter_sample.csv").read_bytes())

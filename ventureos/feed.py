@@ -15,11 +15,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
+from botocore.exceptions import BotoCoreError, ClientError
+from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError, RESTError
+from sqlalchemy.exc import SQLAlchemyError
 
 from normalizers import UnknownDatasetError, get_dataset
-from normalizers.common import ROW, SOURCE_URI
+from ventureos.batch import NormalizedBatch
 from ventureos.bronze import REJECT_SCHEMA, RawBatch, records_frame, without_reserved_fields
+from ventureos.layout import message_uri
 from ventureos.queue.base import Message
+from ventureos.schemas import ROW, SOURCE_URI
+from ventureos.transient import is_transient
 
 REQUIRED = ("agency", "dataset", "record", "sent_at")
 POISON = ("feed", "poison")
@@ -117,11 +123,6 @@ class FeedBatch:
     poison: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECT_SCHEMA))
 
 
-def message_uri(queue_name: str, message_id: str) -> str:
-    """Where a message came from, stable across redeliveries (quarantine ids hash it)."""
-    return f"feed://{queue_name}/{message_id}"
-
-
 def split_messages(messages: Sequence[Message], queue_name: str, max_bytes: int) -> FeedBatch:
     """Parse every message; group the good ones (oldest ``sent_at`` first), reject the poison."""
     batch = FeedBatch()
@@ -154,10 +155,6 @@ def by_sent_at(messages: Sequence[Message], max_bytes: int) -> list[Message]:
     return sorted(messages, key=sent_at)
 
 
-def bronze_key(agency: str, dataset: str, day: str, batch_id: str) -> str:
-    return f"bronze/feed/{agency}/{dataset}/{day}/{batch_id}.jsonl"
-
-
 def jsonl(envelopes: Sequence[Envelope]) -> bytes:
     return "".join(e.to_json() + "\n" for e in envelopes).encode()
 
@@ -186,3 +183,58 @@ def stable_rejects(rejects: pl.DataFrame, queue_name: str) -> pl.DataFrame:
     return rejects.with_columns(
         pl.col("source_uri").str.replace(r"^[^#]*#", message_uri(queue_name, ""), literal=False)
     )
+
+
+# A batch that fails: isolating the message that made it fail ------------------------------------
+
+ENVIRONMENT_ERRORS = (
+    ClientError,
+    BotoCoreError,
+    OSError,
+    SQLAlchemyError,
+    RESTError,
+    NoSuchTableError,
+    NoSuchNamespaceError,
+)
+"""Failures of the lake, catalog or AWS (permissions, missing tables, storage): no message's fault."""
+
+
+def poison_batch(feed: FeedBatch) -> list[NormalizedBatch]:
+    """The batch's unroutable messages as rejects of their own (counted under feed/poison)."""
+    if feed.poison.is_empty():
+        return []
+    batch = NormalizedBatch.empty(*POISON)
+    batch.rejects, batch.records_read = feed.poison, feed.poison.height
+    return [batch]
+
+
+def message_caused(exc: BaseException) -> bool:
+    """Whether a failed batch may have failed because of one of its messages, so splitting it can
+    isolate that message. Transient errors are retried instead, and errors of the environment fail
+    the run (its messages come back): neither is blamed on a message and quarantined."""
+    return isinstance(exc, Exception) and not is_transient(exc) and not isinstance(exc, ENVIRONMENT_ERRORS)
+
+
+def crash_reason(exc: BaseException) -> str:
+    """The quarantine reason of a message that fails ingestion on its own: the error's first line."""
+    lines = str(exc).strip().splitlines()
+    kind = f"ingest failed: {type(exc).__name__}"
+    return f"{kind}: {lines[0]}" if lines else kind
+
+
+def crashed_batch(message: Message, exc: BaseException, queue_name: str, max_bytes: int) -> NormalizedBatch:
+    """A message that fails ingestion on its own, as a reject of its dataset keyed by message (as its
+    record's rejects are), so a redelivery quarantines it once."""
+    try:
+        envelope = parse_envelope(message.body, message.message_id, max_bytes)
+        (agency, dataset), message_id = (envelope.agency, envelope.dataset), envelope.message_id
+    except PoisonMessage:
+        (agency, dataset), message_id = POISON, message.message_id
+    reject = {
+        "source_uri": message_uri(queue_name, message_id),
+        "reason": crash_reason(exc),
+        "raw_payload": message.body,
+    }
+    batch = NormalizedBatch.empty(agency, dataset)
+    batch.rejects, batch.records_read = pl.DataFrame([reject], schema=REJECT_SCHEMA), 1
+    return batch

@@ -35,15 +35,20 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
 from normalizers import Dataset
-from normalizers.common import LINEAGE, ROW, SOURCE_URI
 from ventureos.catalog import TABLE_PROPERTIES
+from ventureos.layout import historical_lookup_key, staging_table_location
 from ventureos.report import RUN_COUNTS
-from ventureos.schemas import VIOLATIONS_PARTITION, VIOLATIONS_SCHEMA, violations_schema
-from ventureos.storage import Storage
+from ventureos.schemas import (
+    LINEAGE,
+    ROW,
+    SOURCE_URI,
+    VIOLATIONS_PARTITION,
+    VIOLATIONS_SCHEMA,
+    violations_schema,
+)
+from ventureos.storage import Storage, open_storage
 
 MODES = ("append", "replace")
-HISTORICAL = "bronze/historical"
-STAGING_PREFIX = "staging/historical"
 STAGING_NAMESPACE = "staging"
 
 LOAD_ID = "ventureos.load-id"
@@ -53,9 +58,9 @@ SWAP_STARTED = "ventureos.swap-started"
 BATCH = "ventureos.batch"
 COUNTS = "ventureos.counts"
 COMPLETE = "ventureos.load-complete"
-# Polars' streaming CSV reader parses 16 MB chunks per thread and queues them: ~450 MB of buffers
-# whatever the batch size (measured with Polars 2.1). 4 MB chunks hold ~120 MB less at the same speed.
-# The knob is Polars' own, read when a scan starts; an operator's value wins.
+# Polars' streaming CSV reader holds a queue of chunks per thread whatever the batch size: small chunks
+# keep memory bounded by the batch at the same speed (bench/RESULTS.md). The knob is Polars' own, read
+# when a scan starts; an operator's value wins.
 CSV_CHUNK_BYTES = 4_000_000
 
 
@@ -77,7 +82,7 @@ class SourceFiles:
 
 
 @dataclass(frozen=True)
-class LoadPlan:
+class Load:
     """What one run of a load does: its id, its batches and the ones an earlier run already did."""
 
     load_id: str
@@ -108,7 +113,7 @@ class LoadPlan:
 
     @property
     def lookup_keys(self) -> dict[str, str]:
-        return {name: f"{STAGING_PREFIX}/{self.load_id}/{name}.parquet" for name in self.files.lookups}
+        return {name: historical_lookup_key(self.load_id, name) for name in self.files.lookups}
 
     def write_id(self, batch: int) -> uuid.UUID:
         """Names a batch's buffer files: a re-run of the batch overwrites them (no content hash needed)."""
@@ -133,7 +138,7 @@ class LoadPlan:
 def _storage_for(lake: Storage, source: str) -> tuple[Storage, str]:
     """(storage, key): a lake key as is; an absolute path or URI becomes its own storage root."""
     if "://" in source or Path(source).is_absolute():
-        return Storage(source.rstrip("/"), lake.settings), ""
+        return open_storage(source.rstrip("/"), lake.settings), ""
     return lake, source.strip("/")
 
 
@@ -143,7 +148,7 @@ def _parent(storage: Storage, key: str) -> tuple[Storage, str]:
     if key:
         return storage, key
     parent, _, name = storage.root.rpartition("/")
-    return Storage(parent or "/", storage.settings), name
+    return open_storage(parent or "/", storage.settings), name
 
 
 def find_source_files(lake: Storage, source: str, entry: Dataset) -> SourceFiles:
@@ -269,14 +274,14 @@ def count_rows(files: SourceFiles) -> dict[str, int]:
 # Reading batches ---------------------------------------------------------------------------------
 
 
-def read_batches(plan: LoadPlan, skip: Collection[int] = ()) -> Iterator[tuple[int, str, pl.DataFrame]]:
+def read_batches(load: Load, skip: Collection[int] = ()) -> Iterator[tuple[int, str, pl.DataFrame]]:
     """(batch number, file URI, raw frame) in a fixed order; numbering is stable across runs. Batches
     in ``skip`` (committed by an earlier run) are read past, not yielded."""
     number = 0
-    for key in plan.files.records:
-        uri = plan.files.uri(key)
+    for key in load.files.records:
+        uri = load.files.uri(key)
         try:
-            for frame in _scan_csv(plan.files, key).collect_batches(chunk_size=plan.batch_rows):
+            for frame in _scan_csv(load.files, key).collect_batches(chunk_size=load.batch_rows):
                 if frame.height == 0:
                     continue
                 if number not in skip:
@@ -342,7 +347,7 @@ class LoadHistory:
     """The load's snapshots since it last counted as run, oldest first."""
 
 
-def load_history(table: Table | None, plan: LoadPlan) -> LoadHistory:
+def load_history(table: Table | None, load: Load) -> LoadHistory:
     """The load's batches and marks in ``table``.
 
     A completed replace of the same dataset by another load swapped the load's rows out: from there on
@@ -355,8 +360,8 @@ def load_history(table: Table | None, plan: LoadPlan) -> LoadHistory:
         summary = snapshot.summary
         if summary is None or summary[LOAD_ID] is None:
             continue
-        if summary[LOAD_ID] != plan.load_id:
-            if summary[COMPLETE] == "true" and summary[DATASET] == plan.dataset_key:
+        if summary[LOAD_ID] != load.load_id:
+            if summary[COMPLETE] == "true" and summary[DATASET] == load.dataset_key:
                 done, complete, snapshots = {}, False, []
             continue
         snapshots.append(snapshot)
@@ -368,7 +373,7 @@ def load_history(table: Table | None, plan: LoadPlan) -> LoadHistory:
     return LoadHistory(done, complete, tuple(snapshots))
 
 
-def versions_before_load(silver: Table, plan: LoadPlan, columns: Sequence[str]) -> pl.DataFrame:
+def versions_before_load(silver: Table, load: Load, columns: Sequence[str]) -> pl.DataFrame:
     """The dataset's current versions in silver just before this run of the load first committed to
     it (empty when it has committed nothing to silver yet, or silver was empty).
 
@@ -376,18 +381,18 @@ def versions_before_load(silver: Table, plan: LoadPlan, columns: Sequence[str]) 
     longer be read.
     """
     schema = violations_schema(columns)
-    ours = load_history(silver, plan).snapshots
+    ours = load_history(silver, load).snapshots
     parent = ours[0].parent_snapshot_id if ours else None
     if parent is None:
         return pl.DataFrame(schema=schema)
     if silver.snapshot_by_id(parent) is None:
         raise HistoricalSourceError(
-            f"silver's snapshot {parent} from before load {plan.load_id} has expired: cannot tell which "
+            f"silver's snapshot {parent} from before load {load.load_id} has expired: cannot tell which "
             "versions the load replaced"
         )
     rows = silver.scan(
         row_filter=And(
-            EqualTo("is_current", True), EqualTo("agency", plan.agency), EqualTo("dataset", plan.dataset)
+            EqualTo("is_current", True), EqualTo("agency", load.agency), EqualTo("dataset", load.dataset)
         ),
         selected_fields=tuple(columns),
         snapshot_id=parent,
@@ -395,13 +400,13 @@ def versions_before_load(silver: Table, plan: LoadPlan, columns: Sequence[str]) 
     return pl.from_arrow(rows).cast(schema)  # type: ignore[union-attr]
 
 
-def held_none(table: Table, plan: LoadPlan) -> bool:
+def held_none(table: Table, load: Load) -> bool:
     """Whether the target held none of the dataset's rows when the load began (recorded per batch)."""
-    if plan.done:
+    if load.done:
         # Recorded under "fresh" in the marks of loads already committed: the key stays.
-        return any(counts.get("fresh", 0) for counts in plan.done.values())
+        return any(counts.get("fresh", 0) for counts in load.done.values())
     rows = table.scan(
-        row_filter=And(EqualTo("agency", plan.agency), EqualTo("dataset", plan.dataset)),
+        row_filter=And(EqualTo("agency", load.agency), EqualTo("dataset", load.dataset)),
         selected_fields=("violation_id",),
         limit=1,
     ).to_arrow()
@@ -419,13 +424,13 @@ class SeenIds:
     chunks: list[pl.Series] = field(default_factory=list)
 
     @classmethod
-    def of_table(cls, table: Table, plan: LoadPlan) -> SeenIds:
+    def of_table(cls, table: Table, load: Load) -> SeenIds:
         """The ids already in the target (a resumed load), read as a stream of record batches."""
         seen = cls()
-        if not plan.done:
+        if not load.done:
             return seen
         reader = table.scan(
-            row_filter=And(EqualTo("agency", plan.agency), EqualTo("dataset", plan.dataset)),
+            row_filter=And(EqualTo("agency", load.agency), EqualTo("dataset", load.dataset)),
             selected_fields=("violation_id",),
         ).to_arrow_batch_reader()
         for batch in reader:
@@ -440,7 +445,7 @@ class SeenIds:
         """The ids of a batch this load may have written before.
 
         The hash set is built over the batch, not over every id seen: memory must not grow with
-        the input (at 8M rows a set of all seen ids cost ~270 MB of peak RSS).
+        the input.
         """
         if not self.chunks:
             return ids.head(0)
@@ -453,10 +458,10 @@ class SeenIds:
 # Replace: staging table and the atomic swap -------------------------------------------------------
 
 
-def staging_table(catalog: Catalog, plan: LoadPlan, silver: Table, create: bool = True) -> Table | None:
+def staging_table(catalog: Catalog, load: Load, silver: Table, create: bool = True) -> Table | None:
     """The load's staging table, placed under silver's location (its files become silver's files)."""
     try:
-        return catalog.load_table(plan.staging_table)
+        return catalog.load_table(load.staging_table)
     except NoSuchTableError:
         if not create:
             return None
@@ -466,15 +471,15 @@ def staging_table(catalog: Catalog, plan: LoadPlan, silver: Table, create: bool 
         if "exist" not in str(exc).lower():
             raise
     return catalog.create_table(
-        plan.staging_table,
+        load.staging_table,
         schema=VIOLATIONS_SCHEMA,
         partition_spec=VIOLATIONS_PARTITION,
-        location=f"{silver.location()}/staging/{plan.load_id}",
+        location=staging_table_location(silver.location(), load.load_id),
         properties=TABLE_PROPERTIES,
     )
 
 
-def swap_in(silver: Table, staging: Table, plan: LoadPlan, done: dict[int, dict[str, int]]) -> int:
+def swap_in(silver: Table, staging: Table, load: Load, done: dict[int, dict[str, int]]) -> int:
     """One silver transaction: delete the dataset's rows, add the staged files. Returns files added.
 
     The snapshot carries the load's completion mark and every batch's counts, so a re-run after a
@@ -486,22 +491,22 @@ def swap_in(silver: Table, staging: Table, plan: LoadPlan, done: dict[int, dict[
         marking.set_properties({SWAP_STARTED: "true"})
     files = [task.file for task in staging.scan().plan_files()]
     counts = json.dumps({str(k): v for k, v in sorted(done.items())}, sort_keys=True)
-    properties = {LOAD_ID: plan.load_id, DATASET: plan.dataset_key, COMPLETE: "true", COUNTS: counts}
+    properties = {LOAD_ID: load.load_id, DATASET: load.dataset_key, COMPLETE: "true", COUNTS: counts}
     with silver.transaction() as txn, warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Delete operation did not match any records")  # a first load
         # Both snapshots of the swap carry the marks: the delete's parent is silver before the load.
-        txn.delete(And(EqualTo("agency", plan.agency), EqualTo("dataset", plan.dataset)), properties)
+        txn.delete(And(EqualTo("agency", load.agency), EqualTo("dataset", load.dataset)), properties)
         with txn.update_snapshot(snapshot_properties=properties).fast_append() as append:
             for data_file in files:
                 append.append_data_file(data_file)
     return len(files)
 
 
-def drop_staging(catalog: Catalog, plan: LoadPlan, lake: Storage) -> None:
+def drop_staging(catalog: Catalog, load: Load, lake: Storage) -> None:
     """Forget the staging table (its data files now belong to silver) and the lookup files."""
     with contextlib.suppress(NoSuchTableError):
-        catalog.drop_table(plan.staging_table)
-    for key in plan.lookup_keys.values():
+        catalog.drop_table(load.staging_table)
+    for key in load.lookup_keys.values():
         lake.delete(key)
 
 

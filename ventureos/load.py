@@ -1,4 +1,4 @@
-"""One run of a historical load, step by step: plan it, open its target, write each batch through the
+"""One run of a historical load, step by step: prepare it, open its target, write each batch through the
 ingest boundary (``ventureos.ingest``), swap a replace in, clean up, and report.
 
 The historical-load flow calls these steps in order (one Prefect task each, one per batch); the CLI and
@@ -21,7 +21,7 @@ from ventureos.bronze import RawBatch
 from ventureos.historical import (
     MODES,
     SWAP_STARTED,
-    LoadPlan,
+    Load,
     SeenIds,
     check_columns,
     count_rows,
@@ -63,7 +63,7 @@ class BatchOutcome:
     written: list[str]
 
 
-def plan_load(lakehouse: Lakehouse, agency: str, dataset: str, source: str, mode: str) -> LoadPlan:
+def prepare_load(lakehouse: Lakehouse, agency: str, dataset: str, source: str, mode: str) -> Load:
     """Find the files, fix the batches, and read which of them an earlier run of this load committed.
 
     A replace's staging table left by a run that died at its swap is dropped, never resumed from: once
@@ -75,7 +75,7 @@ def plan_load(lakehouse: Lakehouse, agency: str, dataset: str, source: str, mode
     files = find_source_files(lakehouse.storage, source, entry)
     check_columns(files, entry)
     batch_rows = lakehouse.settings.batch_rows
-    plan = LoadPlan(
+    load = Load(
         load_id=load_id(agency, dataset, mode, batch_rows, files),
         agency=agency,
         dataset=dataset,
@@ -85,32 +85,32 @@ def plan_load(lakehouse: Lakehouse, agency: str, dataset: str, source: str, mode
         rows_per_file=count_rows(files),
     )
     silver = lakehouse.violations()
-    history = load_history(silver, plan)
+    history = load_history(silver, load)
     done, complete = history.done, history.complete
     if mode == "replace" and not complete:
-        staged = staging_table(lakehouse.catalog, plan, silver, create=False)
+        staged = staging_table(lakehouse.catalog, load, silver, create=False)
         if staged is not None and staged.properties.get(SWAP_STARTED) == "true":
-            drop_staging(lakehouse.catalog, plan, lakehouse.storage)
+            drop_staging(lakehouse.catalog, load, lakehouse.storage)
             staged = None
-        done = load_history(staged, plan).done
-    plan = dataclasses.replace(plan, done=done, complete=complete)
-    if complete or len(done) >= plan.batches:
-        return plan
-    return dataclasses.replace(plan, lookup_uris=stage_lookups(files, lakehouse.storage, plan.lookup_keys))
+        done = load_history(staged, load).done
+    load = dataclasses.replace(load, done=done, complete=complete)
+    if complete or len(done) >= load.batches:
+        return load
+    return dataclasses.replace(load, lookup_uris=stage_lookups(files, lakehouse.storage, load.lookup_keys))
 
 
-def open_target(lakehouse: Lakehouse, plan: LoadPlan) -> LoadTarget:
+def open_target(lakehouse: Lakehouse, load: Load) -> LoadTarget:
     """Silver for append, the staging table for replace; and the ids this load already wrote."""
     silver = lakehouse.violations()
-    table = silver if plan.mode == "append" else staging_table(lakehouse.catalog, plan, silver)
+    table = silver if load.mode == "append" else staging_table(lakehouse.catalog, load, silver)
     assert table is not None  # created on demand
-    was_empty = held_none(table, plan)
-    return LoadTarget(table, was_empty, SeenIds.of_table(table, plan) if was_empty else SeenIds())
+    was_empty = held_none(table, load)
+    return LoadTarget(table, was_empty, SeenIds.of_table(table, load) if was_empty else SeenIds())
 
 
-def _scd2_counts(plan: Scd2Plan) -> dict[str, int]:
-    row = plan.counts.select(SCD2_COUNTS).sum()
-    return {c: int(row[c].item() or 0) for c in SCD2_COUNTS} if not plan.counts.is_empty() else {}
+def _scd2_counts(scd2: Scd2Plan) -> dict[str, int]:
+    row = scd2.counts.select(SCD2_COUNTS).sum()
+    return {c: int(row[c].item() or 0) for c in SCD2_COUNTS} if not scd2.counts.is_empty() else {}
 
 
 def quality_counts(valid: pl.DataFrame) -> dict[str, int]:
@@ -121,7 +121,7 @@ def quality_counts(valid: pl.DataFrame) -> dict[str, int]:
 
 def load_batch(
     lakehouse: Lakehouse,
-    plan: LoadPlan,
+    load: Load,
     target: LoadTarget,
     number: int,
     uri: str,
@@ -132,11 +132,11 @@ def load_batch(
 ) -> BatchOutcome:
     """Normalize one batch (joined to its lookup rows) and write it through the ingest boundary, its
     counts in the commit's marks: a crash anywhere re-runs the batch whole."""
-    join_on = get_dataset(plan.agency, plan.dataset).lookups
+    join_on = get_dataset(load.agency, load.dataset).lookups
     lookups = {
-        name: lookup_rows(u, frame, lakehouse.storage, join_on[name]) for name, u in plan.lookup_uris.items()
+        name: lookup_rows(u, frame, lakehouse.storage, join_on[name]) for name, u in load.lookup_uris.items()
     }
-    batch = normalize_raw_batch(RawBatch(raw_frame(frame, uri), lookups=lookups), plan.agency, plan.dataset)
+    batch = normalize_raw_batch(RawBatch(raw_frame(frame, uri), lookups=lookups), load.agency, load.dataset)
     read, quality, rejects = batch.records_read, quality_counts(batch.valid), batch.rejects.height
     counts: dict[str, int] = {}
 
@@ -146,15 +146,15 @@ def load_batch(
             | dict.fromkeys(SCD2_COUNTS, 0)
             | _scd2_counts(scd2)
         )
-        return plan.markers(number, counts)
+        return load.markers(number, counts)
 
     silver_target = SilverTarget(
         table=target.table,
         ingest_date=now.date().isoformat(),
         marks=marks,
-        write_id=plan.write_id(number),
+        write_id=load.write_id(number),
         candidates=target.seen.candidates if target.was_empty else None,
-        withdrawn_reason=WITHDRAWN if plan.mode == "append" else LEFT_OUT_OF_REPLACE,
+        withdrawn_reason=WITHDRAWN if load.mode == "append" else LEFT_OUT_OF_REPLACE,
         buffer_per_dataset=False,
     )
     del lookups, frame  # memory: from here on the normalized batch holds everything left to write
@@ -164,21 +164,21 @@ def load_batch(
 
 
 def commit_replace(
-    lakehouse: Lakehouse, plan: LoadPlan, done: dict[int, dict[str, int]], slot: CommitSlot = no_slot
+    lakehouse: Lakehouse, load: Load, done: dict[int, dict[str, int]], slot: CommitSlot = no_slot
 ) -> int:
     """Kill and fill in one silver commit, then drop the staging table; returns the files swapped in."""
     silver = lakehouse.violations()
-    staging = staging_table(lakehouse.catalog, plan, silver)
+    staging = staging_table(lakehouse.catalog, load, silver)
     assert staging is not None
     with slot(VIOLATIONS):
-        files = swap_in(silver, staging, plan, done)
-    drop_staging(lakehouse.catalog, plan, lakehouse.storage)
+        files = swap_in(silver, staging, load, done)
+    drop_staging(lakehouse.catalog, load, lakehouse.storage)
     return files
 
 
-def clean_up(lakehouse: Lakehouse, plan: LoadPlan) -> None:
+def clean_up(lakehouse: Lakehouse, load: Load) -> None:
     """Lookup staging files (and a replace's staging table, once swapped) are not needed any more."""
-    drop_staging(lakehouse.catalog, plan, lakehouse.storage)
+    drop_staging(lakehouse.catalog, load, lakehouse.storage)
 
 
 def add_quality(total: dict[str, int], more: dict[str, int]) -> None:
@@ -187,7 +187,7 @@ def add_quality(total: dict[str, int], more: dict[str, int]) -> None:
 
 
 def load_report(
-    plan: LoadPlan,
+    load: Load,
     run_id: str,
     done: dict[int, dict[str, int]],
     quality: dict[str, int],
@@ -198,12 +198,12 @@ def load_report(
     return RunReport(
         flow="historical-load",
         run_id=run_id,
-        counts=pl.DataFrame([{"agency": plan.agency, "dataset": plan.dataset} | totals]).select(
+        counts=pl.DataFrame([{"agency": load.agency, "dataset": load.dataset} | totals]).select(
             "agency", "dataset", *RUN_COUNTS
         ),
         quality=pl.DataFrame(
             {"issue": list(quality), "rows": list(quality.values())},
             schema={"issue": pl.String, "rows": pl.Int64},
         ).sort("rows", descending=True),
-        extra={"load_id": plan.load_id, "mode": plan.mode, "batches": plan.batches} | extra,
+        extra={"load_id": load.load_id, "mode": load.mode, "batches": load.batches} | extra,
     )

@@ -41,8 +41,10 @@ from pyiceberg.table.snapshots import Snapshot
 from ventureos.catalog import is_s3_tables
 from ventureos.datafiles import encode_partitions, upload
 from ventureos.historical import STAGING_NAMESPACE
+from ventureos.ingest import CommitSlot, no_slot
+from ventureos.layout import STAGING_TABLE_FOLDER
 from ventureos.settings import Settings
-from ventureos.storage import Storage
+from ventureos.storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +178,7 @@ def location_of(table: Table) -> str:
 # table lives at staging/{load id}/ inside silver's. Only files there can be a table's orphans: anything
 # else under the location (the lake's buffer and archive, if the lake and the warehouse share a root)
 # belongs to someone else and is never touched.
-TABLE_FILES = re.compile(r"^(?:staging/[^/]+/)?(?:data|metadata)/")
+TABLE_FILES = re.compile(rf"^(?:{re.escape(STAGING_TABLE_FOLDER)}/[^/]+/)?(?:data|metadata)/")
 
 
 def table_locations(catalog: Catalog) -> dict[str, str]:
@@ -245,7 +247,7 @@ def orphan_files(catalog: Catalog, table: Table, storage: Storage, older_than: d
 
 
 def remove_orphan_files(catalog: Catalog, table: Table, settings: Settings, now: datetime) -> int:
-    storage = Storage(location_of(table), settings)
+    storage = open_storage(location_of(table), settings)
     orphans = orphan_files(catalog, table, storage, now - timedelta(days=settings.orphan_file_age_days))
     for key in orphans:
         storage.delete(key)
@@ -285,6 +287,16 @@ def maintain_table(catalog: Catalog, name: str, settings: Settings, now: datetim
     return result
 
 
-def maintain(catalog: Catalog, settings: Settings, now: datetime) -> list[TableMaintenance]:
-    """Maintain every silver and gold table; one compaction commit and one expiry commit per table."""
-    return [maintain_table(catalog, name, settings, now) for name in maintained_tables(catalog)]
+def maintain(
+    catalog: Catalog, settings: Settings, now: datetime, slot: CommitSlot = no_slot
+) -> list[TableMaintenance]:
+    """Maintain every silver and gold table; one compaction commit and one expiry commit per table.
+
+    Each table is maintained inside ``slot(table)``: the ``maintain-tables`` task (the entry point
+    of the flows and of ``ventureos maintain``) passes the Iceberg commit slot; the default holds none.
+    """
+    results = []
+    for name in maintained_tables(catalog):
+        with slot(name):
+            results.append(maintain_table(catalog, name, settings, now))
+    return results

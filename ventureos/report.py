@@ -122,3 +122,31 @@ def build_report(
     return RunReport(
         flow=flow, run_id=run_id, counts=counts, quality=quality.cast({"rows": pl.Int64}), written=written
     )
+
+
+def combine_reports(first: RunReport, second: RunReport) -> RunReport:
+    """One report for a batch ingested in two parts: counts, quality, files and timings added up."""
+    counts = (
+        pl.concat([first.counts, second.counts])
+        .group_by("agency", "dataset", maintain_order=True)
+        .agg(pl.col(c).sum() for c in RUN_COUNTS)
+    )
+    quality = (
+        pl.concat([first.quality, second.quality])
+        .group_by("issue", maintain_order=True)
+        .agg(pl.col("rows").sum())
+        .sort("rows", descending=True, maintain_order=True)
+    )
+    timings = {
+        k: first.timings.get(k, 0.0) + second.timings.get(k, 0.0) for k in first.timings | second.timings
+    }
+    bronze = first.extra.get("bronze", []) + second.extra.get("bronze", [])
+    return RunReport(
+        first.flow,
+        first.run_id,
+        counts,
+        quality,
+        first.written + second.written,
+        timings,
+        first.extra | second.extra | {"bronze": bronze},
+    )

@@ -1,8 +1,9 @@
-"""Iceberg schemas and partition specs of the table contracts in DESIGN.md."""
+"""Contracts of the data: Iceberg schemas and partition specs of the tables in DESIGN.md, the lineage
+columns every raw frame carries, and the encoding of ``violation_details``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 import pyarrow as pa
@@ -19,6 +20,11 @@ from pyiceberg.types import (
     StringType,
     TimestamptzType,
 )
+
+# Lineage columns added to every raw frame; named so that no source column can collide with them.
+ROW = "__ventureos_row"
+SOURCE_URI = "__ventureos_source_uri"
+LINEAGE = (ROW, SOURCE_URI)
 
 SILVER_NAMESPACE = "silver"
 VIOLATIONS = f"{SILVER_NAMESPACE}.violations"
@@ -108,3 +114,22 @@ def violations_schema(columns: Sequence[str]) -> pl.Schema:
 def to_arrow(frame: pl.DataFrame, arrow_schema: pa.Schema) -> pa.Table:
     """Arrow table in the table's exact column order and types (required fields non-nullable)."""
     return frame.select(arrow_schema.names).to_arrow().cast(arrow_schema)
+
+
+def details_json(columns: Sequence[str], unread: Mapping[str, pl.Expr] | None = None) -> pl.Expr:
+    """Compact JSON object of the given source fields that have a value, keyed by the source's names.
+
+    Null fields are left out: a column that only other files of the batch have (or that this record
+    leaves blank) must not change the record's content, hence its ``record_hash``. ``unread`` maps
+    mapped source fields to what they were parsed into: a value the parser could not read (a date of
+    ``notadate``, a type code of ``X``) is kept here, so the source's text survives in silver.
+    """
+    has_value = {c: pl.col(c).is_not_null() for c in columns}
+    has_value |= {c: pl.col(c).is_not_null() & parsed.is_null() for c, parsed in (unread or {}).items()}
+    members = [
+        pl.when(kept).then(pl.struct(c).struct.json_encode().str.head(-1).str.tail(-1))
+        for c, kept in has_value.items()
+    ]
+    if not members:
+        return pl.lit("{}", dtype=pl.String)
+    return pl.concat_str(pl.lit("{"), pl.concat_str(members, separator=",", ignore_nulls=True), pl.lit("}"))

@@ -16,10 +16,11 @@ import polars_hash  # noqa: F401  (registers .nchash)
 from pyiceberg.expressions import And, EqualTo, In
 from pyiceberg.table import Table
 
-from normalizers.common import ROW, SOURCE_URI
 from ventureos.datafiles import EncodedFile, encode_partitions, upload
 from ventureos.schemas import (
     QUARANTINE_ARROW,
+    ROW,
+    SOURCE_URI,
     VIOLATION_COLUMNS,
     VIOLATIONS_POLARS,
     to_arrow,

@@ -13,12 +13,10 @@ from __future__ import annotations
 import polars as pl
 
 from normalizers.common import (
-    LINEAGE,
     blank_to_null,
     conform,
     date_in_range,
     date_range_flags,
-    details_json,
     integral_ids,
     money,
     quality_flags,
@@ -28,6 +26,7 @@ from normalizers.common import (
     unreadable,
     zip5,
 )
+from ventureos.schemas import LINEAGE, details_json
 
 NO_PENALTY = "no penalty: not a violation"
 MAPPED = (
@@ -38,6 +37,10 @@ COLUMNS = (*MAPPED, "FAC_TOTAL_PENALTIES", "FAC_PENALTY_COUNT", "FAC_NAICS_CODES
 
 
 def normalize(raw: pl.DataFrame) -> pl.DataFrame:
+    """ECHO facilities -> violations: a facility's last penalty; no penalty is a reject.
+
+    The contract every normalizer keeps: ``normalizers.Dataset.normalize``.
+    """
     source_columns = [c for c in raw.columns if c not in LINEAGE]
     raw = raw.with_columns(blank_to_null(source_columns))
     for column in COLUMNS:

@@ -14,12 +14,10 @@ from __future__ import annotations
 import polars as pl
 
 from normalizers.common import (
-    LINEAGE,
     blank_to_null,
     conform,
     date_in_range,
     date_range_flags,
-    details_json,
     integral_ids,
     money,
     quality_flags,
@@ -30,6 +28,7 @@ from normalizers.common import (
     zip5,
 )
 from ventureos.entities import slugify
+from ventureos.schemas import LINEAGE, details_json
 
 KEY = "CASE_NUMBER"
 """What a case conclusion and its facilities share."""
@@ -68,6 +67,11 @@ def case_facilities(facilities: pl.DataFrame | None) -> pl.DataFrame:
 
 
 def normalize(raw: pl.DataFrame, facilities: pl.DataFrame | None = None) -> pl.DataFrame:
+    """ICIS FE&C enforcement conclusions joined to their case facilities -> violations.
+
+    ``facilities``: the ``CASE_FACILITIES`` rows of the batch's cases (None: no facility data).
+    The contract every normalizer keeps: ``normalizers.Dataset.normalize``.
+    """
     source_columns = [c for c in raw.columns if c not in LINEAGE]
     raw = _with_columns(raw.with_columns(blank_to_null(source_columns)), CONCLUSION_COLUMNS)
     raw = raw.with_columns(integral_ids(["ENF_CONCLUSION_ID", "ENF_CONCLUSION_NMBR"]))

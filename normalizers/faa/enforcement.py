@@ -12,12 +12,10 @@ from __future__ import annotations
 import polars as pl
 
 from normalizers.common import (
-    LINEAGE,
     blank_to_null,
     conform,
     date_in_range,
     date_range_flags,
-    details_json,
     money,
     quality_flags,
     read_date,
@@ -25,6 +23,7 @@ from normalizers.common import (
     unreadable,
 )
 from ventureos.entities import slugify
+from ventureos.schemas import LINEAGE, details_json
 
 MAPPED = ("CASE NUMBER", "NAME", "DATE KNOWN", "ACTION")
 COLUMNS = (*MAPPED, "ENTITY TYPE", "SANCTION AMOUNT", "SANCTION", "CASE TYPE", "CLOSED DATE")
@@ -79,6 +78,10 @@ def _canonical_columns(raw: pl.DataFrame) -> pl.DataFrame:
 
 
 def normalize(raw: pl.DataFrame) -> pl.DataFrame:
+    """FAA enforcement action rows -> violations (one per case action and sanction).
+
+    The contract every normalizer keeps: ``normalizers.Dataset.normalize``.
+    """
     raw = _canonical_columns(raw)
     source_columns = [c for c in raw.columns if c not in LINEAGE]
     raw = raw.with_columns(blank_to_null(source_columns))

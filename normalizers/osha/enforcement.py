@@ -10,12 +10,10 @@ from __future__ import annotations
 import polars as pl
 
 from normalizers.common import (
-    LINEAGE,
     blank_to_null,
     conform,
     date_in_range,
     date_range_flags,
-    details_json,
     integral_ids,
     money,
     quality_flags,
@@ -24,6 +22,7 @@ from normalizers.common import (
     unreadable,
     zip5,
 )
+from ventureos.schemas import LINEAGE, details_json
 
 KEY = "activity_nr"
 VIOLATION_TYPES = {"S": "serious", "W": "willful", "R": "repeat", "O": "other"}
@@ -86,6 +85,11 @@ def inspection_sites(inspection: pl.DataFrame | None) -> pl.DataFrame:
 
 
 def normalize(raw: pl.DataFrame, inspection: pl.DataFrame | None = None) -> pl.DataFrame:
+    """OSHA violations joined to their inspections -> violations (``delete_flag = D`` -> is_deleted).
+
+    ``inspection``: the ``osha_inspection`` rows of the batch's activity numbers (None: no site data).
+    The contract every normalizer keeps: ``normalizers.Dataset.normalize``.
+    """
     source_columns = [c for c in raw.columns if c not in LINEAGE]
     raw = _with_columns(raw.with_columns(blank_to_null(source_columns)), VIOLATION_MAPPED)
     raw = raw.with_columns(integral_ids([KEY]))

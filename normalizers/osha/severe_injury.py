@@ -6,11 +6,9 @@ import polars as pl
 
 from normalizers.common import (
     EARLIEST_DATE,
-    LINEAGE,
     blank_to_null,
     conform,
     date_in_range,
-    details_json,
     flag,
     integral_ids,
     quality_flags,
@@ -19,6 +17,7 @@ from normalizers.common import (
     state_code,
     zip5,
 )
+from ventureos.schemas import LINEAGE, details_json
 
 MAPPED = (
     "ID", "EventDate", "Employer", "Address1", "Address2", "City", "State", "Zip", "Latitude",
@@ -29,6 +28,10 @@ SEVERITY_FLAGS = {"Amputation": "amputation", "Loss of Eye": "loss_of_eye", "Hos
 
 
 def normalize(raw: pl.DataFrame) -> pl.DataFrame:
+    """OSHA severe-injury reports -> violations (one per report; the event date is required).
+
+    The contract every normalizer keeps: ``normalizers.Dataset.normalize``.
+    """
     source_columns = [c for c in raw.columns if c not in LINEAGE]
     raw = raw.with_columns(blank_to_null(source_columns))
     for column in (*MAPPED, *SEVERITY_FLAGS):

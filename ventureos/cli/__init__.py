@@ -48,6 +48,9 @@ class LazyCommand:
 LAZY_COMMANDS: dict[str, LazyCommand] = {
     "run": LazyCommand("ventureos.cli.run:app", "Run a flow in-process and print its reconciliation."),
     "feed": LazyCommand("ventureos.cli.feed:app", "The API feed queue (SQS or the local queue)."),
+    "quarantine": LazyCommand(
+        "ventureos.cli.quarantine:app", "Inspect and replay silver.violations_quarantine."
+    ),
     "entity": LazyCommand("ventureos.cli.entity:app", "Company entity resolution."),
     "generate": LazyCommand(
         "ventureos.cli.generate:app", "Write synthetic source files shaped like the real ones."

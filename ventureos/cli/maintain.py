@@ -35,10 +35,8 @@ def maintain(
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-table results as JSON.")] = False,
 ) -> None:
     """Compact partitions with many small data files, expire snapshots past the retention, remove orphan files."""
-    from ventureos.lakehouse import current_lakehouse
-    from ventureos.maintenance import maintain as run_maintenance
+    # The task the consolidation flows run: same commit slots, retries and logs (run in-process).
+    from tasks.maintenance import maintain_tables
 
-    lakehouse = current_lakehouse()
-    lakehouse.violations()
-    rows = [r.as_dict() for r in run_maintenance(lakehouse.catalog, lakehouse.settings, datetime.now(UTC))]
+    rows = maintain_tables(datetime.now(UTC))
     print_json(rows) if as_json else print_maintenance(rows)

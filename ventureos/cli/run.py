@@ -254,9 +254,9 @@ def historical_load(
     """Bulk-load files into silver in batches of VENTUREOS_BATCH_ROWS; re-run to resume a failed load."""
     entry = check_dataset(agency, dataset)
     check_mode(mode)
-    from ventureos.historical import HISTORICAL
+    from ventureos.layout import historical_prefix
 
-    check_source(source or f"{HISTORICAL}/{agency}/{dataset}", entry)
+    check_source(source or historical_prefix(agency, dataset), entry)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

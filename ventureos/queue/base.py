@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TypeVar
 
+from ventureos.registry import Registry
 from ventureos.settings import Settings, load_settings
 
 BATCH = 10
@@ -73,7 +74,12 @@ def send_chunks(bodies: Sequence[str]) -> list[Sequence[str]]:
 
 
 class FeedQueue(ABC):
-    """A queue and its dead-letter queue, created on first use."""
+    """A queue and its dead-letter queue, created on first use: the extension point for a queue backend.
+
+    A backend subclasses it, takes the settings in its constructor and registers the class with
+    ``@QUEUE_BACKENDS.register(name)`` (plus its module in ``QUEUE_BACKENDS``); then add it to the
+    parameters of the contract tests (tests/test_queue_contract.py).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.name = settings.queue_name
@@ -203,15 +209,15 @@ class FeedQueue(ABC):
             keeper.join()
 
 
+QUEUE_BACKENDS = Registry[FeedQueue](
+    "queue backend", {"sqlite": "ventureos.queue.sqlite", "sqs": "ventureos.queue.sqs"}
+)
+"""Feed queues by ``VENTUREOS_QUEUE_BACKEND``; a backend registers ``factory(settings) -> FeedQueue``."""
+
+
 def open_queue(settings: Settings) -> FeedQueue:
     """The feed queue of the configured backend."""
-    if settings.queue_backend == "sqs":
-        from ventureos.queue.sqs import SqsQueue
-
-        return SqsQueue(settings)
-    from ventureos.queue.sqlite import SqliteQueue
-
-    return SqliteQueue(settings)
+    return QUEUE_BACKENDS.create(settings.queue_backend, settings)
 
 
 @lru_cache(maxsize=8)

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from ventureos.queue.base import BATCH, Depth, FeedQueue, Message
+from ventureos.queue.base import BATCH, QUEUE_BACKENDS, Depth, FeedQueue, Message
 from ventureos.settings import Settings
 
 SCHEMA = """
@@ -33,6 +33,7 @@ create index if not exists messages_visible on messages (queue, visible_at, seq)
 POLL_INTERVAL = 0.1
 
 
+@QUEUE_BACKENDS.register("sqlite")
 class SqliteQueue(FeedQueue):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

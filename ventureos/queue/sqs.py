@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from ventureos.queue.base import BATCH, Depth, FeedQueue, Message, QueueError
+from ventureos.queue.base import BATCH, QUEUE_BACKENDS, Depth, FeedQueue, Message, QueueError
 from ventureos.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ def with_identity(body: str, message_id: str) -> str:
     return json.dumps({**payload, "message_id": message_id}, ensure_ascii=False, separators=(",", ":"))
 
 
+@QUEUE_BACKENDS.register("sqs")
 class SqsQueue(FeedQueue):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

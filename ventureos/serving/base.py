@@ -8,13 +8,14 @@ form is DynamoDB's typed JSON in both backends (SQLite stores it as text), so nu
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from ventureos.registry import Registry
 from ventureos.settings import Settings
 
 ENTITIES, LIVE_FEED, PROJECTS = "Entities", "Violations", "Projects"
@@ -76,7 +77,10 @@ def unique_by_key(items: Iterable[Item]) -> list[Item]:
 
 
 class ServingStore(ABC):
-    """Tables ``{prefix}-Entities``, ``{prefix}-Violations``, ``{prefix}-Projects``.
+    """Tables ``{prefix}-Entities``, ``{prefix}-Violations``, ``{prefix}-Projects``: the extension point
+    for a serving backend, which registers ``factory(settings) -> ServingStore`` with
+    ``@SERVING_BACKENDS.register(name)`` (plus its module in ``SERVING_BACKENDS``); then add it to the
+    parameters of the contract tests (tests/test_serving_contract.py).
 
     Writes are batched and return how many items they wrote, so callers can report (and tests can
     assert) that a no-op run writes nothing.
@@ -121,26 +125,12 @@ class ServingStore(ABC):
         """
 
 
-_BACKENDS: dict[str, Callable[[Settings], ServingStore]] = {}
-
-
-def register_backend(
-    name: str,
-) -> Callable[[Callable[[Settings], ServingStore]], Callable[[Settings], ServingStore]]:
-    def decorate(factory: Callable[[Settings], ServingStore]) -> Callable[[Settings], ServingStore]:
-        _BACKENDS[name] = factory
-        return factory
-
-    return decorate
+SERVING_BACKENDS = Registry[ServingStore](
+    "serving backend", {"sqlite": "ventureos.serving.sqlite", "dynamodb": "ventureos.serving.dynamodb"}
+)
+"""Serving stores by ``VENTUREOS_SERVING_BACKEND``; a backend registers ``factory(settings) -> ServingStore``."""
 
 
 def open_store(settings: Settings) -> ServingStore:
     """The serving store of ``settings.serving_backend``."""
-    # Importing the backends registers them.
-    from ventureos.serving import dynamodb, sqlite  # noqa: F401
-
-    try:
-        factory = _BACKENDS[settings.serving_backend]
-    except KeyError:
-        raise ValueError(f"unknown serving backend {settings.serving_backend!r}") from None
-    return factory(settings)
+    return SERVING_BACKENDS.create(settings.serving_backend, settings)

@@ -15,18 +15,18 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from tasks.policy import is_transient
 from ventureos.serving.base import (
+    SERVING_BACKENDS,
     TABLES,
     Item,
     Key,
     ServingStore,
     from_wire,
-    register_backend,
     to_wire,
     unique_by_key,
 )
 from ventureos.settings import Settings
+from ventureos.transient import is_transient
 
 BATCH = 25
 """DynamoDB's limit of write requests per BatchWriteItem."""
@@ -173,7 +173,7 @@ class DynamoDBStore(ServingStore):
         return True
 
 
-@register_backend("dynamodb")
+@SERVING_BACKENDS.register("dynamodb")
 def _from_settings(settings: Settings) -> ServingStore:
     config = Config(retries={"mode": "standard", "max_attempts": 3})
     return DynamoDBStore(

@@ -1,8 +1,9 @@
 """The live feed (``{prefix}-Violations``): the latest 5 violations per agency under each entity.
 
-Only versions that arrived through ``bronze/daily/`` or ``bronze/feed/`` qualify (the gatekeeper is the
-lineage of the version itself, so a historical load can never leak in, whoever calls this). "Latest" is
-by event date, then violation id: exactly the SK order ``AGENCY#{agency}#DATE#{YYYY-MM-DD}#{violation_id}``.
+Only versions from a live source qualify (``ventureos.layout.is_live_source``: daily files and feed
+batches; the gatekeeper is the lineage of the version itself, so a historical load can never leak in,
+whoever calls this). "Latest" is by event date, then violation id: exactly the SK order
+``AGENCY#{agency}#DATE#{YYYY-MM-DD}#{violation_id}``.
 
 A batch is applied as a small diff per touched entity: the entity's stored items, minus the items of
 versions the batch closed (updated or deleted violations), plus the batch's new versions, ranked; the
@@ -21,14 +22,14 @@ import polars as pl
 from pyiceberg.table import Table
 
 from ventureos.gold import LEVELS, current_silver_of, entity_rows
-from ventureos.historical import LoadPlan, versions_before_load
+from ventureos.historical import Load, versions_before_load
+from ventureos.layout import from_live_source
 from ventureos.schemas import violations_schema
 from ventureos.serving.base import LIVE_FEED, Item, ServingStore, from_wire, to_wire
 from ventureos.silver import ENTITY_COLUMNS, Scd2Plan, current_versions
 
 FEED_SIZE = 5
 QUERY_THREADS = 8
-LIVE_SOURCES = r"(^|/)bronze/(daily|feed)/"
 DESCRIPTION_CHARS = 500
 FEED_COLUMNS = (
     "violation_id", "agency", "dataset", "event_date", "company_name", "company_slug", "city", "state",
@@ -48,10 +49,6 @@ class LiveFeedChange:
     entities: int
     written: int
     deleted: int
-
-
-def from_live_source() -> pl.Expr:
-    return pl.col("meta_source_uri").str.contains(LIVE_SOURCES).fill_null(False)
 
 
 def live(rows: pl.DataFrame) -> pl.DataFrame:
@@ -180,13 +177,13 @@ def update_after_batch(store: ServingStore, violations: Table, plan: Scd2Plan) -
     return apply_to_feed(store, plan.added, plan.touched, silver_reader(violations), present)
 
 
-def refresh_after_load(store: ServingStore, violations: Table, plan: LoadPlan) -> LiveFeedChange:
+def refresh_after_load(store: ServingStore, violations: Table, load: Load) -> LiveFeedChange:
     """After a historical load: live violations it updated or removed leave the feed, and older live
     violations of their entities take their places (historical versions never enter it).
 
     Compared with silver as it was before this run of the load first committed, so a re-run repairs it.
     """
-    before = versions_before_load(violations, plan, (*ENTITY_COLUMNS, "valid_from", "meta_source_uri"))
+    before = versions_before_load(violations, load, (*ENTITY_COLUMNS, "valid_from", "meta_source_uri"))
     live_before = before.filter(from_live_source())
     still = current_versions(
         violations, live_before["violation_id"].to_list(), ("violation_id", "valid_from")

@@ -9,13 +9,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ventureos.serving.base import (
+    SERVING_BACKENDS,
     TABLES,
     Item,
     Key,
     MissingServingTable,
     ServingStore,
     from_wire,
-    register_backend,
     to_wire,
     unique_by_key,
 )
@@ -116,6 +116,6 @@ class SqliteStore(ServingStore):
         return True
 
 
-@register_backend("sqlite")
+@SERVING_BACKENDS.register("sqlite")
 def _from_settings(settings: Settings) -> ServingStore:
     return SqliteStore(settings.serving_db, settings.serving_prefix)
