@@ -35,6 +35,10 @@ class Dataset:
     """Lookup table name -> the column it is joined on."""
     id_columns: tuple[str, ...] = ()
     """Columns every record file has (a bulk file without them is the wrong file, not bad rows)."""
+    cadence_days: int | None = None
+    """How often the source publishes, in days: 1 = every daily-ingest must find its files; the
+    dataset is stale once its last ingest is older than this (plus a grace). None: no expectation.
+    Overridden per dataset by ``VENTUREOS_DATASET_CADENCE_DAYS``."""
 
     @property
     def key(self) -> str:
@@ -49,22 +53,26 @@ class Dataset:
 REGISTRY: dict[str, Dataset] = {
     d.key: d
     for d in (
-        Dataset("osha", "severe_injury", severe_injury.normalize, id_columns=("ID",)),
+        # Cadences: DOL's enforcement catalog refreshes daily; FAA, ECHO and ICIS weekly; OSHA's
+        # severe injury reports monthly.
+        Dataset("osha", "severe_injury", severe_injury.normalize, id_columns=("ID",), cadence_days=31),
         Dataset(
             "osha",
             "enforcement",
             enforcement.normalize,
             lookups={"inspection": enforcement.KEY},
             id_columns=(enforcement.KEY, "citation_id"),
+            cadence_days=1,
         ),
-        Dataset("faa", "enforcement", faa_enforcement.normalize),
-        Dataset("epa", "echo", echo.normalize),
+        Dataset("faa", "enforcement", faa_enforcement.normalize, cadence_days=7),
+        Dataset("epa", "echo", echo.normalize, cadence_days=7),
         Dataset(
             "epa",
             "icis_fec",
             icis_fec.normalize,
             lookups={"facilities": icis_fec.KEY},
             id_columns=(icis_fec.KEY,),
+            cadence_days=7,
         ),
     )
 }

@@ -17,7 +17,7 @@ from ventureos.summary import names_markdown
 @task(name="consolidate-month", **IO_TASK)
 def consolidate_month_task(month: str) -> ConsolidationResult:
     """Safe to retry: a retry first completes whatever the failed attempt committed."""
-    return consolidate_month(current_lakehouse().storage, month)
+    return consolidate_month(current_lakehouse().storage, month, current_lakehouse().violations())
 
 
 @task(name="consolidate-year", **IO_TASK)

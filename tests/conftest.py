@@ -120,3 +120,16 @@ def run_cli(*args: str) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+ATTACKS: list[tuple[str, str, str]] = []
+"""(attack, outcome, invariants) rows the fault-injection suite records, printed at the session's end."""
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not ATTACKS:
+        return
+    widths = [max(len(row[i]) for row in [("attack", "outcome", "invariants"), *ATTACKS]) for i in range(3)]
+    terminalreporter.section("fault injection: attack -> outcome -> invariants")
+    for row in [("attack", "outcome", "invariants"), tuple("-" * w for w in widths), *ATTACKS]:
+        terminalreporter.write_line(" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))

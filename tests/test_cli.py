@@ -37,8 +37,10 @@ def test_run_daily_ingest_and_query(home: Path, capsys: pytest.CaptureFixture[st
     from ventureos.settings import load_settings
 
     stage_demo(load_settings())
-    assert run_cli("run", "daily-ingest", "--date", DEMO_DATE, "--json") == 0
+    # The demo has no OSHA enforcement files, a dataset expected daily: loaded, but exit 3.
+    assert run_cli("run", "daily-ingest", "--date", DEMO_DATE, "--json") == 3
     report = json.loads(capsys.readouterr().out)
+    assert report["missing_datasets"] == ["osha/enforcement"]
     # 655 OSHA records (one truncated file) + 500 ECHO facilities, of which 20 have a penalty.
     assert report["totals"]["read"] == 1155 and report["totals"]["inserted"] == 674
     assert report["totals"]["quarantined"] == 481 and report["reconciled"] is True
@@ -254,6 +256,7 @@ def test_a_missing_source_fails_before_the_flow(home: Path, tmp_path: Path) -> N
         ("entity", "explain", "Wal-Mart Stores, Inc."),
         ("serving", "get", "COMPANY#walmart"),
         ("quarantine", "list", "--json"),
+        ("status", "--json"),
     ],
 )
 def test_commands_that_run_no_flow_never_import_prefect(home: Path, args: tuple[str, ...]) -> None:

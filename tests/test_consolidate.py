@@ -16,6 +16,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, TaskRunFilter
 from prefect.client.schemas.sorting import ArtifactSort
+from pyiceberg.table import Table
 
 import ventureos.archive as archive
 from flows.monthly_consolidate import monthly_consolidate
@@ -48,7 +49,7 @@ from ventureos.layout import (
     year_key,
 )
 from ventureos.schemas import VIOLATIONS_PARTITION, VIOLATIONS_SCHEMA
-from ventureos.silver import content_id, empty_violations, plan_scd2
+from ventureos.silver import commit_scd2, content_id, empty_violations, encode_versions, plan_scd2
 from ventureos.storage import Storage
 
 from .conftest import BUNDLED_SAMPLES
@@ -61,10 +62,12 @@ def sample_reports() -> pl.DataFrame:
 
 
 class Feed:
-    """Daily ingests as daily-ingest does them (SCD2 plan + buffer write), without the Iceberg commit."""
+    """Daily ingests as daily-ingest does them (SCD2 plan + buffer write); the Iceberg commit too when
+    given ``silver`` (the flow archives only versions silver holds)."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, silver: Table | None = None) -> None:
         self.storage = storage
+        self.silver = silver
         self.current = empty_violations()
 
     def ingest(self, day: str, reports: pl.DataFrame, event_date: str, deleted: tuple[str, ...] = ()) -> str:
@@ -83,6 +86,8 @@ class Feed:
                 plan.added.filter("is_current"),
             ]
         )
+        if self.silver is not None:
+            commit_scd2(self.silver, plan, encode_versions(self.silver, plan))
         added = encode_partitions(VIOLATIONS_SCHEMA, VIOLATIONS_PARTITION, plan.added, ("dataset",))
         [written] = write_buffer_files(self.storage, added, day, content_id(plan))
         return self.storage.key_of(written)
@@ -93,10 +98,10 @@ class Feed:
         self.storage.write_bytes(f"{BUFFER_PREFIX}/ingest_date={day}/{name}", self.storage.read_bytes(key))
 
 
-def stage_two_months(storage: Storage) -> tuple[Feed, pl.DataFrame]:
+def stage_two_months(storage: Storage, silver: Table | None = None) -> tuple[Feed, pl.DataFrame]:
     """Jan and Feb 2024 buffers (14 distinct versions: 11 with January events, 3 with February),
     with re-deliveries in both months and a January violation ingested in March."""
-    reports, feed = sample_reports(), Feed(storage)
+    reports, feed = sample_reports(), Feed(storage, silver)
     first = feed.ingest("2024-01-10", reports.slice(0, 5), "1/3/2024")
     feed.ingest("2024-01-25", reports.slice(5, 3), "1/20/2024")
     feed.redeliver(first, "2024-01-26")
@@ -386,7 +391,7 @@ def test_flows_and_cli_consolidate_and_refuse_before_grace(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     storage = current_lakehouse().storage
-    stage_two_months(storage)
+    stage_two_months(storage, current_lakehouse().violations())
     for month in ("2024-01", "2024-02"):
         report = monthly_consolidate(month=month)
         assert report["reconciled"] and report["scope"] == month

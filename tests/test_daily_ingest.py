@@ -99,7 +99,10 @@ def test_daily_ingest_embedded(home: Path) -> None:
     # A date with no files (a typo, a skipped day) reconciles at zero but says so.
     empty = daily_ingest("2015-10-30")
     assert empty["reconciled"] and empty["totals"]["read"] == 0
-    assert empty["warnings"] == ["no bronze files under bronze/daily/*/*/2015-10-30"]
+    assert empty["warnings"] == [
+        "no bronze files under bronze/daily/*/*/2015-10-30",
+        "expected dataset osha/enforcement missing: no files under bronze/daily/osha/enforcement/2015-10-30",
+    ]
 
 
 @pytest.mark.aws

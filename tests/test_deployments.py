@@ -62,6 +62,13 @@ FLOWS: dict[str, tuple[str, list[str], tuple[str, Any]]] = {
     "monthly-consolidate": ("flows/monthly_consolidate.py:monthly_consolidate", [], ("cron", "0 3 1 * *")),
     "yearly-consolidate": ("flows/yearly_consolidate.py:yearly_consolidate", [], ("cron", "0 4 1 7 *")),
     "gold-sync": ("flows/gold_sync.py:gold_sync", [], ("cron", "30 7 * * *")),
+    "status": ("flows/status.py:status", [], ("cron", "0 8 * * *")),
+}
+# Flows that change gold -> the state events after which gold-sync runs.
+GOLD_CHANGERS = {
+    "daily-ingest": ["prefect.flow-run.Completed", "prefect.flow-run.Incomplete"],
+    "historical-load": ["prefect.flow-run.Completed"],
+    "feed-poll": ["prefect.flow-run.Completed"],
 }
 TIMEOUT = 240  # generous: a loaded 2-core machine
 
@@ -268,13 +275,33 @@ def test_deploy_concurrency_and_triggers(server: Server, deployed: dict[str, dic
     assert ecs_pool["type"] == "ecs"
     assert ecs_pool["base_job_template"]["variables"]["properties"]["cluster"]["default"] == "ventureos"
 
+    for name in ("gold-sync/ecs", "gold-sync/local"):  # never two syncs at once: a new one waits
+        assert deployed[name]["global_concurrency_limit"]["limit"] == 1
+        assert deployed[name]["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+    for name in ("status/ecs", "status/local"):
+        assert deployed[name]["global_concurrency_limit"]["limit"] == 1
+        assert deployed[name]["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+
     automations = {a["name"]: a for a in server.post("/automations/filter", {})}
-    trigger = automations["gold-sync-after-daily-ingest"]
-    assert trigger["trigger"]["expect"] == ["prefect.flow-run.Completed"]
-    assert {"prefect.resource.role": "flow", "prefect.resource.name": "daily-ingest"} in trigger["trigger"][
-        "match_related"
-    ]
-    assert trigger["actions"][0]["deployment_id"] == deployed["gold-sync/ecs"]["id"]
+    for pool, suffix in (("ecs", ""), ("local", "-local")):
+        for flow, events in GOLD_CHANGERS.items():
+            automation = automations[f"gold-sync-after-{flow}{suffix}"]
+            trigger = automation["trigger"]
+            assert automation["enabled"] and trigger["posture"] == "Reactive"
+            assert sorted(trigger["expect"]) == sorted(events)
+            assert trigger["match"] == {"prefect.resource.id": "prefect.flow-run.*"}
+            assert trigger["match_related"] == [
+                {"prefect.resource.role": "flow", "prefect.resource.name": flow},
+                {"prefect.resource.role": "work-pool", "prefect.resource.name": f"ventureos-{pool}"},
+            ]
+            (action,) = automation["actions"]
+            assert (action["type"], action["deployment_id"]) == (
+                "run-deployment",
+                deployed[f"gold-sync/{pool}"]["id"],
+            )
+    assert sorted(n for n in automations if n.startswith("gold-sync-after-")) == sorted(
+        f"gold-sync-after-{flow}{suffix}" for flow in GOLD_CHANGERS for suffix in ("", "-local")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -399,17 +426,35 @@ def test_operator_guide_names_what_the_test_creates() -> None:
     assert shutil.which("prefect", path=str(Path(PREFECT).parent))
 
 
-def test_gold_sync_followed_the_daily_ingest(server: Server, deployed: dict[str, dict[str, Any]]) -> None:
-    """The automation from prefect.yaml ran gold-sync/local when daily-ingest/local completed."""
-    if not exists(FLOWS["gold-sync"][0]) or not server.flow_runs(deployed["daily-ingest/local"]["id"]):
-        pytest.skip("needs flows/gold_sync.py and the daily-ingest run of this module")
+def test_gold_sync_followed_every_flow_that_changes_gold(
+    server: Server, worker: Path, deployed: dict[str, dict[str, Any]]
+) -> None:
+    """The automations from prefect.yaml ran gold-sync/local after daily-ingest/local (an Incomplete
+    run: no OSHA enforcement files), after the retried historical-load/local and after a feed-poll/local."""
+    if not server.flow_runs(deployed["daily-ingest/local"]["id"]):
+        pytest.skip("needs the daily-ingest run of this module")
+    daily = server.flow_runs(deployed["daily-ingest/local"]["id"])[0]
+    assert (daily["state_type"], daily["state_name"]) == ("COMPLETED", "Incomplete")
+    assert daily["state"]["message"] == "expected dataset(s) missing for 2024-03-05: osha/enforcement"
+    poll = run_deployment(server, "feed-poll/local", "max_seconds=1")
+    assert server.wait(poll, {"COMPLETED", "FAILED", "CRASHED"})["state_type"] == "COMPLETED"
+
+    automations = {a["id"]: a["name"] for a in server.post("/automations/filter", {})}
+    expected = {f"gold-sync-after-{flow}-local" for flow in GOLD_CHANGERS}
     deadline = time.monotonic() + TIMEOUT
-    while not (runs := server.flow_runs(deployed["gold-sync/local"]["id"])):
-        assert time.monotonic() < deadline, "no gold-sync run after the daily ingest"
+    while True:
+        runs = server.flow_runs(deployed["gold-sync/local"]["id"])
+        # A run an automation created carries "automation <id>, action 0, invocation <id>" as its key.
+        keys = {r["id"]: (r["idempotency_key"] or "").split(",")[0] for r in runs}
+        by = {automations.get(keys[r["id"]].removeprefix("automation ")): r for r in runs}
+        if expected <= set(by):
+            break
+        assert time.monotonic() < deadline, f"gold-sync runs only by {sorted(map(str, by))}"
         time.sleep(1)
-    run = server.wait(runs[0]["id"], {"COMPLETED", "FAILED", "CRASHED"})
-    assert run["state_type"] == "COMPLETED"
-    assert run["name"].startswith("gold-sync-")
+    for name in sorted(expected):
+        run = server.wait(by[name]["id"], {"COMPLETED", "FAILED", "CRASHED"})
+        assert run["state_type"] == "COMPLETED", name
+        assert run["name"].startswith("gold-sync-")
 
 
 # Static checks of the deployment assets (no server needed) --------------------------------------

@@ -26,10 +26,11 @@ from ventureos.gold import (
     read_gold,
     removals_table,
 )
+from ventureos.invariants import expected_feed, stored_feed
 from ventureos.lakehouse import current_lakehouse
 from ventureos.schemas import SOURCE_URI, to_arrow
-from ventureos.serving import ENTITIES, LIVE_FEED, ServingStore, open_store
-from ventureos.serving.live_feed import FEED_COLUMNS, FEED_SIZE, apply_to_feed, feed_frame, live
+from ventureos.serving import ENTITIES, LIVE_FEED, open_store
+from ventureos.serving.live_feed import FEED_COLUMNS, FEED_SIZE, apply_to_feed
 from ventureos.serving.sync import iso, read_watermarks, sync_entities
 from ventureos.settings import load_settings
 from ventureos.silver import Scd2Plan, current_versions
@@ -38,18 +39,6 @@ from .conftest import run_cli
 from .test_daily_ingest import sample_reports
 from .test_gold import T1, T2, T3, assert_gold_equals_current_silver, current_silver, edit, real_rows
 from .test_gold import apply as apply_to_silver_and_gold
-
-
-def expected_feed(silver: pl.DataFrame) -> list[tuple[str, str]]:
-    """The latest ``FEED_SIZE`` live violations per entity and agency, by event date then id."""
-    items = feed_frame(live(silver)).sort("PK", "agency", "SK", descending=[False, False, True])
-    return sorted(
-        items.group_by("PK", "agency", maintain_order=True).head(FEED_SIZE).select("PK", "SK").rows()
-    )
-
-
-def stored_feed(store: ServingStore) -> list[tuple[str, str]]:
-    return [(i["PK"], i["SK"]) for i in store.scan(LIVE_FEED)]
 
 
 def test_feed_keeps_latest_five_through_updates_deletes_and_history(home: Path) -> None:

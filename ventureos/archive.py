@@ -15,7 +15,10 @@ Every run is the same three-phase protocol, identical on local disk and S3 (whic
    target is read back and verified again, then the sources are deleted, then the manifest.
 
 Each run first applies any manifest a crashed run left behind and removes unreferenced staging
-files. Merging is idempotent (versions deduplicated by ``VERSION_KEY``), so re-reading a source whose
+files. Given silver, monthly consolidation archives only the buffered versions silver holds (the
+*verified sweep*, ``committed_versions``): buffer files are written before silver's commit, so a run
+that died in between leaves versions silver never held; they are counted as ``orphaned``, named in the
+report, and their files are deleted with the month's other sources once the archive is verified. Merging is idempotent (versions deduplicated by ``VERSION_KEY``), so re-reading a source whose
 rows already reached the archive adds nothing. Run one consolidation at a time (deploy both flows
 with a shared concurrency limit of one); a buffer file written during a run is not in its manifest
 and is left for the next run.
@@ -30,6 +33,8 @@ from typing import Any
 
 import polars as pl
 import polars_hash  # noqa: F401  (registers .nchash)
+from pyiceberg.expressions import And, BooleanExpression, EqualTo, In
+from pyiceberg.table import Table
 
 from ventureos.layout import (
     BUFFER_PREFIX,
@@ -52,6 +57,13 @@ UNKNOWN = "unknown"
 
 VERSION_KEY = ("violation_id", "record_hash", "change_type")
 """One version of a violation: an UPDATE and the DELETE tombstone that follows it are two rows."""
+
+COMMITTED_KEY = ("violation_id", "valid_from", "record_hash")
+"""How a buffered version is matched to silver's: the same write (``valid_from``) of the same content."""
+
+ID_FILTER_LIMIT = 10_000
+"""Up to this many ids per agency, silver is read with an ``In`` filter on them; above it, the agency's
+partitions are read (three columns) and joined: an ``In`` of 100k+ literals costs more than the scan."""
 
 GRACE_MONTH = 7
 """A year may be closed from July 1 of the next year: six months for late rows to arrive."""
@@ -198,7 +210,7 @@ def merge_versions(
 
 @dataclass
 class ConsolidationResult:
-    """What a run did; ``rows_in == rows_added + duplicates`` always holds."""
+    """What a run did; ``rows_in == rows_added + duplicates + orphaned`` always holds."""
 
     kind: str
     scope: str
@@ -214,10 +226,14 @@ class ConsolidationResult:
     written: list[str] = field(default_factory=list)
     recovered: int = 0
     """Manifests of crashed runs this run completed before its own work."""
+    orphaned: int = 0
+    """Buffered rows whose version silver does not hold (left out of the archive, their files deleted)."""
+    orphaned_files: list[str] = field(default_factory=list)
+    """The buffer files that held them."""
 
     @property
     def reconciled(self) -> bool:
-        return self.rows_in == self.rows_added + self.duplicates
+        return self.rows_in == self.rows_added + self.duplicates + self.orphaned
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -232,13 +248,16 @@ class ConsolidationResult:
             "files_removed": self.files_removed,
             "written": self.written,
             "recovered": self.recovered,
+            "orphaned": self.orphaned,
+            "orphaned_files": self.orphaned_files,
             "reconciled": self.reconciled,
         }
 
     def summary_line(self) -> str:
         status = "reconciled" if self.reconciled else "NOT RECONCILED"
         return (
-            f"rows in {self.rows_in} = added {self.rows_added} + duplicates {self.duplicates} ({status});"
+            f"rows in {self.rows_in} = added {self.rows_added} + duplicates {self.duplicates}"
+            f" + orphaned {self.orphaned} ({status});"
             f" rows out {self.rows_out} in {len(self.written)} file(s); late rows {self.late_rows};"
             f" files removed {self.files_removed}"
         )
@@ -249,6 +268,9 @@ class ConsolidationResult:
         lines += [f"| {k} | {v} |" for k, v in self.as_dict().items() if isinstance(v, int | bool)]
         if self.written:
             lines += ["", "## Written", ""] + [f"- `{key}`" for key in self.written]
+        if self.orphaned_files:
+            lines += ["", "## Orphaned (versions silver does not hold)", ""]
+            lines += [f"- `{key}`" for key in self.orphaned_files]
         return "\n".join(lines)
 
 
@@ -381,6 +403,49 @@ def recover(storage: Storage) -> int:
     return len(manifests)
 
 
+# The verified sweep --------------------------------------------------------------------------
+
+
+def silver_versions(silver: Table, buffered: pl.DataFrame) -> pl.DataFrame:
+    """``COMMITTED_KEY`` of silver's versions (current or closed) of the ids in ``buffered``
+    (``agency``, ``violation_id``): only those ids are read, agency by agency."""
+    frames = [pl.DataFrame(schema={c: VIOLATIONS_POLARS[c] for c in COMMITTED_KEY})]
+    for (agency,), part in buffered.partition_by("agency", as_dict=True).items():
+        ids = part["violation_id"].unique()
+        row_filter: BooleanExpression = EqualTo("agency", str(agency))
+        if ids.len() <= ID_FILTER_LIMIT:
+            row_filter = And(row_filter, In("violation_id", set(ids)))
+        arrow = silver.scan(row_filter=row_filter, selected_fields=COMMITTED_KEY).to_arrow()
+        rows = pl.DataFrame(pl.from_arrow(arrow)).select(
+            pl.col(c).cast(VIOLATIONS_POLARS[c]) for c in COMMITTED_KEY
+        )
+        frames.append(rows.join(part.select("violation_id").unique(), on="violation_id", how="semi"))
+    return pl.concat(frames).unique()
+
+
+def committed_versions(
+    storage: Storage, scan: pl.LazyFrame, silver: Table, result: ConsolidationResult
+) -> pl.DataFrame:
+    """The verified sweep: ``COMMITTED_KEY`` of the buffered versions silver holds. The other rows
+    (a write that died between its buffer files and its commit; a version a historical *replace*
+    removed from silver since) are counted in ``result.orphaned`` and their files named."""
+    keys = list(COMMITTED_KEY)
+    buffered = scan.select("agency", *keys, SOURCE_FILE).collect()
+    silver.refresh()
+    held = silver_versions(silver, buffered.select("agency", "violation_id").unique())
+    orphans = buffered.join(held, on=keys, how="anti", nulls_equal=True)
+    result.orphaned = orphans.height
+    result.orphaned_files = sorted({storage.key_of(uri) for uri in orphans[SOURCE_FILE]})
+    return buffered.join(held, on=keys, how="semi", nulls_equal=True).select(keys).unique()
+
+
+def only_committed(frame: pl.LazyFrame, committed: pl.DataFrame | None) -> pl.LazyFrame:
+    if committed is None:
+        return frame
+    keys = list(COMMITTED_KEY)
+    return frame.join(committed.lazy(), on=keys, how="semi", nulls_equal=True)
+
+
 # Runs -------------------------------------------------------------------------------------------
 
 
@@ -391,23 +456,34 @@ def _consolidate(
     target: pl.Expr,
     known: dict[str, pl.DataFrame],
     scan: pl.LazyFrame | None = None,
+    committed: pl.DataFrame | None = None,
 ) -> ConsolidationResult:
     """Merge each target's rows into its current content, stage, commit, apply.
 
     One pass finds which source files hold rows of which target; each target then reads only those
     files (after a backfill, a month's buffer holds hundreds of event months: reading every source per
     target would cost targets x sources). Memory holds one target's rows, not the input. A target whose
-    content would not change is not rewritten.
+    content would not change is not rewritten. With ``committed`` (the verified sweep), only those
+    versions are archived; ``result.orphaned`` already counts the others, read but left out.
     """
     scan = (scan if scan is not None else scan_versions(storage, sources)).with_columns(_target=target)
-    located = scan.group_by("_target").agg(pl.len().alias("rows"), pl.col(SOURCE_FILE).unique()).collect()
+    located = (
+        only_committed(scan, committed)
+        .group_by("_target")
+        .agg(pl.len().alias("rows"), pl.col(SOURCE_FILE).unique())
+        .collect()
+    )
     files_of = {
         key: sorted(map(storage.key_of, uris)) for key, _, uris in located.sort("_target").iter_rows()
     }
-    result.rows_in, result.files_read = int(located["rows"].sum()), len(sources)
+    result.rows_in, result.files_read = int(located["rows"].sum()) + result.orphaned, len(sources)
     targets = []
     for key, files in files_of.items():
-        rows = _scan_checked(storage, files).filter(target == key).select(VIOLATION_COLUMNS).collect()
+        rows = (
+            only_committed(_scan_checked(storage, files).filter(target == key), committed)
+            .select(VIOLATION_COLUMNS)
+            .collect()
+        )
         existing = read_versions(storage, [key]) if storage.exists(key) else empty_versions()
         merged, added = merge_versions(existing, rows, known.get(key, empty_versions()))
         result.rows_added += added
@@ -417,7 +493,7 @@ def _consolidate(
             targets.append(stage_target(storage, key, merged))
             result.rows_out += merged.height
             result.written.append(key)
-    result.duplicates = result.rows_in - result.rows_added
+    result.duplicates = result.rows_in - result.rows_added - result.orphaned
     manifest = write_manifest(storage, result.kind, result.scope, targets, sources)
     result.files_removed = apply_manifest(storage, manifest)
     return result
@@ -430,18 +506,25 @@ def _year_file_keys(storage: Storage, years: set[str]) -> dict[str, pl.DataFrame
     }
 
 
-def consolidate_month(storage: Storage, month: str) -> ConsolidationResult:
+def consolidate_month(storage: Storage, month: str, silver: Table | None = None) -> ConsolidationResult:
     """Buffer files ingested in ``month`` (or left from before it) -> the archive month file of each
-    row's event month."""
+    row's event month.
+
+    With ``silver`` (what the flow passes), only the buffered versions silver holds are archived (see
+    ``committed_versions``); without it every buffered version is, which only a caller that wrote the
+    buffers itself, without silver, may ask for.
+    """
     month = parse_month(month)
     result = ConsolidationResult("monthly", month, recovered=recover(storage))
     sources = buffer_files(storage, month)
     if not sources:
         return result
     scan = scan_versions(storage, sources)
-    years = scan.select(EVENT_YEAR.unique()).collect()["event_date"]
+    committed = committed_versions(storage, scan, silver, result) if silver is not None else None
+    years = only_committed(scan, committed).select(EVENT_YEAR.unique()).collect()["event_date"]
     closed = {y for y in years if y != UNKNOWN and storage.exists(year_key(y))}
-    return _consolidate(storage, result, sources, target_key(closed), _year_file_keys(storage, closed), scan)
+    known = _year_file_keys(storage, closed)
+    return _consolidate(storage, result, sources, target_key(closed), known, scan, committed)
 
 
 def consolidate_year(storage: Storage, year: str, today: date, force: bool = False) -> ConsolidationResult:

@@ -69,9 +69,11 @@ class RunReport:
         """The report for a person: counts, quality, timings and a summary of the files written (the
         whole list is in the artifact ``written_key`` when given)."""
         header = "| agency | dataset | " + " | ".join(RUN_COUNTS) + " |"
-        lines = [
-            f"# {self.flow} — {self.summary_line()}",
-            "",
+        lines = [f"# {self.flow} — {self.summary_line()}", ""]
+        # Warnings come first: a missing dataset must not hide below an empty table.
+        if self.extra.get("warnings"):
+            lines += ["## Warnings", "", *(f"- {w}" for w in self.extra["warnings"]), ""]
+        lines += [
             header,
             "|" + "---|" * (len(RUN_COUNTS) + 2),
         ]

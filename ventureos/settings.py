@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     feed_max_message_bytes: int = Field(262_144, ge=1024)
     """Larger feed messages are poison (quarantined), whatever the queue accepted."""
 
+    dataset_cadence_days: str = Field("", pattern=r"^(\s*[a-z0-9_]+/[a-z0-9_]+=\d+\s*(,|$))*$")
+    """Per ``agency/dataset``, days between the source's publications (1 = expected in every daily-ingest,
+    0 = no expectation), overriding the registry's defaults: ``faa/enforcement=1,epa/echo=0``."""
+    freshness_grace_hours: float = Field(6.0, ge=0)
+    """A dataset is stale once its last ingest is older than its cadence plus this grace."""
+
     batch_rows: int = 150_000
     """Rows per historical-load batch: bounds memory, not the input size."""
 
@@ -100,6 +106,12 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+    @property
+    def cadence_overrides(self) -> dict[str, int]:
+        """``dataset_cadence_days`` as ``agency/dataset`` -> days."""
+        pairs = (item.split("=") for item in self.dataset_cadence_days.split(",") if item.strip())
+        return {key.strip(): int(days) for key, days in pairs}
 
     # Derived locations -------------------------------------------------------------------
     @property

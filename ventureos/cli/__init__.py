@@ -69,6 +69,10 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
         "ventureos.cli.serving:app", "The serving store: tables, brand configs, entity reads."
     ),
     "top": LazyCommand("ventureos.cli.serving:top", "Rank bad actors from gold."),
+    "status": LazyCommand(
+        "ventureos.cli.status:status",
+        "Per dataset: last ingest, last event date, current rows, age vs its cadence, OK/STALE.",
+    ),
 }
 
 

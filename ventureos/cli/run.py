@@ -146,6 +146,8 @@ def daily_ingest(
     print_json(report) if as_json else print_report(report, verbose=verbose)
     if not report["reconciled"]:
         raise typer.Exit(1)
+    if report.get("missing_datasets"):  # loaded what arrived; an expected dataset did not (warned above)
+        raise typer.Exit(3)
 
 
 @app.command("monthly-consolidate")

@@ -1,0 +1,128 @@
+"""The lakehouse's invariants, checked on the whole of it (tests, fault injection, an operator's audit).
+
+``check_invariants`` returns one line per broken rule, empty when all hold:
+
+1. at most one current version per ``violation_id`` in ``silver.violations``;
+2. gold is exactly the aggregate of current silver (``gold.aggregate_levels``; ``updated_at`` aside);
+3. the versions in the buffer, the archive and the late area are exactly silver's versions
+   (``archive.VERSION_KEY``): none silver never held, none missing;
+4. the serving Entities ``STATS#`` items are exactly gold's (after a gold-sync);
+5. the live feed holds exactly the latest ``FEED_SIZE`` live violations per entity and agency.
+
+It reads every table and file whole: meant for test- and demo-sized lakehouses.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from ventureos.archive import VERSION_KEY
+from ventureos.gold import LEVELS, aggregate_levels, read_gold
+from ventureos.lakehouse import Lakehouse
+from ventureos.layout import ARCHIVE_PREFIX, BUFFER_PREFIX, LATE_PREFIX
+from ventureos.serving.base import ENTITIES, LIVE_FEED, ServingStore
+from ventureos.serving.live_feed import FEED_SIZE, feed_frame, live
+from ventureos.serving.sync import stats_items
+
+STATS_FIELDS = ("total_violations", "total_penalties", "first_violation_date", "last_violation_date")
+SHOWN = 3
+"""Examples named per broken rule."""
+
+
+def read_silver(lakehouse: Lakehouse) -> pl.DataFrame:
+    return pl.DataFrame(pl.from_arrow(lakehouse.violations().scan().to_arrow()))
+
+
+def expected_feed(silver: pl.DataFrame) -> list[tuple[str, str]]:
+    """``(PK, SK)`` of the latest ``FEED_SIZE`` live violations per entity and agency (event date, then id)."""
+    items = feed_frame(live(silver)).sort("PK", "agency", "SK", descending=[False, False, True])
+    return sorted(
+        items.group_by("PK", "agency", maintain_order=True).head(FEED_SIZE).select("PK", "SK").rows()
+    )
+
+
+def stored_feed(store: ServingStore) -> list[tuple[str, str]]:
+    return sorted((i["PK"], i["SK"]) for i in store.scan(LIVE_FEED))
+
+
+def stored_versions(lakehouse: Lakehouse) -> pl.DataFrame:
+    """``VERSION_KEY`` of every row in the buffer, archive and late files."""
+    storage = lakehouse.storage
+    keys = [
+        key
+        for prefix in (BUFFER_PREFIX, ARCHIVE_PREFIX, LATE_PREFIX)
+        for key in storage.list(prefix)
+        if key.endswith(".parquet")
+    ]
+    frames = [storage.read_parquet(key).select(VERSION_KEY) for key in keys]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=dict.fromkeys(VERSION_KEY, pl.String))
+
+
+def _examples(values: list[Any]) -> str:
+    shown = ", ".join(map(str, values[:SHOWN]))
+    return shown + (f" (+{len(values) - SHOWN} more)" if len(values) > SHOWN else "")
+
+
+def _diff(name: str, expected: set[Any], found: set[Any]) -> list[str]:
+    problems = []
+    if missing := sorted(expected - found, key=str):
+        problems.append(f"{name}: {len(missing)} missing, e.g. {_examples(missing)}")
+    if extra := sorted(found - expected, key=str):
+        problems.append(f"{name}: {len(extra)} unexpected, e.g. {_examples(extra)}")
+    return problems
+
+
+def one_current_version(silver: pl.DataFrame) -> list[str]:
+    ids = silver.filter("is_current")["violation_id"]
+    doubled = sorted(ids.filter(ids.is_duplicated()).unique())
+    return [f"silver: {len(doubled)} id(s) with several current versions, e.g. {_examples(doubled)}"] * bool(
+        doubled
+    )
+
+
+def gold_is_current_silver(lakehouse: Lakehouse, silver: pl.DataFrame) -> list[str]:
+    aggregates = aggregate_levels(silver.filter("is_current"), LEVELS, datetime.now(UTC))
+    problems = []
+    for level in LEVELS:
+        found = read_gold(lakehouse.catalog, level).drop("updated_at")
+        expected = aggregates[level].select(found.columns).cast(dict(found.schema))
+        problems += _diff(f"gold.{level}_stats", set(expected.rows()), set(found.rows()))
+    return problems
+
+
+def stored_versions_are_silver(lakehouse: Lakehouse, silver: pl.DataFrame) -> list[str]:
+    expected = set(silver.select(VERSION_KEY).rows())
+    return _diff("buffer + archive versions vs silver", expected, set(stored_versions(lakehouse).rows()))
+
+
+def entities_are_gold(lakehouse: Lakehouse, store: ServingStore) -> list[str]:
+    def fields(item: dict[str, Any]) -> tuple[Any, ...]:
+        return (item["PK"], item["SK"], *(item.get(f) for f in STATS_FIELDS))
+
+    expected = {
+        fields(item)
+        for level in LEVELS
+        for item in stats_items(read_gold(lakehouse.catalog, level), level)
+        if item["SK"].startswith("STATS#")
+    }
+    found = {fields(i) for i in store.scan(ENTITIES) if i["SK"].startswith("STATS#")}
+    return _diff("serving Entities STATS vs gold", expected, found)
+
+
+def feed_is_latest(silver: pl.DataFrame, store: ServingStore) -> list[str]:
+    return _diff("live feed", set(expected_feed(silver)), set(stored_feed(store)))
+
+
+def check_invariants(lakehouse: Lakehouse, store: ServingStore) -> list[str]:
+    """Every broken invariant, one line each (with up to ``SHOWN`` examples); empty when all hold."""
+    silver = read_silver(lakehouse)
+    return [
+        *one_current_version(silver),
+        *gold_is_current_silver(lakehouse, silver),
+        *stored_versions_are_silver(lakehouse, silver),
+        *entities_are_gold(lakehouse, store),
+        *feed_is_latest(silver, store),
+    ]
