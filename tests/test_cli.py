@@ -416,3 +416,38 @@ def test_the_no_op_check_on_dynamodb(aws_home: str) -> None:
     assert gold_sync_noop() is None
     open_store(current_lakehouse().settings).create_tables()
     assert gold_sync_noop() == {"changed_rows": 0, "written": 0, "deleted": 0, "watermarks": {}}
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_report_artifacts_link_the_full_file_list() -> None:
+    """The report artifact names the first files and the ``-written`` artifact that lists them all."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, TaskRunFilter
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    from tasks.report import publish_report
+    from ventureos.report import RUN_COUNTS, RunReport
+
+    counts = pl.DataFrame({"agency": ["osha"], "dataset": ["enforcement"]} | {c: [0] for c in RUN_COUNTS})
+    names = [f"silver/violations/buffer/b-{i:03d}.parquet" for i in range(108)]
+
+    @flow(name="publish-many-files")
+    def publish() -> None:
+        publish_report(RunReport("historical-load", "r1", counts, written=names), key="cli-noise-test")
+
+    publish()
+    keys = ["cli-noise-test-report", "cli-noise-test-written"]
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(  # every filter explicit: this server rejects nulls
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)),
+            flow_run_filter=FlowRunFilter(),
+            task_run_filter=TaskRunFilter(),
+            limit=10,
+            offset=0,
+            sort=ArtifactSort.KEY_ASC,
+        )
+    by_key = {a.key: str(a.data) for a in artifacts}
+    assert sum(f"`{n}`" in by_key["cli-noise-test-report"] for n in names) == 3
+    assert "every one in artifact `cli-noise-test-written`" in by_key["cli-noise-test-report"]
+    assert all(f"`{n}`" in by_key["cli-noise-test-written"] for n in names)
