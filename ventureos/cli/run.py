@@ -282,7 +282,7 @@ def historical_load(
         print_report(report, verbose=verbose)
         if report["skipped_batches"]:
             print_written(
-                report["skipped_batches"],
+                [str(number) for number in report["skipped_batches"]],
                 "skipped batches already committed by this load",
                 verbose=verbose,
             )
