@@ -38,3 +38,7 @@ bench: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .ventureos .pytest_cache .ruff_cache
+
+.PHONY: bench-cli
+bench-cli: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.cli_startup --runs $(or $(RUNS),5)

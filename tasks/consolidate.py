@@ -8,8 +8,10 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.policy import IO_TASK, PURE_TASK
+from tasks.report import publish_file_list
 from ventureos.archive import ConsolidationResult, consolidate_month, consolidate_year
 from ventureos.lakehouse import current_lakehouse
+from ventureos.summary import names_markdown
 
 
 @task(name="consolidate-month", **IO_TASK)
@@ -23,12 +25,25 @@ def consolidate_year_task(year: str, today: date, force: bool) -> ConsolidationR
     return consolidate_year(current_lakehouse().storage, year, today, force)
 
 
+def consolidation_markdown(result: ConsolidationResult, written_key: str | None) -> str:
+    """Summary, metrics and the first few files written (the whole list in ``written_key``)."""
+    lines = [f"# {result.kind}-consolidate {result.scope}", "", result.summary_line(), ""]
+    lines += ["| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in result.as_dict().items() if isinstance(v, int | bool)]
+    lines += names_markdown("Written", result.written, written_key)
+    return "\n".join(lines)
+
+
 @task(name="publish-consolidation-report", **PURE_TASK)
 def publish_consolidation_report(result: ConsolidationResult, maintenance: list[dict]) -> None:
-    """Keyed artifacts (one key per flow), so the trend across runs is visible."""
+    """Keyed artifacts (one key per flow), so the trend across runs is visible; the files written are
+    counted in the report and listed in full in ``{kind}-consolidate-written``."""
     key = f"{result.kind}-consolidate"
+    written_key = publish_file_list(f"{key}-written", f"{key} files written", result.written)
     create_markdown_artifact(
-        markdown=result.markdown(), key=f"{key}-report", description=result.summary_line()
+        markdown=consolidation_markdown(result, written_key),
+        key=f"{key}-report",
+        description=result.summary_line(),
     )
     if maintenance:
         create_table_artifact(table=maintenance, key=f"{key}-maintenance", description="Iceberg maintenance")

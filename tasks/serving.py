@@ -46,5 +46,13 @@ def sync_entities() -> dict[str, Any]:
     """Gold rows changed since the watermark -> Entities items; a no-change sync writes nothing."""
     lakehouse = current_lakehouse()
     result = sync_entities_table(ready_store(lakehouse.settings), lakehouse.catalog).as_dict()
-    create_table_artifact(table=[result], key="gold-sync", description="gold-sync: items written and deleted")
+    # The counts in the description, one row per watermark: no nested JSON in a cell.
+    create_table_artifact(
+        table=[{"source": source, "watermark": mark} for source, mark in result["watermarks"].items()],
+        key="gold-sync",
+        description=(
+            f"gold-sync: {result['changed_rows']} changed gold rows, {result['written']} items written, "
+            f"{result['deleted']} deleted"
+        ),
+    )
     return result

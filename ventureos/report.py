@@ -12,9 +12,9 @@ import polars as pl
 
 from ventureos.batch import NormalizedBatch
 from ventureos.silver import SCD2_COUNTS, Scd2Plan
+from ventureos.summary import names_markdown
 
 RUN_COUNTS = ("read", "inserted", "updated", "deleted", "unchanged", "duplicates", "quarantined")
-
 
 @dataclass
 class RunReport:
@@ -65,7 +65,9 @@ class RunReport:
             **self.extra,
         }
 
-    def markdown(self) -> str:
+    def markdown(self, written_key: str | None = None) -> str:
+        """The report for a person: counts, quality, timings and a summary of the files written (the
+        whole list is in the artifact ``written_key`` when given)."""
         header = "| agency | dataset | " + " | ".join(RUN_COUNTS) + " |"
         lines = [f"# {self.flow} — {self.summary_line()}", ""]
         # Warnings come first: a missing dataset must not hide below an empty table.
@@ -83,8 +85,7 @@ class RunReport:
             lines += [f"| {i} | {n} |" for i, n in self.quality.iter_rows()]
         if self.timings:
             lines += ["", "## Timings (s)", ""] + [f"- {k}: {v:.2f}" for k, v in self.timings.items()]
-        if self.written:
-            lines += ["", "## Written", ""] + [f"- `{uri}`" for uri in self.written]
+        lines += names_markdown("Written", self.written, written_key)
         return "\n".join(lines)
 
 

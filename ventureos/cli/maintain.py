@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import polars as pl
 import typer
 
-from ventureos.cli.output import console, print_frame, print_json
+from ventureos.cli.output import console, print_frame, print_json, print_written
 
 
 def print_maintenance(rows: list[dict[str, Any]]) -> None:
@@ -19,7 +19,7 @@ def print_maintenance(rows: list[dict[str, Any]]) -> None:
         console.print("no silver or gold tables to maintain")
 
 
-def print_consolidation(report: dict[str, Any]) -> None:
+def print_consolidation(report: dict[str, Any], verbose: bool = False) -> None:
     status = "[green]reconciled[/green]" if report["reconciled"] else "[red]NOT RECONCILED[/red]"
     console.print(
         f"{report['flow']} {report['scope']}: rows in {report['rows_in']} = added {report['rows_added']}"
@@ -27,8 +27,7 @@ def print_consolidation(report: dict[str, Any]) -> None:
         f" in {len(report['written'])} file(s); late rows {report['late_rows']};"
         f" files removed {report['files_removed']}"
     )
-    for key in report["written"]:
-        console.print(f"  wrote {key}")
+    print_written(report["written"], "files written", verbose)
     print_maintenance(report["maintenance"])
 
 
