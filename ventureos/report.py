@@ -16,6 +16,7 @@ from ventureos.summary import names_markdown
 
 RUN_COUNTS = ("read", "inserted", "updated", "deleted", "unchanged", "duplicates", "quarantined")
 
+
 @dataclass
 class RunReport:
     flow: str
