@@ -57,8 +57,8 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
     ),
     "demo": LazyCommand(
         "ventureos.cli.demo:demo",
-        "Stage real OSHA severe-injury reports into a fresh embedded home, ingest them, sync gold to the\n"
-        "serving store and end with the top 10 companies as the API reads them.",
+        "Stage real OSHA severe-injury reports and EPA ECHO facilities into a fresh embedded home, ingest\n"
+        "them, sync gold to the serving store, and show the leaderboards as the API reads them.",
     ),
     "query": LazyCommand("ventureos.cli.query:query", ""),
     "maintain": LazyCommand(
