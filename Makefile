@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 ROWS ?= 2000000
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean stack stack-down image
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,18 @@ test: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
+
+# The local Prefect stack (server, pool, queues, limits, */local deployments, worker): deployments/stack.py.
+stack: $(VENV)/.installed
+	$(BIN)/python deployments/stack.py up
+
+stack-down: $(VENV)/.installed
+	$(BIN)/python deployments/stack.py down
+
+# The worker image with buildah (installed from apt when missing): docker/build_image.py.
+# BASE_IMAGE=... overrides the Dockerfile's base; WORKER_IMAGE=... the tag (default localhost/ventureos-worker:dev).
+image: $(VENV)/.installed
+	$(BIN)/python docker/build_image.py $(if $(WORKER_IMAGE),--tag $(WORKER_IMAGE)) $(if $(BASE_IMAGE),--base $(BASE_IMAGE))
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.historical_load --rows $(ROWS)
