@@ -1,5 +1,6 @@
-"""The worker image, checked statically (no Docker engine here): pinned base, pinned dependencies
-without dev tools, non-root, and every deployment entrypoint inside the image."""
+"""The worker image, checked statically: pinned base, pinned dependencies installed only from prepared
+wheels, without dev tools, non-root, and every deployment entrypoint inside the image.
+tests/test_image.py builds it and runs a flow in it."""
 
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ def copied_sources() -> list[str]:
 
 def test_base_image_is_the_official_prefect_image_pinned_to_the_tested_versions() -> None:
     (base,) = instructions("FROM")
-    match = re.fullmatch(r"prefecthq/prefect:(\d+\.\d+\.\d+)-python(\d+\.\d+)", base)
-    assert match, f"base image must be prefecthq/prefect:<x.y.z>-python<x.y>, got {base!r}"
+    assert base == "${BASE_IMAGE}"  # overridable (a stand-in where the registry is unreachable)
+    defaults = dict(arg.split("=", 1) for arg in instructions("ARG") if "=" in arg)
+    match = re.fullmatch(r"prefecthq/prefect:(\d+\.\d+\.\d+)-python(\d+\.\d+)", defaults["BASE_IMAGE"])
+    assert match, f"base image must default to prefecthq/prefect:<x.y.z>-python<x.y>, got {defaults!r}"
     assert match.group(1) == str(PINS["prefect"].specifier).removeprefix("==")  # image = pinned Prefect
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert Requirement(f"python{project['requires-python']}").specifier.contains(match.group(2))
@@ -53,8 +56,13 @@ def test_project_installed_without_dev_dependencies_and_without_caches() -> None
     runs = instructions("RUN")
     installs = [cmd for run in runs for cmd in run.split("&&") if "pip install" in cmd]
     assert installs and all("--no-cache-dir" in cmd for cmd in installs)
-    assert any(re.search(r"pip install --no-cache-dir -r docker/requirements.txt", c) for c in installs)
-    assert any(re.search(r"pip install --no-cache-dir --no-deps \.(\s|$)", c) for c in installs)
+    # Only from the wheels prepared outside the build (docker/build_image.py): no index, no network.
+    assert all("--no-index --find-links /tmp/wheels" in cmd for cmd in installs)
+    assert all(
+        "--mount=type=bind,source=docker/wheels,target=/tmp/wheels" in run for run in runs if "pip" in run
+    )
+    assert any(re.search(r"pip install --no-cache-dir .*-r docker/requirements.txt", c) for c in installs)
+    assert any(re.search(r"pip install --no-cache-dir .*--no-deps \.(\s|$)", c) for c in installs)
     assert not any("[dev" in cmd or "[bench" in cmd or "-e " in cmd for cmd in installs)
 
 
@@ -88,6 +96,9 @@ def test_every_copied_path_exists_and_passes_the_dockerignore() -> None:
     for src in copied_sources():
         assert (REPO / src).exists(), f"COPY {src}: no such file"
         assert included(src), f"COPY {src}: excluded by .dockerignore"
+    mounts = {m for run in instructions("RUN") for m in re.findall(r"--mount=\S*source=([^,\s]+)", run)}
+    assert mounts == {"docker/wheels"}
+    assert included("docker/wheels/polars-1.0-cp39-abi3-manylinux_2_17_x86_64.whl")
     for heavy in (".venv", ".git", "tests", "bench", ".ventureos", "flows/__pycache__/x.pyc"):
         assert not included(heavy), f".dockerignore lets {heavy} into the build context"
 
