@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -219,12 +220,48 @@ def resolve_base(base: str | None) -> str:
     return build_standin_base()
 
 
+CONTEXT_PATHS = ("pyproject.toml", "README.md", "prefect.yaml", "ventureos", "normalizers", "tasks", "flows")
+INPUTS_LABEL = "org.ventureos.build-inputs"
+
+
+def inputs_digest(base: str) -> str:
+    """Digest of everything the image is built from: the base image's id, the Dockerfile, the pins,
+    the wheels and the copied sources (without bytecode)."""
+    digest = hashlib.sha256()
+    base_id = json.loads(subprocess.run([*BUILDAH, "inspect", "--type", "image", base], check=True,
+                                        capture_output=True, text=True).stdout)["FromImageID"]  # fmt: skip
+    digest.update(f"{base}\0{base_id}\0".encode())
+    files = [DOCKERFILE, REQUIREMENTS, *sorted(CONTEXT_WHEELS.glob("*.whl"))]
+    for name in CONTEXT_PATHS:
+        path = REPO / name
+        files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for path in files:
+        if "__pycache__" in path.parts or path.suffix in {".pyc", ".pyo"}:
+            continue
+        relative = path.relative_to(REPO).as_posix()
+        content = path.name.encode() if path.suffix == ".whl" else path.read_bytes()  # wheels: by name
+        digest.update(relative.encode() + b"\0" + hashlib.sha256(content).digest())
+    return digest.hexdigest()
+
+
+def built_from(tag: str) -> str | None:
+    done = subprocess.run([*BUILDAH, "inspect", "--type", "image", tag], capture_output=True, text=True)
+    if done.returncode != 0:
+        return None
+    labels = json.loads(done.stdout).get("OCIv1", {}).get("config", {}).get("Labels") or {}
+    return labels.get(INPUTS_LABEL)
+
+
 def build(tag: str = DEFAULT_TAG, base: str | None = None) -> str:
-    """Build docker/Dockerfile as ``tag``; returns the tag."""
+    """Build docker/Dockerfile as ``tag`` unless ``tag`` was built from the same inputs; returns the tag."""
     started = time.monotonic()
     ensure_tools()
     base = resolve_base(base)
     prepare_wheels()
+    inputs = inputs_digest(base)
+    if built_from(tag) == inputs:
+        log(f"{tag} is up to date (built from the same base, pins and sources)")
+        return tag
     log(f"building {tag} from {base}")
     subprocess.run(
         [
@@ -236,6 +273,8 @@ def build(tag: str = DEFAULT_TAG, base: str | None = None) -> str:
             "--quiet",
             "--build-arg",
             f"BASE_IMAGE={base}",
+            "--label",
+            f"{INPUTS_LABEL}={inputs}",
             "-f",
             str(DOCKERFILE),
             "-t",
