@@ -292,7 +292,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tag", default=DEFAULT_TAG)
     parser.add_argument("--base", default=os.environ.get("BASE_IMAGE") or None, help="base image")
+    parser.add_argument(
+        "--wheels-only", action="store_true", help="only prepare docker/wheels (for another builder)"
+    )
     args = parser.parse_args()
+    if args.wheels_only:
+        log(f"{len(list(prepare_wheels().glob('*.whl')))} wheels in {CONTEXT_WHEELS}")
+        return
     build(args.tag, args.base)
 
 
