@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 ROWS ?= 2000000
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast lint bench bench-cli clean stack stack-down image
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -33,12 +33,23 @@ test-fast: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
+# The local Prefect stack (server, pool, queues, limits, */local deployments, worker): deployments/stack.py.
+stack: $(VENV)/.installed
+	$(BIN)/python deployments/stack.py up
+
+stack-down: $(VENV)/.installed
+	$(BIN)/python deployments/stack.py down
+
+# The worker image with buildah (installed from apt when missing): docker/build_image.py.
+# BASE_IMAGE=... overrides the Dockerfile's base; WORKER_IMAGE=... the tag (default localhost/ventureos-worker:dev).
+image: $(VENV)/.installed
+	$(BIN)/python docker/build_image.py $(if $(WORKER_IMAGE),--tag $(WORKER_IMAGE)) $(if $(BASE_IMAGE),--base $(BASE_IMAGE))
+
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.historical_load --rows $(ROWS)
 
 clean:
 	rm -rf $(VENV) .ventureos .pytest_cache .ruff_cache
 
-.PHONY: bench-cli
 bench-cli: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.cli_startup --runs $(or $(RUNS),5)

@@ -1,5 +1,6 @@
-"""The worker image, checked statically (no Docker engine here): pinned base, pinned dependencies
-without dev tools, non-root, and every deployment entrypoint inside the image."""
+"""The worker image, checked statically: pinned base, pinned dependencies installed only from prepared
+wheels, without dev tools, non-root, and every deployment entrypoint inside the image.
+tests/test_image.py builds it and runs a flow in it."""
 
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ def copied_sources() -> list[str]:
 
 def test_base_image_is_the_official_prefect_image_pinned_to_the_tested_versions() -> None:
     (base,) = instructions("FROM")
-    match = re.fullmatch(r"prefecthq/prefect:(\d+\.\d+\.\d+)-python(\d+\.\d+)", base)
-    assert match, f"base image must be prefecthq/prefect:<x.y.z>-python<x.y>, got {base!r}"
+    assert base == "${BASE_IMAGE}"  # overridable (a stand-in where the registry is unreachable)
+    defaults = dict(arg.split("=", 1) for arg in instructions("ARG") if "=" in arg)
+    match = re.fullmatch(r"prefecthq/prefect:(\d+\.\d+\.\d+)-python(\d+\.\d+)", defaults["BASE_IMAGE"])
+    assert match, f"base image must default to prefecthq/prefect:<x.y.z>-python<x.y>, got {defaults!r}"
     assert match.group(1) == str(PINS["prefect"].specifier).removeprefix("==")  # image = pinned Prefect
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert Requirement(f"python{project['requires-python']}").specifier.contains(match.group(2))
@@ -53,8 +56,12 @@ def test_project_installed_without_dev_dependencies_and_without_caches() -> None
     runs = instructions("RUN")
     installs = [cmd for run in runs for cmd in run.split("&&") if "pip install" in cmd]
     assert installs and all("--no-cache-dir" in cmd for cmd in installs)
-    assert any(re.search(r"pip install --no-cache-dir -r docker/requirements.txt", c) for c in installs)
-    assert any(re.search(r"pip install --no-cache-dir --no-deps \.(\s|$)", c) for c in installs)
+    # Only from the wheels prepared outside the build (docker/build_image.py): no index, no network.
+    assert all("--no-index --find-links /tmp/wheels" in cmd for cmd in installs)
+    assert "docker/wheels /tmp/wheels" in instructions("COPY")
+    assert any("rm -rf /tmp/wheels" in run for run in runs)  # not left in the running image
+    assert any(re.search(r"pip install --no-cache-dir .*-r docker/requirements.txt", c) for c in installs)
+    assert any(re.search(r"pip install --no-cache-dir .*--no-deps \.(\s|$)", c) for c in installs)
     assert not any("[dev" in cmd or "[bench" in cmd or "-e " in cmd for cmd in installs)
 
 
@@ -86,8 +93,10 @@ def test_every_copied_path_exists_and_passes_the_dockerignore() -> None:
         return keep
 
     for src in copied_sources():
-        assert (REPO / src).exists(), f"COPY {src}: no such file"
+        # docker/wheels is prepared before each build (docker/build_image.py, prefect.yaml's build step).
+        assert src == "docker/wheels" or (REPO / src).exists(), f"COPY {src}: no such file"
         assert included(src), f"COPY {src}: excluded by .dockerignore"
+    assert included("docker/wheels/polars-1.0-cp39-abi3-manylinux_2_17_x86_64.whl")
     for heavy in (".venv", ".git", "tests", "bench", ".ventureos", "flows/__pycache__/x.pyc"):
         assert not included(heavy), f".dockerignore lets {heavy} into the build context"
 
@@ -106,7 +115,13 @@ def test_every_deployment_entrypoint_is_in_the_image_where_the_pull_step_looks()
 
 def test_build_step_uses_this_dockerfile() -> None:
     config = yaml.safe_load((REPO / "prefect.yaml").read_text())
-    build = config["build"][0]["prefect_docker.deployments.steps.build_docker_image"]
+    steps = {name: args for step in config["build"] for name, args in step.items()}
+    build = steps["prefect_docker.deployments.steps.build_docker_image"]
+    # The wheels the Dockerfile installs from are prepared first, by the same script as `make image`.
+    assert (
+        "docker/build_image.py --wheels-only" in steps["prefect.deployments.steps.run_shell_script"]["script"]
+    )
+    assert next(iter(config["build"][0])) == "prefect.deployments.steps.run_shell_script"
     assert build["dockerfile"] == "docker/Dockerfile"
     assert build["image_name"].endswith("/ventureos-worker")
     push = config["push"][-1]["prefect_docker.deployments.steps.push_docker_image"]
