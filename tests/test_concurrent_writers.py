@@ -46,6 +46,32 @@ class MeetBeforeFirstCommit:
         yield
 
 
+def write_concurrently(
+    deliveries: dict[str, list[NormalizedBatch]], ingest_date: str, now: datetime
+) -> dict[str, SilverWrite]:
+    """``write_silver`` of each delivery in its own thread (its own table object, as two processes
+    would have), both planned before either commits (``MeetBeforeFirstCommit``)."""
+    lakehouse, slot = current_lakehouse(), MeetBeforeFirstCommit()
+    results: dict[str, SilverWrite] = {}
+    errors: list[BaseException] = []
+
+    def run(name: str) -> None:
+        try:
+            target = SilverTarget(lakehouse.catalog.load_table(VIOLATIONS), ingest_date)
+            results[name] = write_silver(lakehouse, deliveries[name], target, f"run-{name}", now, slot)
+        except BaseException as exc:  # reported below, with the thread's result missing
+            errors.append(exc)
+
+    lakehouse.violations()
+    threads = [threading.Thread(target=run, args=(name,)) for name in deliveries]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert errors == [] and set(results) == set(deliveries)
+    return results
+
+
 def test_two_runs_delivering_the_same_new_violation_insert_it_once(home: Path) -> None:
     rows = reports()
     shared, only_a, only_b = rows.slice(0, 3), rows.slice(3, 2), rows.slice(5, 4)
@@ -53,25 +79,8 @@ def test_two_runs_delivering_the_same_new_violation_insert_it_once(home: Path) -
         "a": delivery(pl.concat([shared, only_a]), "a"),
         "b": delivery(pl.concat([shared, only_b]), "b"),
     }
-    lakehouse, slot = current_lakehouse(), MeetBeforeFirstCommit()
-    results: dict[str, SilverWrite] = {}
-    errors: list[BaseException] = []
-
-    def run(name: str) -> None:
-        try:
-            # Each run has its own table object, as two processes would.
-            target = SilverTarget(lakehouse.catalog.load_table(VIOLATIONS), "2024-03-06")
-            results[name] = write_silver(lakehouse, deliveries[name], target, f"run-{name}", NOW, slot)
-        except BaseException as exc:  # reported below, with the thread's result missing
-            errors.append(exc)
-
-    lakehouse.violations()
-    threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    assert errors == [] and set(results) == {"a", "b"}
+    results = write_concurrently(deliveries, "2024-03-06", NOW)
+    lakehouse = current_lakehouse()
 
     silver = pl.from_arrow(lakehouse.violations().scan().to_arrow())
     assert silver.height == 9 and silver["violation_id"].n_unique() == 9

@@ -8,7 +8,6 @@ one daily run. The session prints the table attack -> outcome -> invariants (``t
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,18 +26,17 @@ from flows.monthly_consolidate import monthly_consolidate
 from ventureos.archive import COMMITTED_KEY
 from ventureos.buffer import encode_buffer_files, write_buffer_files
 from ventureos.gold import update_gold_tables
-from ventureos.ingest import SilverTarget, SilverWrite, incoming_rows, plan_batches, write_silver
+from ventureos.ingest import SilverTarget, incoming_rows, plan_batches, write_silver
 from ventureos.invariants import check_invariants, read_silver
 from ventureos.lakehouse import current_lakehouse
 from ventureos.layout import ARCHIVE_PREFIX, BUFFER_PREFIX
-from ventureos.schemas import VIOLATIONS
 from ventureos.serving import open_store
 from ventureos.serving.live_feed import update_after_batch
 from ventureos.settings import load_settings
 from ventureos.silver import content_id
 
 from .conftest import ATTACKS, BUNDLED_SAMPLES
-from .test_concurrent_writers import MeetBeforeFirstCommit, delivery
+from .test_concurrent_writers import delivery, write_concurrently
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -109,19 +107,9 @@ def overlapping_runs(outcome: Outcome, monkeypatch: pytest.MonkeyPatch) -> None:
         "a": delivery(pl.concat([shared, only_a]), "a"),
         "b": delivery(pl.concat([shared, only_b]), "b"),
     }
-    lakehouse, slot, now = current_lakehouse(), MeetBeforeFirstCommit(), datetime(2024, 3, 6, tzinfo=UTC)
-    results: dict[str, SilverWrite] = {}
-
-    def run(name: str) -> None:
-        target = SilverTarget(lakehouse.catalog.load_table(VIOLATIONS), DAY2)
-        results[name] = write_silver(lakehouse, deliveries[name], target, f"run-{name}", now, slot)
-
-    lakehouse.violations()
-    threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
+    now = datetime(2024, 3, 6, tzinfo=UTC)
+    results = write_concurrently(deliveries, DAY2, now)
+    lakehouse = current_lakehouse()
     store = open_store(load_settings())
     store.create_tables()
     for result in results.values():  # what daily-ingest does after its silver write

@@ -15,6 +15,7 @@ import httpx
 import polars as pl
 import pytest
 
+from deployments.stack import port_free
 from ventureos.lakehouse import current_lakehouse
 
 from .test_deployments import (
@@ -45,18 +46,6 @@ def running(pid: int) -> bool:
     except OSError:
         return False
     return state not in {"Z", "X"}
-
-
-def port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def test_stack_up_runs_a_deployment_and_down_leaves_nothing(
