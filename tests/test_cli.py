@@ -248,7 +248,9 @@ def test_a_bad_date_fails_fast_without_prefect(home: Path) -> None:
     done, seconds = cli_process(home, "run", "daily-ingest", "--date", "2024-13-45")
     assert probe(done) == "PROBE prefect_imported=False code=2"
     assert "Invalid value for --date: must be a calendar day as YYYY-MM-DD, got '2024-13-45'" in done.stderr
-    assert seconds < 5  # the bound is 2 s; CI machines are slower and shared
+    # The bound is 2 s (bench-cli measures it); here a loose bound on a shared machine, while the
+    # deterministic guarantee is the probe above: no Prefect import before the date is refused.
+    assert seconds < 10
 
 
 def test_a_missing_source_fails_before_the_flow(home: Path, tmp_path: Path) -> None:
