@@ -6,6 +6,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -133,3 +134,24 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("fault injection: attack -> outcome -> invariants")
     for row in [("attack", "outcome", "invariants"), tuple("-" * w for w in widths), *ATTACKS]:
         terminalreporter.write_line(" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+
+
+def latest_artifacts(keys: list[str]) -> dict[str, Any]:
+    """The newest Prefect artifact of each key (via the API the session's harness serves)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, TaskRunFilter
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(  # every filter explicit: this server rejects nulls
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)),
+            flow_run_filter=FlowRunFilter(),
+            task_run_filter=TaskRunFilter(),
+            limit=200,
+            offset=0,
+            sort=ArtifactSort.CREATED_DESC,
+        )
+    newest: dict[str, Any] = {}
+    for artifact in artifacts:
+        newest.setdefault(artifact.key, artifact)
+    return newest

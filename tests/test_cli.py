@@ -17,7 +17,7 @@ import pytest
 from ventureos.cli.query import QueryNotAllowed, check_query
 from ventureos.demo import DEMO_DATE
 
-from .conftest import run_cli
+from .conftest import latest_artifacts, run_cli
 
 
 def test_demo_refuses_a_home_it_did_not_create(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -447,9 +447,6 @@ def test_the_no_op_check_on_dynamodb(aws_home: str) -> None:
 def test_report_artifacts_link_the_full_file_list() -> None:
     """The report artifact names the first files and the ``-written`` artifact that lists them all."""
     from prefect import flow
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, TaskRunFilter
-    from prefect.client.schemas.sorting import ArtifactSort
 
     from tasks.report import publish_report
     from ventureos.report import RUN_COUNTS, RunReport
@@ -462,17 +459,10 @@ def test_report_artifacts_link_the_full_file_list() -> None:
         publish_report(RunReport("historical-load", "r1", counts, written=names), key="cli-noise-test")
 
     publish()
-    keys = ["cli-noise-test-report", "cli-noise-test-written"]
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(  # every filter explicit: this server rejects nulls
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)),
-            flow_run_filter=FlowRunFilter(),
-            task_run_filter=TaskRunFilter(),
-            limit=10,
-            offset=0,
-            sort=ArtifactSort.KEY_ASC,
-        )
-    by_key = {a.key: str(a.data) for a in artifacts}
+    by_key = {
+        k: str(a.data)
+        for k, a in latest_artifacts(["cli-noise-test-report", "cli-noise-test-written"]).items()
+    }
     assert sum(f"`{n}`" in by_key["cli-noise-test-report"] for n in names) == 3
     assert "every one in artifact `cli-noise-test-written`" in by_key["cli-noise-test-report"]
     assert all(f"`{n}`" in by_key["cli-noise-test-written"] for n in names)
@@ -481,9 +471,6 @@ def test_report_artifacts_link_the_full_file_list() -> None:
 @pytest.mark.usefixtures("prefect_harness")
 def test_gold_sync_artifact_is_a_table_of_watermarks(home: Path) -> None:
     """One row per watermark and the counts in the description: no nested JSON in a table cell."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, TaskRunFilter
-    from prefect.client.schemas.sorting import ArtifactSort
 
     from flows.daily_ingest import daily_ingest
     from flows.gold_sync import gold_sync
@@ -494,15 +481,7 @@ def test_gold_sync_artifact_is_a_table_of_watermarks(home: Path) -> None:
     stage_day(DAY1, sample_reports().head(5))
     daily_ingest(DAY1)
     result = gold_sync()
-    with get_client(sync_client=True) as client:
-        [artifact] = client.read_artifacts(  # every filter explicit: this server rejects nulls
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["gold-sync"])),
-            flow_run_filter=FlowRunFilter(),
-            task_run_filter=TaskRunFilter(),
-            limit=1,
-            offset=0,
-            sort=ArtifactSort.CREATED_DESC,
-        )
+    artifact = latest_artifacts(["gold-sync"])["gold-sync"]
     rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
     assert sorted(row["source"] for row in rows) == sorted(result["watermarks"])
     assert all(set(row) == {"source", "watermark"} for row in rows)

@@ -14,8 +14,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, TaskRunFilter
-from prefect.client.schemas.sorting import ArtifactSort
 from pyiceberg.table import Table
 
 import ventureos.archive as archive
@@ -52,7 +50,7 @@ from ventureos.schemas import VIOLATIONS_PARTITION, VIOLATIONS_SCHEMA
 from ventureos.silver import commit_scd2, content_id, empty_violations, encode_versions, plan_scd2
 from ventureos.storage import Storage
 
-from .conftest import BUNDLED_SAMPLES
+from .conftest import BUNDLED_SAMPLES, latest_artifacts
 
 AFTER_GRACE = date(2025, 7, 1)
 
@@ -416,16 +414,8 @@ def test_flows_and_cli_consolidate_and_refuse_before_grace(
 
     with get_client(sync_client=True) as client:
         assert client.read_flow_run(state.state_details.flow_run_id).name == "yearly-consolidate-2024"
-        keys = ["monthly-consolidate-report", "yearly-consolidate-report", "yearly-consolidate-maintenance"]
-        artifacts = client.read_artifacts(  # every filter explicit: this server rejects nulls
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)),
-            flow_run_filter=FlowRunFilter(),
-            task_run_filter=TaskRunFilter(),
-            limit=50,
-            offset=0,
-            sort=ArtifactSort.KEY_ASC,
-        )
-    by_key = {a.key: a for a in artifacts}
+    keys = ["monthly-consolidate-report", "yearly-consolidate-report", "yearly-consolidate-maintenance"]
+    by_key = latest_artifacts(keys)
     assert set(by_key) == set(keys)
     assert (
         "rows out 14 in 1 file(s); late rows 0; files removed 2" in by_key["yearly-consolidate-report"].data

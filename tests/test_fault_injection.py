@@ -16,7 +16,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-import flows.common
 import ventureos.archive as archive
 import ventureos.ingest
 from flows.daily_ingest import daily_ingest
@@ -37,6 +36,7 @@ from ventureos.silver import content_id
 
 from .conftest import ATTACKS, BUNDLED_SAMPLES
 from .test_concurrent_writers import delivery, write_concurrently
+from .test_gold_sync import crash_after_the_silver_commit
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -148,13 +148,7 @@ def crash_between_silver_and_gold(outcome: Outcome, monkeypatch: pytest.MonkeyPa
     daily_ingest(DAY1)
     stage(DAY2, rows.head(1).with_columns(Employer=pl.lit("Brand New Employer LLC")))
 
-    def die(plan: object) -> None:
-        raise SystemExit("killed right after the silver commit")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(flows.common, "update_gold", die)
-        with pytest.raises(SystemExit):
-            daily_ingest(DAY2)
+    crash_after_the_silver_commit(DAY2, monkeypatch)
     stage(DAY3, rows.slice(20, 5))
     assert daily_ingest(DAY3)["totals"]["inserted"] == 5
     assert any(
