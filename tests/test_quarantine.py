@@ -100,7 +100,8 @@ def test_a_fixed_record_is_replayed_into_silver_and_gold_once(
     # Without a fix the record fails again, with the same reason: nothing changes.
     unfixed = cli_json(capsys, "quarantine", "replay")
     assert unfixed["totals"] == {
-        "read": 2, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 0, "duplicates": 0, "quarantined": 2
+        "read": 2, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 0, "stale": 0, "duplicates": 0,
+        "quarantined": 2,
     }  # fmt: skip
     assert unfixed["released"] == 0 and unfixed["not_replayable"] == {NOT_ONE_RECORD: 1}
 
@@ -108,7 +109,8 @@ def test_a_fixed_record_is_replayed_into_silver_and_gold_once(
     first = cli_json(capsys, "quarantine", "replay", "--agency", "osha", "--dataset", "severe_injury")
     assert first["reconciled"]
     assert first["totals"] == {
-        "read": 2, "inserted": 1, "updated": 0, "deleted": 0, "unchanged": 0, "duplicates": 0, "quarantined": 1
+        "read": 2, "inserted": 1, "updated": 0, "deleted": 0, "unchanged": 0, "stale": 0, "duplicates": 0,
+        "quarantined": 1,
     }  # fmt: skip
     assert first["released"] == 1
     assert first["not_replayable"] == {NOT_ONE_RECORD: 1}
@@ -130,7 +132,8 @@ def test_a_fixed_record_is_replayed_into_silver_and_gold_once(
 
     second = cli_json(capsys, "quarantine", "replay")
     assert second["totals"] == {
-        "read": 1, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 0, "duplicates": 0, "quarantined": 1
+        "read": 1, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 0, "stale": 0, "duplicates": 0,
+        "quarantined": 1,
     }  # fmt: skip
     assert second["released"] == 0
     assert silver_of(BAD_ID).height == 1
@@ -180,7 +183,8 @@ def test_a_record_a_later_delivery_superseded_is_not_replayed_over_it(
 
     replayed = quarantine_replay(reason="event date")
     assert replayed["totals"] == {
-        "read": 1, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 0, "duplicates": 1, "quarantined": 0
+        "read": 1, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 0, "stale": 1, "duplicates": 0,
+        "quarantined": 0,
     }  # fmt: skip
     assert replayed["reconciled"] and replayed["stale"] == 1 and replayed["released"] == 1
     assert silver_of(BAD_ID).select("company_name", "is_current").rows() == [("Acme Renamed", True)]

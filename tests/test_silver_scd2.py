@@ -43,7 +43,7 @@ def merge(rows: pl.DataFrame, now: datetime, deleted: set[str] = frozenset()) ->
 def counts_of(**nonzero: int) -> dict[str, int]:
     """What ``merge`` returns, with every count not given as 0."""
     return (
-        dict.fromkeys(("inserted", "updated", "deleted", "unchanged", "duplicates", "withdrawn"), 0) | nonzero
+        dict.fromkeys(("inserted", "updated", "deleted", "unchanged", "stale", "duplicates", "withdrawn"), 0) | nonzero
     )
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from normalizers import UnknownDatasetError, get_dataset
 from ventureos.batch import NormalizedBatch
 from ventureos.bronze import REJECT_SCHEMA, RawBatch, records_frame, without_reserved_fields
-from ventureos.layout import message_uri
+from ventureos.layout import FEED_RECORD_LINE, feed_record_uri, message_uri
 from ventureos.queue.base import Message
 from ventureos.schemas import ROW, SOURCE_URI
 from ventureos.transient import is_transient
@@ -162,10 +162,11 @@ def jsonl(envelopes: Sequence[Envelope]) -> bytes:
 def raw_batch(envelopes: Sequence[Envelope], bronze_uri: str) -> RawBatch:
     """The records as a raw frame like bronze reads give; each row's source is its bronze line.
 
-    The source URI is ``{bronze file}#{message_id}``: lineage to the exact line in silver, and
-    ``stable_rejects`` turns it into the message's own URI for the quarantine.
+    The source URI is ``{bronze file}#{sent_at}/{message_id}`` (``layout.feed_record_uri``): lineage to
+    the exact line in silver and the version's as-of instant; ``stable_rejects`` turns it into the
+    message's own URI for the quarantine.
     """
-    uris = [f"{bronze_uri}#{e.message_id}" for e in envelopes]
+    uris = [feed_record_uri(bronze_uri, e.sent_at, e.message_id) for e in envelopes]
     records, reserved = without_reserved_fields(records_frame([e.record for e in envelopes]))
     rejected = {bad.line for bad in reserved}
     frame = records.with_columns(
@@ -181,7 +182,7 @@ def raw_batch(envelopes: Sequence[Envelope], bronze_uri: str) -> RawBatch:
 def stable_rejects(rejects: pl.DataFrame, queue_name: str) -> pl.DataFrame:
     """Rejects keyed by message, not by batch file, so a redelivered message is quarantined once."""
     return rejects.with_columns(
-        pl.col("source_uri").str.replace(r"^[^#]*#", message_uri(queue_name, ""), literal=False)
+        pl.col("source_uri").str.replace(FEED_RECORD_LINE, message_uri(queue_name, ""), literal=False)
     )
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -55,6 +56,43 @@ def feed_batch_key(agency: str, dataset: str, day: str, batch_id: str) -> str:
 def message_uri(queue_name: str, message_id: str) -> str:
     """Where a message came from, stable across redeliveries (quarantine ids hash it)."""
     return f"feed://{queue_name}/{message_id}"
+
+
+SENT_AT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_SENT_AT = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z"
+
+
+def feed_record_uri(batch_uri: str, sent_at: datetime, message_id: str) -> str:
+    """The source of one feed record: its line of the batch file, with the envelope's ``sent_at``
+    (the version's as-of instant, ``source_as_of``) and the message id."""
+    return f"{batch_uri}#{sent_at.astimezone(UTC).strftime(SENT_AT_FORMAT)}/{message_id}"
+
+
+FEED_RECORD_LINE = rf"^[^#]*#({_SENT_AT}/)?"
+"""Matches the part of a feed record's URI before its message id (``feed_record_uri``; the sent time is
+optional: records written before it was part of the URI)."""
+
+
+# Versions order by the time of the source they came from: the date folder of a daily file (its start,
+# UTC), the sent time of a feed message. Versions with neither (historical loads; feed records written
+# before the sent time was in their URI) have no as-of and count as the oldest.
+_DAILY_DATE = "(?:^|/)" + re.escape(DAILY_PREFIX) + r"/[^/#]+/[^/#]+/(\d{4}-\d{2}-\d{2})/"
+_FEED_SENT_AT = "(?:^|/)" + re.escape(FEED_PREFIX) + rf"/[^#]*#({_SENT_AT})/"
+
+
+def source_as_of(column: str = "meta_source_uri") -> pl.Expr:
+    """The as-of instant of versions, from their bronze object (a column of source URIs); null for none.
+
+    The monotonic guard of the silver write compares these: a version never replaces one with a later
+    as-of (``silver.plan_scd2``). Derived from the URI, so versions written before the guard existed
+    have theirs too.
+    """
+    uri = pl.col(column)
+    sent = uri.str.extract(_FEED_SENT_AT, 1).str.strptime(
+        pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M:%S%.fZ", strict=False
+    )
+    day = uri.str.extract(_DAILY_DATE, 1).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    return pl.coalesce(sent, day.cast(pl.Datetime("us", "UTC")))
 
 
 # A source URI is a storage URI (local path or s3://bucket[/prefix]/...), so a live prefix must start

@@ -152,7 +152,7 @@ class DatasetReplay:
     """Rows left as they are, with why (``source_uri``, ``reason``: why not, ``raw_payload``)."""
     stale: list[str] = field(default_factory=list)
     """Ids of rows that pass but whose violation silver holds in a newer version with other content
-    (delivered after the row was quarantined): kept out of the batch, released, counted as duplicates."""
+    (delivered after the row was quarantined): kept out of the batch, released, counted as stale."""
 
 
 def _lineage_of(rows: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
@@ -270,8 +270,9 @@ class Replay:
         return sorted(ids)
 
     def with_stale(self, counts: pl.DataFrame) -> pl.DataFrame:
-        """A run report's counts (``RUN_COUNTS`` per agency/dataset) with the stale records as duplicates:
-        repeats of a violation whose newer version wins."""
+        """A run report's counts (``RUN_COUNTS`` per agency/dataset) with the records kept out here added
+        to ``stale``: older than the version of their violation that silver holds, as the silver plan's
+        own stale records are."""
         stale = pl.DataFrame(
             {
                 "agency": [d.batch.agency for d in self.datasets],
@@ -282,7 +283,7 @@ class Replay:
         )
         return (
             counts.join(stale, on=["agency", "dataset"], how="left")
-            .with_columns(duplicates=pl.col("duplicates") + pl.col("_stale").fill_null(0))
+            .with_columns(stale=pl.col("stale") + pl.col("_stale").fill_null(0))
             .drop("_stale")
         )
 

@@ -1,6 +1,9 @@
 """Run reports: per-dataset counts and the reconciliation every run must satisfy.
 
-records read = inserted + updated + deleted + unchanged + duplicates + quarantined
+records read = inserted + updated + deleted + unchanged + stale + duplicates + quarantined
+
+``stale`` records are older than the version silver holds of their violation (the monotonic guard,
+``silver.plan_scd2``): they change nothing, and are counted, never dropped.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from ventureos.batch import NormalizedBatch
 from ventureos.silver import SCD2_COUNTS, Scd2Plan
 from ventureos.summary import names_markdown
 
-RUN_COUNTS = ("read", "inserted", "updated", "deleted", "unchanged", "duplicates", "quarantined")
+RUN_COUNTS = ("read", "inserted", "updated", "deleted", "unchanged", "stale", "duplicates", "quarantined")
 
 
 @dataclass
@@ -49,8 +52,8 @@ class RunReport:
         status = "reconciled" if self.reconciled else "NOT RECONCILED"
         return (
             f"read {t['read']} = inserted {t['inserted']} + updated {t['updated']} + deleted {t['deleted']}"
-            f" + unchanged {t['unchanged']} + duplicates {t['duplicates']} + quarantined {t['quarantined']}"
-            f" ({status})"
+            f" + unchanged {t['unchanged']} + stale {t['stale']} + duplicates {t['duplicates']}"
+            f" + quarantined {t['quarantined']} ({status})"
         )
 
     def as_dict(self) -> dict[str, Any]:

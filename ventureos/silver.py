@@ -7,9 +7,9 @@ see a batch either entirely or not at all.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import polars as pl
 import polars_hash  # noqa: F401  (registers .nchash)
@@ -17,6 +17,7 @@ from pyiceberg.expressions import And, EqualTo, In
 from pyiceberg.table import Table
 
 from ventureos.datafiles import EncodedFile, encode_partitions, upload
+from ventureos.layout import source_as_of
 from ventureos.schemas import (
     QUARANTINE_ARROW,
     ROW,
@@ -28,7 +29,7 @@ from ventureos.schemas import (
 )
 
 INSERT, UPDATE, DELETE = "INSERT", "UPDATE", "DELETE"
-SCD2_COUNTS = ("inserted", "updated", "deleted", "unchanged", "duplicates")
+SCD2_COUNTS = ("inserted", "updated", "deleted", "unchanged", "stale", "duplicates")
 COUNTS_SCHEMA = pl.Schema({"agency": pl.String, "dataset": pl.String} | dict.fromkeys(SCD2_COUNTS, pl.Int64))
 # Quarantine reason of a record the source marks deleted whose violation silver never held.
 WITHDRAWN = "deleted by the source (delete flag) and never loaded: no version to close"
@@ -37,6 +38,8 @@ LEFT_OUT_OF_REPLACE = "deleted by the source (delete flag): left out of the repl
 WITHDRAWN_SCHEMA = pl.Schema(
     {"agency": pl.String, "dataset": pl.String, SOURCE_URI: pl.String, ROW: pl.UInt32}
 )
+# A version with no as-of (``source_as_of`` is null) is older than every version that has one.
+OLDEST = datetime.min.replace(tzinfo=UTC)
 # What gold and the live feed need to know which entities a record belongs to.
 ENTITY_COLUMNS = ("violation_id", "agency", "company_name", "company_slug", "city", "state")
 
@@ -88,37 +91,58 @@ def plan_scd2(
     current: pl.DataFrame,
     now: datetime,
     run_id: str,
-    closed: Collection[str] = (),
+    closed: pl.DataFrame | None = None,
 ) -> Scd2Plan:
     """Compare a finalized, valid batch with the current silver versions of the same ids.
 
     Unchanged hash -> no-op; changed -> close + new UPDATE version; ``is_deleted`` -> close + DELETE
-    tombstone (never current); unknown id -> INSERT. Within the batch the last record of an id wins and
-    the others count as duplicates. A delete of an id with no current version is unchanged when
-    ``closed`` (ids with closed versions: ``deleted_before``) has it, else withdrawn.
+    tombstone (never current); unknown id -> INSERT. A delete of an id with no current version is
+    unchanged when ``closed`` (``deleted_before``: the last closed version of ids with no current one)
+    has it, else withdrawn.
+
+    The monotonic guard: a record whose as-of (``layout.source_as_of`` of its source) is older than
+    that of the id's current version, or of its last closed version when it has no current one (a
+    delete), changes nothing and counts as ``stale``: a replay of an older date or message never makes
+    older content current again, nor brings a deleted violation back. Equal as-of: the later ingest
+    wins (re-running a date with a corrected file applies the correction). Within the batch the record
+    with the latest as-of of an id wins (the last of those), the others count as duplicates.
     """
-    batch = incoming.unique(subset=["violation_id"], keep="last", maintain_order=True)
+    if closed is None:
+        closed = pl.DataFrame(schema=violations_schema(LAST_CLOSED_COLUMNS))
+    newest = pl.col("_as_of").fill_null(OLDEST)
+    batch = (
+        incoming.with_columns(_as_of=source_as_of(SOURCE_URI))
+        .filter(newest == newest.max().over("violation_id"))
+        .unique(subset=["violation_id"], keep="last", maintain_order=True)
+    )
     ts = pl.lit(now, dtype=pl.Datetime("us", "UTC"))
     joined = batch.join(
-        current.select("violation_id", pl.col("record_hash").alias("_current_hash")),
+        current.select(
+            "violation_id", pl.col("record_hash").alias("_current_hash"), _current_as_of=source_as_of()
+        ),
+        on="violation_id",
+        how="left",
+    ).join(
+        closed.select("violation_id", _closed=pl.lit(True), _closed_as_of=source_as_of()),
         on="violation_id",
         how="left",
     )
     exists = pl.col("_current_hash").is_not_null()
+    was_deleted = pl.col("_closed").fill_null(False) & ~exists
+    than = pl.when(exists).then(pl.col("_current_as_of")).otherwise(pl.col("_closed_as_of"))
+    stale = than.is_not_null() & (pl.col("_as_of").is_null() | (pl.col("_as_of") < than))
     change = (
-        pl.when(~exists & ~pl.col("is_deleted"))
+        pl.when(pl.col("_stale"))
+        .then(pl.lit(None, dtype=pl.String))
+        .when(~exists & ~pl.col("is_deleted"))
         .then(pl.lit(INSERT))
         .when(exists & pl.col("is_deleted"))
         .then(pl.lit(DELETE))
         .when(exists & (pl.col("_current_hash") != pl.col("record_hash")))
         .then(pl.lit(UPDATE))
     )
-    withdrawn = (
-        pl.col("is_deleted")
-        & ~exists
-        & ~pl.col("violation_id").is_in(pl.Series(list(closed), dtype=pl.String).implode())
-    )
-    decided = joined.with_columns(change_type=change, _withdrawn=withdrawn)
+    withdrawn = pl.col("is_deleted") & ~exists & ~was_deleted
+    decided = joined.with_columns(_stale=stale).with_columns(change_type=change, _withdrawn=withdrawn)
     added = (
         decided.filter(pl.col("change_type").is_not_null())
         .with_columns(
@@ -132,9 +156,10 @@ def plan_scd2(
         .select(pl.col(c).cast(VIOLATIONS_POLARS[c]) for c in VIOLATION_COLUMNS)
     )
     closing_ids = added.filter(pl.col("change_type") != INSERT)["violation_id"]
-    closed = current.filter(pl.col("violation_id").is_in(closing_ids.implode())).with_columns(
+    closed_now = current.filter(pl.col("violation_id").is_in(closing_ids.implode())).with_columns(
         valid_to=ts, is_current=pl.lit(False)
     )
+    no_change = pl.col("change_type").is_null() & ~pl.col("_withdrawn") & ~pl.col("_stale")
     read = incoming.group_by("agency", "dataset").agg(pl.len().alias("_read"))
     counts = (
         decided.group_by("agency", "dataset")
@@ -142,7 +167,8 @@ def plan_scd2(
             inserted=(pl.col("change_type") == INSERT).sum(),
             updated=(pl.col("change_type") == UPDATE).sum(),
             deleted=(pl.col("change_type") == DELETE).sum(),
-            unchanged=(pl.col("change_type").is_null() & ~pl.col("_withdrawn")).sum(),
+            unchanged=no_change.sum(),
+            stale=pl.col("_stale").sum(),
             _kept=pl.len(),
         )
         .join(read, on=["agency", "dataset"])
@@ -150,37 +176,44 @@ def plan_scd2(
         .select(pl.col(c).cast(t) for c, t in COUNTS_SCHEMA.items())
         .sort("agency", "dataset")
     )
-    unchanged = (
-        decided.filter(pl.col("change_type").is_null() & ~pl.col("_withdrawn"))
-        .select(ENTITY_COLUMNS)
-        .cast(violations_schema(ENTITY_COLUMNS))
-    )
+    unchanged = decided.filter(no_change).select(ENTITY_COLUMNS).cast(violations_schema(ENTITY_COLUMNS))
     withdrawn_rows = (
         decided.filter(pl.col("_withdrawn")).select(WITHDRAWN_SCHEMA.names()).cast(WITHDRAWN_SCHEMA)
     )
     return Scd2Plan(
         added=added,
-        closed=closed.select(VIOLATION_COLUMNS),
+        closed=closed_now.select(VIOLATION_COLUMNS),
         counts=counts,
         unchanged=unchanged,
         withdrawn=withdrawn_rows,
     )
 
 
-def deleted_before(table: Table, incoming: pl.DataFrame, current: pl.DataFrame) -> list[str]:
-    """Ids ``incoming`` deletes that have no current version but closed ones: a re-delivered delete,
-    no news (the others are withdrawn). Reads the table only when there are such deletes."""
-    unmatched = incoming.filter(
-        pl.col("is_deleted") & ~pl.col("violation_id").is_in(current["violation_id"].implode())
-    )
+LAST_CLOSED_COLUMNS = ("violation_id", "meta_source_uri")
+"""What the plan needs of an id's last closed version: that it has one, and its as-of."""
+
+
+def deleted_before(table: Table, incoming: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
+    """The last closed version (``LAST_CLOSED_COLUMNS``) of each id of ``incoming`` that has no current
+    version but closed ones: it was deleted. A re-delivered delete of it is no news (a delete of an id
+    with no version at all is withdrawn), and a record older than the delete must not bring it back.
+    Reads the table by those ids only (none when every id has a current version)."""
+    unmatched = incoming.filter(~pl.col("violation_id").is_in(current["violation_id"].implode()))
     violation_ids = unmatched["violation_id"].unique().to_list()
+    schema = violations_schema((*LAST_CLOSED_COLUMNS, "valid_from"))
     if not violation_ids:
-        return []
+        return pl.DataFrame(schema=violations_schema(LAST_CLOSED_COLUMNS))
     rows = table.scan(
         row_filter=And(EqualTo("is_current", False), In("violation_id", set(violation_ids))),
-        selected_fields=("violation_id",),
+        selected_fields=tuple(schema.names()),
     ).to_arrow()
-    return pl.from_arrow(rows)["violation_id"].unique().to_list()  # type: ignore[index]
+    return (
+        pl.DataFrame(pl.from_arrow(rows))
+        .cast(schema)
+        .sort("valid_from")
+        .unique(subset=["violation_id"], keep="last")
+        .select(LAST_CLOSED_COLUMNS)
+    )
 
 
 def withdrawn_records(

@@ -57,6 +57,7 @@ def print_report(report: dict[str, Any], verbose: bool = False) -> None:
     status = "[green]reconciled[/green]" if report["reconciled"] else "[red]NOT RECONCILED[/red]"
     console.print(
         f"read {t['read']} = inserted {t['inserted']} + updated {t['updated']} + deleted {t['deleted']}"
-        f" + unchanged {t['unchanged']} + duplicates {t['duplicates']} + quarantined {t['quarantined']}: {status}"
+        f" + unchanged {t['unchanged']} + stale {t.get('stale', 0)} + duplicates {t['duplicates']}"
+        f" + quarantined {t['quarantined']}: {status}"
     )
     print_written(report.get("written", []), "files written", verbose)
