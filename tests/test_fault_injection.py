@@ -1,9 +1,9 @@
 """Fault injection: each attack runs on a fresh embedded home, then ``check_invariants`` must be empty.
 
-The attacks: two daily runs overlapping on shared ids, a replay of an older date after a newer one, a
-crash between the silver and gold commits (another run, the re-run, ``gold-sync --rebuild``), a crash
-between the buffer write and the commit (a different run, monthly-consolidate), and hostile files in
-one daily run. The session prints the table attack -> outcome -> invariants (``tests/conftest.py``).
+The attacks: two daily runs overlapping on shared ids, a replay of an older date (and of an older feed
+message) after a newer one, a daily run during a historical load, a crash between the silver and gold
+commits (another run, the re-run, ``gold-sync --rebuild``), a crash between the buffer write and the
+commit (a different run, monthly-consolidate), and hostile files in one daily run. The session prints the table attack -> outcome -> invariants (``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -19,16 +19,21 @@ import pytest
 import ventureos.archive as archive
 import ventureos.ingest
 from flows.daily_ingest import daily_ingest
+from flows.feed_poll import feed_poll
 from flows.gold_sync import gold_sync
 from flows.historical_load import historical_load
 from flows.monthly_consolidate import monthly_consolidate
 from ventureos.archive import COMMITTED_KEY
+from ventureos.batch import NormalizedBatch, normalize_raw_batch
+from ventureos.bronze import read_raw_batch
 from ventureos.buffer import encode_buffer_files, write_buffer_files
+from ventureos.feed import envelope_json
 from ventureos.gold import update_gold_tables
-from ventureos.ingest import SilverTarget, incoming_rows, plan_batches, write_silver
+from ventureos.ingest import SilverTarget, SilverWrite, incoming_rows, plan_batches, write_silver
 from ventureos.invariants import check_invariants, read_silver
 from ventureos.lakehouse import current_lakehouse
-from ventureos.layout import ARCHIVE_PREFIX, BUFFER_PREFIX
+from ventureos.layout import ARCHIVE_PREFIX, BUFFER_PREFIX, HISTORICAL_PREFIX
+from ventureos.queue import current_queue
 from ventureos.serving import open_store
 from ventureos.serving.live_feed import update_after_batch
 from ventureos.settings import load_settings
@@ -99,6 +104,24 @@ def test_sweep_archives_only_silver_versions(
 # Attacks ----------------------------------------------------------------------------------------
 
 
+def follow_silver(writes: list[SilverWrite], now: datetime) -> None:
+    """What a run does after its silver write (gold, the live feed), for writes made here directly;
+    then gold-sync."""
+    lakehouse = current_lakehouse()
+    store = open_store(load_settings())
+    store.create_tables()
+    for write in writes:
+        update_gold_tables(lakehouse.catalog, lakehouse.violations(), write.plan, now)
+        update_after_batch(store, lakehouse.violations(), write.plan)
+    gold_sync()
+
+
+def batch_from(uri: str, rows: pl.DataFrame) -> list[NormalizedBatch]:
+    """One normalized batch of the reports ``rows``, read as the bronze object ``uri``."""
+    raw = read_raw_batch([(uri, rows.write_csv().encode())])
+    return [normalize_raw_batch(raw, "osha", "severe_injury")]
+
+
 def overlapping_runs(outcome: Outcome, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two daily deliveries sharing 3 new ids plan against the same snapshot before either commits."""
     rows = reports()
@@ -109,13 +132,7 @@ def overlapping_runs(outcome: Outcome, monkeypatch: pytest.MonkeyPatch) -> None:
     }
     now = datetime(2024, 3, 6, tzinfo=UTC)
     results = write_concurrently(deliveries, DAY2, now)
-    lakehouse = current_lakehouse()
-    store = open_store(load_settings())
-    store.create_tables()
-    for result in results.values():  # what daily-ingest does after its silver write
-        update_gold_tables(lakehouse.catalog, lakehouse.violations(), result.plan, now)
-        update_after_batch(store, lakehouse.violations(), result.plan)
-    gold_sync()
+    follow_silver(list(results.values()), now)
     inserted = sorted(int(r.plan.counts["inserted"].sum()) for r in results.values())
     outcome.text = f"{sum(inserted)} inserted in all (shared ids once), {current().height} current"
     assert set(results) == {"a", "b"} and inserted in ([2, 7], [4, 5])  # whichever committed first
@@ -139,6 +156,68 @@ def replay_older_date(outcome: Outcome, monkeypatch: pytest.MonkeyPatch) -> None
     name = current().filter(pl.col("violation_id") == first)["company_name"].item()
     outcome.text = "newer name kept" if name == "Newer Name Inc" else "older name current again"
     assert name == "Newer Name Inc"
+
+
+def daily_run_during_historical_load(outcome: Outcome, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An append load's first batch (reports 0-5, as backfilled) and a daily run of DAY2 (reports 3-8,
+    as current) plan against the same snapshot before either commits; the load's second batch (reports
+    6-11) commits after the daily run. Whatever order the commits take, the daily versions of the
+    shared reports stay current: a backfill has no as-of, older than any daily date."""
+    rows, now = reports(), datetime(2024, 3, 6, 12, tzinfo=UTC)
+    backfilled = rows.with_columns(Employer=pl.lit("Backfilled Name Co"))
+    source = f"{current_lakehouse().storage.uri(HISTORICAL_PREFIX)}/osha/severe_injury"
+    deliveries = {
+        "load": batch_from(f"{source}/part-1.csv", backfilled.slice(0, 6)),
+        "daily": batch_from(
+            f"{current_lakehouse().storage.uri(SEVERE)}/{DAY2}/reports.csv", rows.slice(3, 6)
+        ),
+    }
+    raced = write_concurrently(deliveries, DAY2, now)
+    second = write_silver(
+        current_lakehouse(),
+        batch_from(f"{source}/part-2.csv", backfilled.slice(6, 6)),
+        SilverTarget(current_lakehouse().violations(), DAY2),
+        "run-load-2",
+        now,
+    )
+    follow_silver([*raced.values(), second], now)
+    counts = {
+        name: write.plan.counts.row(0, named=True) for name, write in (*raced.items(), ("load-2", second))
+    }
+    names = dict(current().select("source_id", "company_name").iter_rows())
+    outcome.text = (
+        f"first commit: {'daily' if counts['daily']['updated'] == 0 else 'load'}; shared reports"
+        f" {'daily' if all(names[i] != 'Backfilled Name Co' for i in rows['ID'][3:9]) else 'backfilled'}"
+        f", later batch stale {counts['load-2']['stale']}"
+    )
+    assert current().height == 12
+    assert {i: names[i] for i in rows["ID"][3:9]} == dict(
+        zip(rows["ID"][3:9], rows["Employer"][3:9], strict=True)
+    )
+    assert {names[i] for i in [*rows["ID"][:3], *rows["ID"][9:12]]} == {"Backfilled Name Co"}
+    assert (counts["load-2"]["inserted"], counts["load-2"]["stale"]) == (3, 3)
+    # Daily first: the load's shared reports are stale; load first: the daily run updates them.
+    assert (counts["load"]["stale"], counts["daily"]["updated"]) in [(3, 0), (0, 3)]
+
+
+def replay_older_feed_message(outcome: Outcome, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Feed-poll ingests a report renamed at 11:00; the 10:00 message of the same report, redelivered
+    afterwards (SQS does not keep order), must not make the old name current."""
+    monkeypatch.setenv("VENTUREOS_QUEUE_WAIT_SECONDS", "0")
+    record = reports().head(1).to_dicts()[0]
+    at_ten, at_eleven = (datetime(2024, 3, 6, hour, tzinfo=UTC) for hour in (10, 11))
+    queue = current_queue()
+    queue.send(
+        [envelope_json("osha", "severe_injury", {**record, "Employer": "Newer Name Inc"}, at_eleven, "v2")]
+    )
+    first = feed_poll()
+    queue.send([envelope_json("osha", "severe_injury", record, at_ten, "v1")])
+    replay = feed_poll()
+    gold_sync()
+    name = current().filter(pl.col("source_id") == record["ID"])["company_name"].item()
+    outcome.text = f"{'newer' if name == 'Newer Name Inc' else 'older'} name current, replay stale {replay['totals']['stale']}"
+    assert first["totals"]["inserted"] == 1 and name == "Newer Name Inc"
+    assert replay["reconciled"] and replay["totals"]["stale"] == 1 and replay["deleted"] == 1
 
 
 def crash_between_silver_and_gold(outcome: Outcome, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -311,12 +390,15 @@ Attack = Callable[[Outcome, pytest.MonkeyPatch], None]
 ATTACK_TABLE: list[tuple[str, Attack]] = [
     ("two daily runs overlapping on shared ids", overlapping_runs),
     ("replay of an older date after a newer one", replay_older_date),
+    ("replay of an older feed message after a newer one", replay_older_feed_message),
+    ("a daily run during a historical load", daily_run_during_historical_load),
     ("crash silver->gold, another run, re-run, gold-sync --rebuild", crash_between_silver_and_gold),
     ("crash buffer->commit, a different run, monthly-consolidate", crash_between_buffer_and_commit),
     ("historical replace after a daily run, monthly-consolidate", replace_after_daily_run),
     ("hostile files in one daily run", hostile_files),
 ]
-NOT_FIXED = {"replay of an older date after a newer one": "no monotonic guard yet (issue 16 item 4)"}
+NOT_FIXED: dict[str, str] = {}
+"""Attacks known to break an invariant (name -> why): run as strict xfails until fixed."""
 
 
 @pytest.mark.parametrize(

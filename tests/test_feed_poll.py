@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -150,7 +152,7 @@ def crash_and_redeliver(storage_prefix: str, monkeypatch: pytest.MonkeyPatch) ->
     report = feed_poll()
     assert report["messages"] == 36 and report["deleted"] == 36
     assert report["totals"] == {
-        "read": 36, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 30, "duplicates": 0, "quarantined": 6,
+        "read": 36, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 30, "stale": 0, "duplicates": 0, "quarantined": 6,
     }  # fmt: skip
     assert report["reconciled"]
     assert list(report["timings"]) == [
@@ -165,7 +167,8 @@ def crash_and_redeliver(storage_prefix: str, monkeypatch: pytest.MonkeyPatch) ->
     assert json.loads(details)["_row"] == "7" and json.loads(details)["_source_uri"] == "x"
     lineage = silver.filter(pl.col("source_id") == records[0]["ID"])["meta_source_uri"].item()
     assert lineage.startswith(f"{storage_prefix}/bronze/feed/osha/severe_injury/")
-    assert lineage.endswith(f".jsonl#osha-{records[0]['ID']}")
+    # The line of the batch file, with the message's sent time (its versions' as-of) and its id.
+    assert re.search(rf"\.jsonl#\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{{6}}Z/osha-{records[0]['ID']}$", lineage)
 
     # Gold and the live feed followed silver through every delivery, without double counting.
     assert_gold_equals_current_silver()
@@ -247,7 +250,7 @@ def test_a_crashing_message_is_quarantined_alone_and_the_rest_ingested(
     assert len(messages) == 20
     first = ingest_isolating(messages, "run-before-a-crash", utc_now())
     assert first.totals == {
-        "read": 20, "inserted": 17, "updated": 0, "deleted": 0, "unchanged": 0, "duplicates": 0, "quarantined": 3,
+        "read": 20, "inserted": 17, "updated": 0, "deleted": 0, "unchanged": 0, "stale": 0, "duplicates": 0, "quarantined": 3,
     }  # fmt: skip
     assert first.reconciled
     counts = {(row["agency"], row["dataset"]): row for row in first.counts.to_dicts()}
@@ -258,7 +261,7 @@ def test_a_crashing_message_is_quarantined_alone_and_the_rest_ingested(
     report = feed_poll()
     assert report["messages"] == 20 and report["deleted"] == 20 and report["reconciled"]
     assert report["totals"] == {
-        "read": 20, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 17, "duplicates": 0, "quarantined": 3,
+        "read": 20, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 17, "stale": 0, "duplicates": 0, "quarantined": 3,
     }  # fmt: skip
     assert queue.depth() == Depth(visible=0, in_flight=0, dead=0)
 
@@ -302,7 +305,7 @@ def test_messages_that_crash_the_real_pipeline_never_dead_letter_their_batch(
     assert report["messages"] == 12 and report["deleted"] == 12 and report["reconciled"]
     assert report["totals"]["read"] == 12
     assert queue.depth() == Depth(visible=0, in_flight=0, dead=0)
-    loaded = set(silver_rows()["meta_source_uri"].str.extract(r"#(.*)$"))
+    loaded = set(silver_rows()["meta_source_uri"].str.extract(r"([^/#]+)$"))
     assert loaded >= {f"osha-{r['ID']}" for r in records[:10]}
     quarantined = {uri.rsplit("/", 1)[1] for uri in quarantine_rows()["source_uri"]}
     assert (loaded | quarantined) - {f"osha-{r['ID']}" for r in records[:10]} == set(bad)
@@ -505,14 +508,14 @@ def test_send_reads_a_csv_as_the_daily_path_does() -> None:
 
 def test_a_record_with_a_lineage_field_name_is_rejected_alone() -> None:
     """A ``__ventureos_row`` key failed the whole batch's row index (and the batch went to the DLQ)."""
-    bodies = [envelope_json("osha", "severe_injury", {"ID": "1", "__ventureos_row": "9"}, message_id="m1"),
-              envelope_json("osha", "severe_injury", {"ID": "2"}, message_id="m2")]  # fmt: skip
+    sent = datetime.fromisoformat(SENT_AT)
+    bodies = [envelope_json("osha", "severe_injury", {"ID": "1", "__ventureos_row": "9"}, sent, "m1"),
+              envelope_json("osha", "severe_injury", {"ID": "2"}, sent, "m2")]  # fmt: skip
     raw = raw_batch([parse_envelope(body, "q", 1 << 18) for body in bodies], "s3://lake/bronze/feed/b.jsonl")
-    assert raw.frame.select("ID", "__ventureos_source_uri").rows() == [
-        ("2", "s3://lake/bronze/feed/b.jsonl#m2")
-    ]
+    line = "s3://lake/bronze/feed/b.jsonl#2024-03-05T10:00:00.000000Z"
+    assert raw.frame.select("ID", "__ventureos_source_uri").rows() == [("2", f"{line}/m2")]
     assert raw.rejects.rows() == [
-        ("s3://lake/bronze/feed/b.jsonl#m1", "source field __ventureos_row has the name of a lineage column",
+        (f"{line}/m1", "source field __ventureos_row has the name of a lineage column",
          '{"ID": "1", "__ventureos_row": "9"}'),
     ]  # fmt: skip
     assert raw.records_read == 2

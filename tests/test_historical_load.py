@@ -77,7 +77,7 @@ def test_append_is_idempotent_and_replace_swaps_atomically(small_batches: Path, 
     # Deleted citations never loaded close nothing: quarantined (nothing lost), not counted unchanged.
     assert report["totals"] == {
         "read": 450, "inserted": len(live), "updated": 0, "deleted": 0,
-        "unchanged": 0, "duplicates": 0, "quarantined": first.deleted,
+        "unchanged": 0, "stale": 0, "duplicates": 0, "quarantined": first.deleted,
     }  # fmt: skip
     withdrawn = pl.from_arrow(current_lakehouse().quarantine().scan().to_arrow())
     assert withdrawn.height == first.deleted and set(withdrawn["reason"]) == {WITHDRAWN}

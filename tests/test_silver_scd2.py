@@ -11,6 +11,7 @@ import polars as pl
 from normalizers import normalize
 from ventureos.bronze import read_raw_batch
 from ventureos.lakehouse import current_lakehouse
+from ventureos.layout import feed_record_uri, source_as_of
 from ventureos.schemas import ROW, SOURCE_URI
 from ventureos.silver import (
     commit_scd2,
@@ -25,15 +26,17 @@ from .conftest import BUNDLED_SAMPLES
 T1, T2, T3 = (datetime(2024, 1, d, tzinfo=UTC) for d in (1, 2, 3))
 
 
-def batch(rows: pl.DataFrame) -> pl.DataFrame:
-    raw = read_raw_batch([("s3://lake/b.csv", rows.write_csv().encode())])
+def batch(rows: pl.DataFrame, uri: str = "s3://lake/b.csv") -> pl.DataFrame:
+    raw = read_raw_batch([(uri, rows.write_csv().encode())])
     return normalize(raw.frame, "osha", "severe_injury").filter(pl.col("reject_reason").is_null())
 
 
-def merge(rows: pl.DataFrame, now: datetime, deleted: set[str] = frozenset()) -> dict[str, int]:
+def merge(
+    rows: pl.DataFrame, now: datetime, deleted: set[str] = frozenset(), uri: str = "s3://lake/b.csv"
+) -> dict[str, int]:
     """What write_silver does; the counts, plus how many deletes were withdrawn (for quarantine)."""
     table = current_lakehouse().violations()
-    incoming = batch(rows).with_columns(is_deleted=pl.col("source_id").is_in(list(deleted)))
+    incoming = batch(rows, uri).with_columns(is_deleted=pl.col("source_id").is_in(list(deleted)))
     current = current_versions(table, incoming["violation_id"].to_list())
     plan = plan_scd2(incoming, current, now, "run", deleted_before(table, incoming, current))
     commit_scd2(table, plan, encode_versions(table, plan))
@@ -43,8 +46,20 @@ def merge(rows: pl.DataFrame, now: datetime, deleted: set[str] = frozenset()) ->
 def counts_of(**nonzero: int) -> dict[str, int]:
     """What ``merge`` returns, with every count not given as 0."""
     return (
-        dict.fromkeys(("inserted", "updated", "deleted", "unchanged", "stale", "duplicates", "withdrawn"), 0) | nonzero
+        dict.fromkeys(("inserted", "updated", "deleted", "unchanged", "stale", "duplicates", "withdrawn"), 0)
+        | nonzero
     )
+
+
+def sample() -> pl.DataFrame:
+    return pl.read_csv(BUNDLED_SAMPLES / "osha_severe_injury" / "severeinjury_sample.csv", infer_schema=False)
+
+
+def daily(day: str) -> str:
+    return f"s3://lake/bronze/daily/osha/severe_injury/{day}/reports.csv"
+
+
+HISTORICAL = "s3://lake/bronze/historical/osha/severe_injury/part-1.csv"
 
 
 def silver() -> pl.DataFrame:
@@ -135,3 +150,98 @@ def test_daily_path_quarantines_withdrawn_deletes_and_reconciles(home: Path) -> 
     assert run(delivery([deleted, gone]), T2) == {"read": 2, "deleted": 1, "quarantined": 1}
     assert run(delivery([deleted, gone]), T3) == {"read": 2, "unchanged": 1, "quarantined": 1}
     assert current_lakehouse().quarantine().scan().to_arrow().num_rows == 1  # stored once
+
+
+def current_names() -> dict[str, str]:
+    return dict(silver().filter("is_current").select("source_id", "company_name").iter_rows())
+
+
+def named(rows: pl.DataFrame, name: str) -> pl.DataFrame:
+    return rows.with_columns(Employer=pl.lit(name))
+
+
+def test_source_as_of_of_daily_feed_and_historical_versions() -> None:
+    uris = [
+        daily("2024-03-06") + "#line=3",
+        "s3://lake/bronze/feed/osha/severe_injury/2024-03-07/run-1.jsonl#2024-03-06T21:15:00.250000Z/msg-1",
+        "s3://lake/bronze/feed/osha/severe_injury/2024-03-07/run-1.jsonl#msg-1",  # before the sent time
+        HISTORICAL,
+        "s3://lake/bronze/daily/osha/severe_injury/2024-13-45/reports.csv",  # not a date
+        None,
+    ]
+    as_of = pl.DataFrame({"meta_source_uri": uris}).select(source_as_of())["meta_source_uri"].to_list()
+    assert as_of == [
+        datetime(2024, 3, 6, tzinfo=UTC),
+        datetime(2024, 3, 6, 21, 15, 0, 250000, tzinfo=UTC),
+        None,
+        None,
+        None,
+        None,
+    ]
+    sent = datetime(2024, 3, 6, 21, 15, 0, 250000, tzinfo=UTC)
+    assert (
+        feed_record_uri("s3://lake/b.jsonl", sent, "msg-1")
+        == "s3://lake/b.jsonl#2024-03-06T21:15:00.250000Z/msg-1"
+    )
+
+
+def test_a_record_older_than_the_current_version_changes_nothing(home: Path) -> None:
+    """Older as-of: stale; equal: the later ingest wins; newer: applies; no as-of (a historical load):
+    older than any dated version, and replaced by any."""
+    rows = sample().head(4)
+    ids = rows["ID"].to_list()
+    assert merge(named(rows, "NEWER NAME"), T1, uri=daily("2024-03-06")) == counts_of(inserted=4)
+
+    assert merge(named(rows, "OLDER NAME"), T2, uri=daily("2024-03-05")) == counts_of(stale=4)
+    assert set(current_names().values()) == {"NEWER NAME"} and silver().height == 4
+
+    assert merge(named(rows.head(1), "CORRECTED"), T2, uri=daily("2024-03-06")) == counts_of(updated=1)
+    assert merge(named(rows.slice(1, 1), "NEWEST"), T2, uri=daily("2024-03-07")) == counts_of(updated=1)
+    assert merge(named(rows.slice(2, 2), "BACKFILL"), T3, uri=HISTORICAL) == counts_of(stale=2)
+    assert current_names() == {
+        ids[0]: "CORRECTED", ids[1]: "NEWEST", ids[2]: "NEWER NAME", ids[3]: "NEWER NAME"
+    }  # fmt: skip
+
+    # A version with no as-of (written by a historical load) is replaced by any dated one.
+    unseen = sample().slice(4, 1)
+    assert merge(named(unseen, "BACKFILL"), T1, uri=HISTORICAL) == counts_of(inserted=1)
+    assert merge(named(unseen, "BACKFILL 2"), T2, uri=HISTORICAL) == counts_of(updated=1)
+    assert merge(named(unseen, "DAILY"), T3, uri=daily("2000-01-01")) == counts_of(updated=1)
+    assert current_names()[unseen["ID"][0]] == "DAILY"
+    assert silver().filter("is_current")["violation_id"].is_duplicated().sum() == 0
+
+
+def test_deletes_are_ordered_by_as_of_too(home: Path) -> None:
+    """An older delete closes nothing; an older record never brings a deleted violation back; a newer
+    one does."""
+    rows = sample().head(2)
+    gone = rows["ID"][0]
+    assert merge(rows, T1, uri=daily("2024-03-05")) == counts_of(inserted=2)
+    assert merge(rows.head(1), T2, deleted={gone}, uri=daily("2024-03-04")) == counts_of(stale=1)
+    assert set(current_names()) == set(rows["ID"])
+
+    assert merge(rows.head(1), T2, deleted={gone}, uri=daily("2024-03-07")) == counts_of(deleted=1)
+    assert merge(rows.head(1), T3, uri=daily("2024-03-06")) == counts_of(stale=1)  # a replay of 03-06
+    assert merge(rows.head(1), T3, deleted={gone}, uri=daily("2024-03-07")) == counts_of(unchanged=1)
+    assert set(current_names()) == {rows["ID"][1]}
+
+    assert merge(rows.head(1), T3, uri=daily("2024-03-08")) == counts_of(inserted=1)
+    history = silver().filter(pl.col("source_id") == gone)
+    assert history["change_type"].to_list() == ["INSERT", "DELETE", "INSERT"]
+    assert history["is_current"].to_list() == [False, False, True]
+
+
+def test_within_a_batch_the_latest_as_of_of_an_id_wins(home: Path) -> None:
+    """Two files of one batch hold the same report: the newer date's wins, whatever the order."""
+    row = sample().head(1)
+    files = [
+        (daily("2024-03-06"), named(row, "NEWER").write_csv().encode()),
+        (daily("2024-03-05"), named(row, "OLDER").write_csv().encode()),
+    ]
+    raw = read_raw_batch(files)
+    incoming = normalize(raw.frame, "osha", "severe_injury").filter(pl.col("reject_reason").is_null())
+    plan = plan_scd2(incoming, current_versions(current_lakehouse().violations(), []), T1, "run")
+    assert plan.counts.drop("agency", "dataset").row(0, named=True) == {
+        "inserted": 1, "updated": 0, "deleted": 0, "unchanged": 0, "stale": 0, "duplicates": 1
+    }  # fmt: skip
+    assert plan.added["company_name"].to_list() == ["NEWER"]
