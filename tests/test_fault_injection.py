@@ -30,7 +30,7 @@ from ventureos.buffer import encode_buffer_files, write_buffer_files
 from ventureos.feed import envelope_json
 from ventureos.gold import update_gold_tables
 from ventureos.ingest import SilverTarget, SilverWrite, incoming_rows, plan_batches, write_silver
-from ventureos.invariants import check_invariants, read_silver
+from ventureos.invariants import check_invariants, read_silver, versions_in_source_order
 from ventureos.lakehouse import current_lakehouse
 from ventureos.layout import ARCHIVE_PREFIX, BUFFER_PREFIX, HISTORICAL_PREFIX
 from ventureos.queue import current_queue
@@ -99,6 +99,27 @@ def test_sweep_archives_only_silver_versions(
     silver = read_silver(lakehouse)
     assert sorted(archived.select(COMMITTED_KEY).rows()) == sorted(silver.select(COMMITTED_KEY).rows())
     assert set(archived["valid_from"]) == {RAN_AT} and buffer_keys() == []
+
+
+def test_the_checker_sees_a_version_older_than_the_one_it_replaced() -> None:
+    """Invariant 6, on versions as a replay without the guard wrote them (DAY1 after DAY2), and as it
+    may be (a daily version after a backfilled one, a re-run of the same date)."""
+    daily = f"s3://lake/{SEVERE}/{{}}/reports.csv"
+    ingested = [datetime(2024, 3, 7, hour, tzinfo=UTC) for hour in (1, 2, 3)]
+
+    def versions(*uris: str) -> pl.DataFrame:
+        return pl.DataFrame(
+            {"violation_id": "v", "valid_from": ingested[: len(uris)], "meta_source_uri": list(uris)}
+        )
+
+    replayed = versions(daily.format(DAY1), daily.format(DAY2), daily.format(DAY1))
+    assert versions_in_source_order(replayed) == [
+        "silver: 1 id(s) with a version older than one it replaced, e.g. v"
+    ]
+    in_order = versions(
+        "s3://lake/bronze/historical/osha/severe_injury/part-1.csv", daily.format(DAY1), daily.format(DAY1)
+    )
+    assert versions_in_source_order(in_order) == []
 
 
 # Attacks ----------------------------------------------------------------------------------------

@@ -240,7 +240,9 @@ def test_a_crashing_message_is_quarantined_alone_and_the_rest_ingested(
     good = [envelope_json("osha", "severe_injury", r, message_id=f"osha-{r['ID']}") for r in records[:15]]
     good += [envelope_json("test", "refusing", r, message_id=f"test-{r['ID']}") for r in records[15:17]]
     crashing = [
-        envelope_json("test", "refusing", {**r, "Refuse": "yes"}, message_id=f"crash-{r['ID']}")
+        envelope_json(
+            "test", "refusing", {**r, "Refuse": "yes"}, datetime.fromisoformat(SENT_AT), f"crash-{r['ID']}"
+        )
         for r in records[17:19]
     ]
     queue = current_queue()
@@ -274,7 +276,9 @@ def test_a_crashing_message_is_quarantined_alone_and_the_rest_ingested(
     quarantined = quarantine_rows().sort("source_uri")
     assert quarantined.height == 3  # once each, across both deliveries
     crashed = quarantined.filter(pl.col("reason").str.starts_with("ingest failed"))
-    assert crashed["source_uri"].to_list() == [f"feed://{queue.name}/crash-{r['ID']}" for r in records[17:19]]
+    assert crashed["source_uri"].to_list() == [
+        f"feed://{queue.name}/2024-03-05T10:00:00.000000Z/crash-{r['ID']}" for r in records[17:19]
+    ]
     assert crashed["reason"].to_list() == [
         f"ingest failed: ValueError: refusing records ['{r['ID']}']" for r in records[17:19]
     ]

@@ -11,7 +11,7 @@ import polars as pl
 from normalizers import normalize
 from ventureos.bronze import read_raw_batch
 from ventureos.lakehouse import current_lakehouse
-from ventureos.layout import feed_record_uri, source_as_of
+from ventureos.layout import feed_record_uri, message_uri, source_as_of
 from ventureos.schemas import ROW, SOURCE_URI
 from ventureos.silver import (
     commit_scd2,
@@ -165,6 +165,8 @@ def test_source_as_of_of_daily_feed_and_historical_versions() -> None:
         daily("2024-03-06") + "#line=3",
         "s3://lake/bronze/feed/osha/severe_injury/2024-03-07/run-1.jsonl#2024-03-06T21:15:00.250000Z/msg-1",
         "s3://lake/bronze/feed/osha/severe_injury/2024-03-07/run-1.jsonl#msg-1",  # before the sent time
+        "feed://q/2024-03-06T21:15:00.250000Z/msg-1",  # replayed from quarantine
+        "feed://q/msg-1",  # a poison message: no envelope, no sent time
         HISTORICAL,
         "s3://lake/bronze/daily/osha/severe_injury/2024-13-45/reports.csv",  # not a date
         None,
@@ -172,6 +174,8 @@ def test_source_as_of_of_daily_feed_and_historical_versions() -> None:
     as_of = pl.DataFrame({"meta_source_uri": uris}).select(source_as_of())["meta_source_uri"].to_list()
     assert as_of == [
         datetime(2024, 3, 6, tzinfo=UTC),
+        datetime(2024, 3, 6, 21, 15, 0, 250000, tzinfo=UTC),
+        None,
         datetime(2024, 3, 6, 21, 15, 0, 250000, tzinfo=UTC),
         None,
         None,
@@ -183,6 +187,7 @@ def test_source_as_of_of_daily_feed_and_historical_versions() -> None:
         feed_record_uri("s3://lake/b.jsonl", sent, "msg-1")
         == "s3://lake/b.jsonl#2024-03-06T21:15:00.250000Z/msg-1"
     )
+    assert message_uri("q", "msg-1", sent) == "feed://q/2024-03-06T21:15:00.250000Z/msg-1"
 
 
 def test_a_record_older_than_the_current_version_changes_nothing(home: Path) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from normalizers import UnknownDatasetError, get_dataset
 from ventureos.batch import NormalizedBatch
 from ventureos.bronze import REJECT_SCHEMA, RawBatch, records_frame, without_reserved_fields
-from ventureos.layout import FEED_RECORD_LINE, feed_record_uri, message_uri
+from ventureos.layout import feed_record_uri, message_uri
 from ventureos.queue.base import Message
 from ventureos.schemas import ROW, SOURCE_URI
 from ventureos.transient import is_transient
@@ -180,9 +180,10 @@ def raw_batch(envelopes: Sequence[Envelope], bronze_uri: str) -> RawBatch:
 
 
 def stable_rejects(rejects: pl.DataFrame, queue_name: str) -> pl.DataFrame:
-    """Rejects keyed by message, not by batch file, so a redelivered message is quarantined once."""
+    """Rejects keyed by message (``message_uri``: its sent time and id), not by batch file, so a
+    redelivered message is quarantined once and a replay from quarantine keeps the record's as-of."""
     return rejects.with_columns(
-        pl.col("source_uri").str.replace(FEED_RECORD_LINE, message_uri(queue_name, ""), literal=False)
+        pl.col("source_uri").str.replace(r"^[^#]*#", message_uri(queue_name, ""), literal=False)
     )
 
 
@@ -228,11 +229,14 @@ def crashed_batch(message: Message, exc: BaseException, queue_name: str, max_byt
     record's rejects are), so a redelivery quarantines it once."""
     try:
         envelope = parse_envelope(message.body, message.message_id, max_bytes)
-        (agency, dataset), message_id = (envelope.agency, envelope.dataset), envelope.message_id
+        (agency, dataset), uri = (
+            (envelope.agency, envelope.dataset),
+            message_uri(queue_name, envelope.message_id, envelope.sent_at),
+        )
     except PoisonMessage:
-        (agency, dataset), message_id = POISON, message.message_id
+        (agency, dataset), uri = POISON, message_uri(queue_name, message.message_id)
     reject = {
-        "source_uri": message_uri(queue_name, message_id),
+        "source_uri": uri,
         "reason": crash_reason(exc),
         "raw_payload": message.body,
     }

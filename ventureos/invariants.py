@@ -7,7 +7,9 @@
 3. the versions in the buffer, the archive and the late area are exactly silver's versions
    (``archive.VERSION_KEY``): none silver never held, none missing;
 4. the serving Entities ``STATS#`` items are exactly gold's (after a gold-sync);
-5. the live feed holds exactly the latest ``FEED_SIZE`` live violations per entity and agency.
+5. the live feed holds exactly the latest ``FEED_SIZE`` live violations per entity and agency;
+6. no version replaced a newer one: per ``violation_id``, in ingest order (``valid_from``), the as-of of
+   the versions (``layout.source_as_of``, none is the oldest) never goes back.
 
 It reads every table and file whole: meant for test- and demo-sized lakehouses.
 """
@@ -22,10 +24,11 @@ import polars as pl
 from ventureos.archive import VERSION_KEY
 from ventureos.gold import LEVELS, aggregate_levels, read_gold
 from ventureos.lakehouse import Lakehouse
-from ventureos.layout import ARCHIVE_PREFIX, BUFFER_PREFIX, LATE_PREFIX
+from ventureos.layout import ARCHIVE_PREFIX, BUFFER_PREFIX, LATE_PREFIX, source_as_of
 from ventureos.serving.base import ENTITIES, LIVE_FEED, ServingStore
 from ventureos.serving.live_feed import FEED_SIZE, feed_frame, live
 from ventureos.serving.sync import stats_items
+from ventureos.silver import OLDEST
 
 STATS_FIELDS = ("total_violations", "total_penalties", "first_violation_date", "last_violation_date")
 SHOWN = 3
@@ -116,6 +119,19 @@ def feed_is_latest(silver: pl.DataFrame, store: ServingStore) -> list[str]:
     return _diff("live feed", set(expected_feed(silver)), set(stored_feed(store)))
 
 
+def versions_in_source_order(silver: pl.DataFrame) -> list[str]:
+    as_of = pl.col("_as_of")
+    behind = (
+        silver.select("violation_id", "valid_from", _as_of=source_as_of().fill_null(OLDEST))
+        .sort("violation_id", "valid_from")
+        .filter(as_of < as_of.cum_max().over("violation_id"))
+    )
+    ids = sorted(behind["violation_id"].unique())
+    return [
+        f"silver: {len(ids)} id(s) with a version older than one it replaced, e.g. {_examples(ids)}"
+    ] * bool(ids)
+
+
 def check_invariants(lakehouse: Lakehouse, store: ServingStore) -> list[str]:
     """Every broken invariant, one line each (with up to ``SHOWN`` examples); empty when all hold."""
     silver = read_silver(lakehouse)
@@ -125,4 +141,5 @@ def check_invariants(lakehouse: Lakehouse, store: ServingStore) -> list[str]:
         *stored_versions_are_silver(lakehouse, silver),
         *entities_are_gold(lakehouse, store),
         *feed_is_latest(silver, store),
+        *versions_in_source_order(silver),
     ]

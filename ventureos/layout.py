@@ -53,31 +53,36 @@ def feed_batch_key(agency: str, dataset: str, day: str, batch_id: str) -> str:
     return f"{FEED_PREFIX}/{agency}/{dataset}/{day}/{batch_id}.jsonl"
 
 
-def message_uri(queue_name: str, message_id: str) -> str:
-    """Where a message came from, stable across redeliveries (quarantine ids hash it)."""
-    return f"feed://{queue_name}/{message_id}"
-
-
 SENT_AT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _SENT_AT = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z"
+
+
+def _sent(sent_at: datetime) -> str:
+    return sent_at.astimezone(UTC).strftime(SENT_AT_FORMAT)
+
+
+def message_uri(queue_name: str, message_id: str, sent_at: datetime | None = None) -> str:
+    """Where a message came from, stable across redeliveries (quarantine ids hash it); with the
+    envelope's ``sent_at`` when it has one, so a replay from quarantine keeps the record's as-of."""
+    return (
+        f"feed://{queue_name}/{_sent(sent_at)}/{message_id}"
+        if sent_at
+        else f"feed://{queue_name}/{message_id}"
+    )
 
 
 def feed_record_uri(batch_uri: str, sent_at: datetime, message_id: str) -> str:
     """The source of one feed record: its line of the batch file, with the envelope's ``sent_at``
     (the version's as-of instant, ``source_as_of``) and the message id."""
-    return f"{batch_uri}#{sent_at.astimezone(UTC).strftime(SENT_AT_FORMAT)}/{message_id}"
-
-
-FEED_RECORD_LINE = rf"^[^#]*#({_SENT_AT}/)?"
-"""Matches the part of a feed record's URI before its message id (``feed_record_uri``; the sent time is
-optional: records written before it was part of the URI)."""
+    return f"{batch_uri}#{_sent(sent_at)}/{message_id}"
 
 
 # Versions order by the time of the source they came from: the date folder of a daily file (its start,
-# UTC), the sent time of a feed message. Versions with neither (historical loads; feed records written
-# before the sent time was in their URI) have no as-of and count as the oldest.
+# UTC), the sent time of a feed message (in its batch file's URI, or its message URI when replayed from
+# quarantine). Versions with neither (historical loads; feed records written before the sent time was
+# in their URI) have no as-of and count as the oldest.
 _DAILY_DATE = "(?:^|/)" + re.escape(DAILY_PREFIX) + r"/[^/#]+/[^/#]+/(\d{4}-\d{2}-\d{2})/"
-_FEED_SENT_AT = "(?:^|/)" + re.escape(FEED_PREFIX) + rf"/[^#]*#({_SENT_AT})/"
+_FEED_SENT_AT = "(?:(?:^|/)" + re.escape(FEED_PREFIX) + rf"/[^#]*#|^feed://[^/]+/)({_SENT_AT})/"
 
 
 def source_as_of(column: str = "meta_source_uri") -> pl.Expr:
