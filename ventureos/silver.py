@@ -91,24 +91,24 @@ def plan_scd2(
     current: pl.DataFrame,
     now: datetime,
     run_id: str,
-    closed: pl.DataFrame | None = None,
+    tombstones: pl.DataFrame | None = None,
 ) -> Scd2Plan:
     """Compare a finalized, valid batch with the current silver versions of the same ids.
 
     Unchanged hash -> no-op; changed -> close + new UPDATE version; ``is_deleted`` -> close + DELETE
     tombstone (never current); unknown id -> INSERT. A delete of an id with no current version is
-    unchanged when ``closed`` (``deleted_before``: the last closed version of ids with no current one)
-    has it, else withdrawn.
+    unchanged when ``tombstones`` (``deleted_before``: of ids with no current version) has it, else
+    withdrawn.
 
     The monotonic guard: a record whose as-of (``layout.source_as_of`` of its source) is older than
-    that of the id's current version, or of its last closed version when it has no current one (a
-    delete), changes nothing and counts as ``stale``: a replay of an older date or message never makes
-    older content current again, nor brings a deleted violation back. Equal as-of: the later ingest
+    that of the id's current version, or of its tombstone when it has no current one, changes nothing
+    and counts as ``stale``: a replay of an older date or message never makes older content current
+    again, nor brings a deleted violation back. Equal as-of: the later ingest
     wins (re-running a date with a corrected file applies the correction). Within the batch the record
     with the latest as-of of an id wins (the last of those), the others count as duplicates.
     """
-    if closed is None:
-        closed = pl.DataFrame(schema=violations_schema(LAST_CLOSED_COLUMNS))
+    if tombstones is None:
+        tombstones = pl.DataFrame(schema=violations_schema(TOMBSTONE_COLUMNS))
     newest = pl.col("_as_of").fill_null(OLDEST)
     batch = (
         incoming.with_columns(_as_of=source_as_of(SOURCE_URI))
@@ -123,13 +123,13 @@ def plan_scd2(
         on="violation_id",
         how="left",
     ).join(
-        closed.select("violation_id", _closed=pl.lit(True), _closed_as_of=source_as_of()),
+        tombstones.select("violation_id", _deleted=pl.lit(True), _deleted_as_of=source_as_of()),
         on="violation_id",
         how="left",
     )
     exists = pl.col("_current_hash").is_not_null()
-    was_deleted = pl.col("_closed").fill_null(False) & ~exists
-    than = pl.when(exists).then(pl.col("_current_as_of")).otherwise(pl.col("_closed_as_of"))
+    was_deleted = pl.col("_deleted").fill_null(False) & ~exists
+    than = pl.when(exists).then(pl.col("_current_as_of")).otherwise(pl.col("_deleted_as_of"))
     stale = than.is_not_null() & (pl.col("_as_of").is_null() | (pl.col("_as_of") < than))
     change = (
         pl.when(pl.col("_stale"))
@@ -156,7 +156,7 @@ def plan_scd2(
         .select(pl.col(c).cast(VIOLATIONS_POLARS[c]) for c in VIOLATION_COLUMNS)
     )
     closing_ids = added.filter(pl.col("change_type") != INSERT)["violation_id"]
-    closed_now = current.filter(pl.col("violation_id").is_in(closing_ids.implode())).with_columns(
+    closed = current.filter(pl.col("violation_id").is_in(closing_ids.implode())).with_columns(
         valid_to=ts, is_current=pl.lit(False)
     )
     no_change = pl.col("change_type").is_null() & ~pl.col("_withdrawn") & ~pl.col("_stale")
@@ -182,37 +182,42 @@ def plan_scd2(
     )
     return Scd2Plan(
         added=added,
-        closed=closed_now.select(VIOLATION_COLUMNS),
+        closed=closed.select(VIOLATION_COLUMNS),
         counts=counts,
         unchanged=unchanged,
         withdrawn=withdrawn_rows,
     )
 
 
-LAST_CLOSED_COLUMNS = ("violation_id", "meta_source_uri")
-"""What the plan needs of an id's last closed version: that it has one, and its as-of."""
+TOMBSTONE_COLUMNS = ("violation_id", "meta_source_uri")
+"""What the plan needs of the tombstone of an id with no current version: that it has one, its as-of."""
 
 
 def deleted_before(table: Table, incoming: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
-    """The last closed version (``LAST_CLOSED_COLUMNS``) of each id of ``incoming`` that has no current
-    version but closed ones: it was deleted. A re-delivered delete of it is no news (a delete of an id
+    """The last ``DELETE`` tombstone (``TOMBSTONE_COLUMNS``) of each id of ``incoming`` that has no
+    current version: the source deleted it. A re-delivered delete of it is no news (a delete of an id
     with no version at all is withdrawn), and a record older than the delete must not bring it back.
-    Reads the table by those ids only (none when every id has a current version)."""
+
+    An id with versions but no current one was deleted (an update adds the current version in the
+    commit that closes the old one), so tombstones are all this reads: by those ids, in files holding
+    tombstones (``is_current`` false, ``change_type`` DELETE: the files of closed versions hold none).
+    Nothing is read when every id has a current version.
+    """
     unmatched = incoming.filter(~pl.col("violation_id").is_in(current["violation_id"].implode()))
     violation_ids = unmatched["violation_id"].unique().to_list()
-    schema = violations_schema((*LAST_CLOSED_COLUMNS, "valid_from"))
+    schema = violations_schema((*TOMBSTONE_COLUMNS, "valid_from"))
     if not violation_ids:
-        return pl.DataFrame(schema=violations_schema(LAST_CLOSED_COLUMNS))
-    rows = table.scan(
-        row_filter=And(EqualTo("is_current", False), In("violation_id", set(violation_ids))),
-        selected_fields=tuple(schema.names()),
-    ).to_arrow()
+        return pl.DataFrame(schema=violations_schema(TOMBSTONE_COLUMNS))
+    row_filter = And(
+        EqualTo("is_current", False), EqualTo("change_type", DELETE), In("violation_id", set(violation_ids))
+    )
+    rows = table.scan(row_filter=row_filter, selected_fields=tuple(schema.names())).to_arrow()
     return (
         pl.DataFrame(pl.from_arrow(rows))
         .cast(schema)
         .sort("valid_from")
         .unique(subset=["violation_id"], keep="last")
-        .select(LAST_CLOSED_COLUMNS)
+        .select(TOMBSTONE_COLUMNS)
     )
 
 
