@@ -103,9 +103,9 @@ def plan_scd2(
     The monotonic guard: a record whose as-of (``layout.source_as_of`` of its source) is older than
     that of the id's current version, or of its tombstone when it has no current one, changes nothing
     and counts as ``stale``: a replay of an older date or message never makes older content current
-    again, nor brings a deleted violation back. Equal as-of: the later ingest
-    wins (re-running a date with a corrected file applies the correction). Within the batch the record
-    with the latest as-of of an id wins (the last of those), the others count as duplicates.
+    again, nor brings a deleted violation back. Equal as-of: the later ingest wins (re-running a date
+    with a corrected file applies the correction). Within the batch the record with the latest as-of
+    of an id wins (the last of those), the others count as duplicates.
     """
     if tombstones is None:
         tombstones = pl.DataFrame(schema=violations_schema(TOMBSTONE_COLUMNS))
