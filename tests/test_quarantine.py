@@ -16,8 +16,10 @@ import pytest
 import normalizers
 from flows.daily_ingest import daily_ingest
 from flows.quarantine_replay import quarantine_replay
+from ventureos.feed import envelope_json
 from ventureos.gold import read_gold
 from ventureos.lakehouse import current_lakehouse
+from ventureos.layout import message_uri
 from ventureos.quarantine import (
     NEEDS_LOOKUP,
     NOT_ONE_RECORD,
@@ -186,9 +188,52 @@ def test_a_record_a_later_delivery_superseded_is_not_replayed_over_it(
         "read": 1, "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 0, "stale": 1, "duplicates": 0,
         "quarantined": 0,
     }  # fmt: skip
-    assert replayed["reconciled"] and replayed["stale"] == 1 and replayed["released"] == 1
+    # Its daily date (2024-03-05) is older than the current version's: the silver plan's guard.
+    assert replayed["reconciled"] and replayed["released"] == 1
     assert silver_of(BAD_ID).select("company_name", "is_current").rows() == [("Acme Renamed", True)]
     assert read_quarantine(current_lakehouse().quarantine(), Selection(reason="event date")).is_empty()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_replayed_records_are_ordered_by_their_source(home: Path) -> None:
+    """Replayed after the 2024-03-05 daily run: a feed record sent on 03-06 replaces the daily version,
+    one sent on 03-04 is stale (their quarantine URIs keep the sent time); a historical record (no
+    as-of) is kept out, as silver's version was written after it was quarantined."""
+    stage_day()
+    daily_ingest(DAY)
+    records = (
+        pl.read_csv(BUNDLED_SAMPLES / "osha_severe_injury" / "severeinjury_sample.csv", infer_schema=False)
+        .head(3)
+        .to_dicts()
+    )
+
+    later, earlier = datetime(2024, 3, 6, 8, tzinfo=UTC), datetime(2024, 3, 4, 8, tzinfo=UTC)
+
+    def crashed(message_id: str, sent: datetime, record: dict[str, Any]) -> tuple[str, str, str, str, str]:
+        """A feed message that crashed ingestion on its own: quarantined with its envelope."""
+        body = envelope_json("osha", "severe_injury", record, sent, message_id)
+        return ("osha", "severe_injury", message_uri("q", message_id, sent), "ingest failed: Boom", body)
+
+    backfilled = records[2] | {"Employer": "Backfill"}
+    historical = "lake/bronze/historical/osha/severe_injury/part-1.csv#record=1"
+    append_quarantine(
+        current_lakehouse().quarantine(),
+        quarantine_rows(
+            [
+                crashed("m1", later, records[0] | {"Employer": "Sent Later"}),
+                crashed("m2", earlier, records[1] | {"Employer": "Sent Earlier"}),
+                ("osha", "severe_injury", historical, "ingest failed: Boom", json.dumps(backfilled)),
+            ]
+        ),
+    )
+    replayed = quarantine_replay(reason="ingest failed")
+    assert replayed["totals"] == {
+        "read": 3, "inserted": 0, "updated": 1, "deleted": 0, "unchanged": 0, "stale": 2, "duplicates": 0,
+        "quarantined": 0,
+    }  # fmt: skip
+    assert replayed["reconciled"] and replayed["released"] == 3 and replayed["stale"] == 1
+    names = [silver_of(r["ID"]).filter("is_current")["company_name"].item() for r in records]
+    assert names == ["Sent Later", records[1]["Employer"], records[2]["Employer"]]
 
 
 def quarantine_rows(rows: list[tuple[str, str, str, str, str]]) -> pl.DataFrame:

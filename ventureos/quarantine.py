@@ -32,6 +32,7 @@ from pyiceberg.table import Table
 from normalizers import REGISTRY
 from ventureos.batch import NormalizedBatch, normalize_raw_batch
 from ventureos.bronze import PAYLOAD_SCHEMA, REJECT_SCHEMA, RawBatch, records_frame, without_reserved_fields
+from ventureos.layout import source_as_of
 from ventureos.schemas import QUARANTINE_POLARS, ROW, SOURCE_URI
 from ventureos.silver import WITHDRAWN, Scd2Plan, current_versions
 
@@ -289,10 +290,13 @@ class Replay:
 
 
 def drop_stale(replay: Replay, rows: pl.DataFrame, violations: Table) -> int:
-    """Keep out of the batches the passing records whose violation silver holds in a version written
-    after the record was quarantined, with other content: a later delivery superseded them, and replaying
-    the older content would make it current again. Same content passes on (unchanged: the re-run of a
-    replay that crashed after its silver commit). Returns how many were kept out (``DatasetReplay.stale``).
+    """Keep out of the batches the passing records with no as-of (``layout.source_as_of``: a historical
+    load's rows) whose violation silver holds in a version written after the record was quarantined,
+    with other content: a later delivery superseded them, and replaying the older content would make
+    it current again. Same content passes on (unchanged: the re-run of a replay that crashed after its
+    silver commit). A record with an as-of (a daily date, a feed message's sent time) is left to the
+    silver plan's guard, which orders by source, not by when silver was written. Returns how many were
+    kept out (``DatasetReplay.stale``).
     """
     quarantined_at = rows.select("quarantine_id", "quarantined_at")
     kept_out = 0
@@ -306,7 +310,8 @@ def drop_stale(replay: Replay, rows: pl.DataFrame, violations: Table) -> int:
             ("violation_id", "record_hash", "valid_from"),
         ).rename({"record_hash": "_current_hash"})
         stale = (
-            valid.select(pl.col(ROW).cast(pl.UInt32), "violation_id", "record_hash")
+            valid.filter(source_as_of(SOURCE_URI).is_null())
+            .select(pl.col(ROW).cast(pl.UInt32), "violation_id", "record_hash")
             .join(d.row_ids, on=ROW)
             .join(quarantined_at, on="quarantine_id")
             .join(current, on="violation_id")
