@@ -206,10 +206,10 @@ def daily_run_during_historical_load(outcome: Outcome, monkeypatch: pytest.Monke
         name: write.plan.counts.row(0, named=True) for name, write in (*raced.items(), ("load-2", second))
     }
     names = dict(current().select("source_id", "company_name").iter_rows())
+    first = "daily" if counts["daily"]["updated"] == 0 else "load"
+    shared = "daily" if all(names[i] != "Backfilled Name Co" for i in rows["ID"][3:9]) else "backfilled"
     outcome.text = (
-        f"first commit: {'daily' if counts['daily']['updated'] == 0 else 'load'}; shared reports"
-        f" {'daily' if all(names[i] != 'Backfilled Name Co' for i in rows['ID'][3:9]) else 'backfilled'}"
-        f", later batch stale {counts['load-2']['stale']}"
+        f"{first} committed first; shared reports {shared}; later batch stale {counts['load-2']['stale']}"
     )
     assert current().height == 12
     assert {i: names[i] for i in rows["ID"][3:9]} == dict(
@@ -236,7 +236,8 @@ def replay_older_feed_message(outcome: Outcome, monkeypatch: pytest.MonkeyPatch)
     replay = feed_poll()
     gold_sync()
     name = current().filter(pl.col("source_id") == record["ID"])["company_name"].item()
-    outcome.text = f"{'newer' if name == 'Newer Name Inc' else 'older'} name current, replay stale {replay['totals']['stale']}"
+    kept = "newer" if name == "Newer Name Inc" else "older"
+    outcome.text = f"{kept} name current, replay stale {replay['totals']['stale']}"
     assert first["totals"]["inserted"] == 1 and name == "Newer Name Inc"
     assert replay["reconciled"] and replay["totals"]["stale"] == 1 and replay["deleted"] == 1
 
