@@ -2,9 +2,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 ROWS ?= 2000000
+SMALL ?= 100000
+BIG ?= 8000000
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test test-fast lint bench bench-cli clean stack stack-down image
+.PHONY: demo test test-fast lint bench bench-cli bench-growth clean stack stack-down image
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +52,10 @@ bench: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .ventureos .pytest_cache .ruff_cache
+
+# Run cost against lake size (bench/growth.py): daily, feed, append and sync on a SMALL and a BIG lake.
+bench-growth: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.growth --small $(SMALL) --big $(BIG)
 
 bench-cli: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.cli_startup --runs $(or $(RUNS),5)

@@ -1,0 +1,214 @@
+"""Benchmark (not a test): does a run's cost follow its batch or the lake?
+
+    python -m bench.growth --small 100000 --big 8000000      (``make bench-growth SMALL=... BIG=...``)
+
+For each lake size: generated OSHA enforcement violations loaded with ``historical-load --mode
+replace`` (setup, timed for the replace rows/s), then four steps, each a whole ``ventureos`` process
+(own wall time and peak RSS from ``wait4``), in this order:
+
+- ``daily``: daily-ingest of one bronze date folder with 2,000 violations: 1,000 of the lake's with a
+  changed penalty, 1,000 new ones (with their inspections);
+- ``feed``: feed-poll of 500 messages (250 updates, 250 new violation rows; sent before the clock);
+- ``append``: historical-load ``--mode append`` of 20,000 new violations;
+- ``sync``: gold-sync after them.
+
+The new rows of a step are the same for both lakes; the updated ones are the first live violations
+of each lake's source. The last line printed is one JSON object: ``small_rows``, ``big_rows`` and per
+step ``<step>_small_s``, ``<step>_big_s``, ``<step>_ratio`` (big / small), ``<step>_big_peak_rss_mb``,
+plus the replace and append rows/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from ventureos.generate import generate_osha_enforcement
+
+STEPS = ("daily", "feed", "append", "sync")
+DAY = "2026-12-01"
+DAILY_UPDATES = DAILY_NEW = 1_000
+FEED_UPDATES = FEED_NEW = 250
+APPEND_ROWS = 20_000
+# Activity numbers of the generated inputs: disjoint ranges, far above any lake's own.
+DAILY_FIRST, FEED_FIRST, APPEND_FIRST = 900_000_000, 910_000_000, 920_000_000
+
+
+@dataclass(frozen=True)
+class Timed:
+    seconds: float
+    peak_rss_mb: float
+    report: dict
+
+
+def run(home: Path, *args: str) -> Timed:
+    """One ``ventureos`` process: wall time, its own peak RSS and its JSON report (``--json`` commands)."""
+    env = os.environ | {
+        "VENTUREOS_HOME": str(home),
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    command = [str(Path(sys.executable).with_name("ventureos")), *args]
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=errors)
+        output = process.stdout.read() if process.stdout else b""
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage
+        elapsed = time.perf_counter() - started
+        errors.seek(0)
+        code = os.waitstatus_to_exitcode(status)
+        if code not in (0, 3):  # 3: a daily-ingest that found only the datasets it was given (warned)
+            raise SystemExit(
+                f"{' '.join(args)} failed ({code}):\n{errors.read().decode(errors='replace')[-4000:]}"
+            )
+    report = json.loads(output) if "--json" in args else {}
+    return Timed(elapsed, usage.ru_maxrss / 1024, report)  # Linux: KiB
+
+
+def expect(step: str, timed: Timed, updated: int, new: int) -> None:
+    """A step that did not do its work would make any ratio meaningless. New generated rows with
+    ``delete_flag = D`` withdraw ids silver never held: quarantined, not inserted."""
+    totals = timed.report.get("totals", {})
+    done = (
+        totals.get("updated") == updated and totals.get("inserted", 0) + totals.get("quarantined", 0) == new
+    )
+    if not (done and timed.report.get("reconciled")):
+        raise SystemExit(f"{step}: expected {updated} updated and {new} new, reconciled; got {totals}")
+
+
+def generated(rows: int, out: Path, first_activity_nr: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Violations and inspections of a new generated range (read back as text, as the source is)."""
+    files = generate_osha_enforcement(rows, out, first_activity_nr=first_activity_nr)
+    read = {"infer_schema": False}
+    return pl.read_csv(files.violation_files[0], **read), pl.read_csv(files.inspection_files[0], **read)
+
+
+def lake_rows(source: Path, n: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The first ``n`` live violations the lake was loaded with, their penalties changed, and inspections."""
+    violations = (
+        pl.scan_csv(source / "osha_violation.csv", infer_schema=False)
+        .filter(pl.col("delete_flag").is_null() | (pl.col("delete_flag") != "D"))
+        .head(n)
+        .collect()
+        .with_columns(current_penalty=(pl.col("current_penalty").cast(pl.Float64, strict=False).fill_null(0) + 17)
+                      .cast(pl.String))
+    )  # fmt: skip
+    inspections = (
+        pl.scan_csv(source / "osha_inspection.csv", infer_schema=False)
+        .join(violations.lazy().select("activity_nr").unique(), on="activity_nr")
+        .collect()
+    )
+    return violations, inspections
+
+
+def inputs(work: Path, updates_from: Path) -> Path:
+    """Every step's input files for the lake loaded from ``updates_from``: its first violations changed,
+    and new ones that are the same rows for both lakes."""
+    folder = work / f"inputs-{updates_from.name}"
+    if (folder / "done").exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    old_v, old_i = lake_rows(updates_from, DAILY_UPDATES + 2 * FEED_UPDATES)
+    new_v, new_i = generated(DAILY_NEW, folder / "gen-daily", DAILY_FIRST)
+    day = folder / "daily"
+    day.mkdir()
+    pl.concat([old_v.head(DAILY_UPDATES), new_v], how="diagonal").write_csv(day / "osha_violation.csv")
+    pl.concat([old_i, new_i], how="diagonal").unique("activity_nr").write_csv(day / "osha_inspection.csv")
+
+    # Feed messages carry no inspection: rows that need its open date for their event date would be
+    # quarantined, so the feed gets violations with an issuance date (and no withdrawals).
+    dated = pl.col("issuance_date").is_not_null() & pl.col("delete_flag").is_null()
+    feed_v, _ = generated(FEED_NEW * 2, folder / "gen-feed", FEED_FIRST)
+    updates = old_v.slice(DAILY_UPDATES).filter(dated).head(FEED_UPDATES)
+    records = pl.concat([updates, feed_v.filter(dated).head(FEED_NEW)], how="diagonal")
+    with (folder / "feed.jsonl").open("w") as out:
+        for record in records.to_dicts():
+            out.write(json.dumps({k: v for k, v in record.items() if v is not None}) + "\n")
+
+    generate_osha_enforcement(APPEND_ROWS, folder / "append", first_activity_nr=APPEND_FIRST)
+    (folder / "done").touch()
+    return folder
+
+
+def grow(rows: int, work: Path) -> tuple[Path, Path, Timed]:
+    """A lake of ``rows`` generated violations (replace load); returns home, source and the load's time."""
+    source = work / f"source-{rows}"
+    if not (source / "osha_violation.csv").exists():
+        print(f"generating {rows:,} violations under {source} ...", flush=True)
+        generate_osha_enforcement(rows, source)
+    home = work / f"home-{rows}"
+    shutil.rmtree(home, ignore_errors=True)
+    print(f"loading the {rows:,}-row lake (replace) ...", flush=True)
+    load = run(home, "run", "historical-load", "--agency", "osha", "--dataset", "enforcement",
+               "--source", str(source), "--mode", "replace")  # fmt: skip
+    return home, source, load
+
+
+def steps(home: Path, folder: Path) -> dict[str, Timed]:
+    """The four measured steps on one lake, in order, each checked to have done its work."""
+    day = home / "lake" / "bronze" / "daily" / "osha" / "enforcement" / DAY
+    day.mkdir(parents=True, exist_ok=True)
+    for name in ("osha_violation.csv", "osha_inspection.csv"):
+        shutil.copy(folder / "daily" / name, day / name)
+    osha = ("--agency", "osha", "--dataset", "enforcement")
+    timed = {"daily": run(home, "run", "daily-ingest", "--date", DAY, *osha, "--json")}
+    expect("daily", timed["daily"], DAILY_UPDATES, DAILY_NEW)
+    run(home, "feed", "send", str(folder / "feed.jsonl"), *osha)
+    timed["feed"] = run(home, "run", "feed-poll", "--max-messages", str(FEED_UPDATES + FEED_NEW), "--json")
+    expect("feed", timed["feed"], FEED_UPDATES, FEED_NEW)
+    append = (
+        "run",
+        "historical-load",
+        *osha,
+        "--source",
+        str(folder / "append"),
+        "--mode",
+        "append",
+        "--json",
+    )
+    timed["append"] = run(home, *append)
+    expect("append", timed["append"], 0, APPEND_ROWS)
+    timed["sync"] = run(home, "run", "gold-sync", "--json")
+    return timed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=100_000)
+    parser.add_argument("--big", type=int, default=8_000_000)
+    parser.add_argument("--work", type=Path, help="Scratch folder (default: a new temporary one).")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="ventureos-growth-"))
+    result: dict[str, float | int] = {"small_rows": args.small, "big_rows": args.big}
+    measured: dict[str, dict[str, Timed]] = {}
+    for size, rows in (("small", args.small), ("big", args.big)):
+        home, source, load = grow(rows, work)
+        folder = inputs(work, source)
+        measured[size] = steps(home, folder)
+        result[f"replace_{size}_rows_per_s"] = round(rows / load.seconds)
+        for step, timed in measured[size].items():
+            print(f"{size:5} lake of {rows:>10,} rows  {step:6} {timed.seconds:8.1f} s  "
+                  f"peak RSS {timed.peak_rss_mb:7.0f} MiB", flush=True)  # fmt: skip
+    for step in STEPS:
+        small, big = measured["small"][step], measured["big"][step]
+        result[f"{step}_small_s"] = round(small.seconds, 2)
+        result[f"{step}_big_s"] = round(big.seconds, 2)
+        result[f"{step}_ratio"] = round(big.seconds / small.seconds, 2)
+        result[f"{step}_big_peak_rss_mb"] = round(big.peak_rss_mb)
+    result["append_big_rows_per_s"] = round(APPEND_ROWS / measured["big"]["append"].seconds)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
