@@ -84,6 +84,20 @@ class Settings(BaseSettings):
     """Files under a table's location that no metadata references are deleted once this old (a younger
     one may belong to a commit still in flight)."""
 
+    summarizer: Literal["embedded", "bedrock"] = "embedded"
+    """What writes violation summaries: ``embedded`` (from the record's fields, no model) or ``bedrock``."""
+    bedrock_model_id: str = "anthropic.claude-3-haiku-20240307-v1:0"
+    """The one Bedrock model the summarizer calls (its IAM policy grants only this model)."""
+    bedrock_region: str | None = None
+    """Bedrock's region (default ``aws_region``)."""
+    summary_daily_budget: int = Field(1000, ge=0)
+    """Summaries started per UTC day, across all clients; further triggers answer 429 until midnight."""
+    summary_rate_per_minute: float = Field(6.0, gt=0)
+    """Summary triggers per client per minute (token bucket, bursts of ``summary_rate_burst``)."""
+    summary_rate_burst: int = Field(3, ge=1)
+    summary_pending_seconds: int = Field(300, ge=10)
+    """A pending summary blocks another generation of it this long (then a dead worker's claim expires)."""
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.batch_rows <= 0:
