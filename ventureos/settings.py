@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     summary_rate_burst: int = Field(3, ge=1)
     summary_pending_seconds: int = Field(300, ge=10)
     """A pending summary blocks another generation of it this long (then a dead worker's claim expires)."""
+    api_cors_origins: str = ""
+    """Origins (comma separated, e.g. ``https://oshatrail.com``) whose pages may call the API from a
+    browser; none by default."""
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -126,6 +129,11 @@ class Settings(BaseSettings):
         """``dataset_cadence_days`` as ``agency/dataset`` -> days."""
         pairs = (item.split("=") for item in self.dataset_cadence_days.split(",") if item.strip())
         return {key.strip(): int(days) for key, days in pairs}
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """``api_cors_origins`` as a list (blanks dropped)."""
+        return [origin.strip() for origin in self.api_cors_origins.split(",") if origin.strip()]
 
     # Derived locations -------------------------------------------------------------------
     @property
