@@ -13,10 +13,13 @@ from normalizers import normalize
 from ventureos.bronze import read_raw_batch
 from ventureos.gold import (
     LEVELS,
+    SPECS,
     aggregate_levels,
+    aggregate_tables,
     gold_table,
     read_gold,
     read_removals,
+    read_table,
     rebuild_gold_tables,
     update_gold_tables,
 )
@@ -66,10 +69,12 @@ def current_silver() -> pl.DataFrame:
 
 
 def assert_gold_equals_current_silver() -> None:
-    aggregates = aggregate_levels(current_silver(), LEVELS, T1)
-    for level in LEVELS:
-        expected = aggregates[level].drop("updated_at").sort("entity_key", "agency")
-        got = read_gold(current_lakehouse().catalog, level).drop("updated_at").sort("entity_key", "agency")
+    """Every gold table (stats, year stats, place companies) equals the aggregate of current silver."""
+    aggregates = aggregate_tables(current_silver(), SPECS, T1)
+    for spec in SPECS:
+        order = list(spec.row_key)
+        expected = aggregates[spec.identifier].drop("updated_at").sort(order)
+        got = read_table(current_lakehouse().catalog, spec).drop("updated_at").sort(order)
         assert_frame_equal(got, expected)
 
 
