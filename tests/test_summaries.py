@@ -13,10 +13,9 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from ventureos.api.summaries import router
+from ventureos.api.app import create_app
 from ventureos.serving import ENTITIES, ServingStore, open_store
 from ventureos.settings import load_settings
 from ventureos.summaries import (
@@ -231,8 +230,7 @@ def lake_app(home: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[TestClient, s
     rows = real_rows(3)
     apply(rows, T1)
     open_store(load_settings()).create_tables()
-    app = FastAPI()
-    app.include_router(router)
+    app = create_app()
     first, second = rows["violation_id"][0], rows["violation_id"][1]
     return TestClient(app), first, second
 
@@ -254,7 +252,7 @@ def test_trigger_writes_the_summary_in_the_background(lake_app: tuple[TestClient
     assert missing.headers["content-type"] == "application/problem+json"
     assert missing.json()["title"] == "Violation not found"
     bad = client.post("/api/v2/violations/DROP TABLE/summary")
-    assert bad.status_code == 400 and "violation_id" in bad.json()["detail"]
+    assert bad.status_code == 422 and bad.json()["parameter"] == "violation_id"
 
     client.app.state.summaries.__dict__["summarizer"] = Failing()
     assert client.post(f"/api/v2/violations/{second}/summary").status_code == 202

@@ -10,10 +10,11 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 
-from ventureos.api import config, entities, search, status, top
+from ventureos.api import config, entities, search, status, summaries, top
 from ventureos.api.common import plain_json
 from ventureos.api.problems import install_problem_handlers
 from ventureos.settings import Settings, load_settings
+from ventureos.web import router as pages
 
 PREFIX = "/api/v2"
 ROUTERS: tuple[APIRouter, ...] = (
@@ -22,6 +23,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     search.router,
     config.router,
     status.router,
+    summaries.router,
 )
 """Resource routers mounted under ``PREFIX``, in this order."""
 
@@ -60,4 +62,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_api_route(f"{PREFIX}/ping", ping, methods=["GET"], tags=["meta"], summary="Constant answer")
     for router in ROUTERS:
         app.include_router(router, prefix=PREFIX)
+    # The pages for people (ventureos/web), at the root; they read the API above.
+    app.include_router(pages)
     return app

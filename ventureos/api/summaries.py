@@ -9,18 +9,21 @@ is waiting for. The rules live in ``ventureos.summaries``; this module is HTTP o
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, BackgroundTasks, Path, Request
 from fastapi.responses import JSONResponse
 
+from ventureos.api.common import settings_of, store_of
+from ventureos.api.problems import problem_response
+
 from ventureos.lakehouse import Lakehouse
-from ventureos.serving.base import ServingStore, open_store
-from ventureos.settings import Settings, load_settings
+from ventureos.serving.base import ServingStore
+from ventureos.settings import Settings
 from ventureos.silver import current_versions
 from ventureos.summaries import (
     RECORD_FIELDS,
@@ -31,31 +34,21 @@ from ventureos.summaries import (
     open_summarizer,
 )
 
-router = APIRouter(prefix="/api/v2", tags=["summaries"])
+router = APIRouter(tags=["summaries"])
 
-VIOLATION_ID = re.compile(r"^[a-z0-9_]{1,20}:[a-z0-9_]{1,40}:[A-Za-z0-9._:-]{1,120}$")
+VIOLATION_ID = r"^[a-z0-9_]{1,20}:[a-z0-9_]{1,40}:[A-Za-z0-9._:-]{1,120}$"
 """``{agency}:{dataset}:{source id}``: checked before any store or lake read."""
-
-RecordLookup = Callable[[str], Mapping[str, Any] | None]
 
 
 class SummaryService:
-    """What the summary routes need, built once per app from its settings (``app.state.summaries``)."""
+    """What the summary routes keep per app (``app.state.summaries``): the rate limiter's buckets, the
+    summarizer (a Bedrock client is built once) and the lake for record reads."""
 
-    def __init__(self, settings: Settings, lookup: RecordLookup | None = None) -> None:
+    def __init__(self, settings: Settings, store: ServingStore) -> None:
         self.settings = settings
         self.limiter = RateLimiter(settings.summary_rate_per_minute, settings.summary_rate_burst)
-        self._lookup = lookup
-
-    @cached_property
-    def store(self) -> ServingStore:
-        return open_store(self.settings)
-
-    @cached_property
-    def summaries(self) -> SummaryStore:
-        return SummaryStore(
-            self.store, self.settings.summary_daily_budget, self.settings.summary_pending_seconds
-        )
+        self.summaries = SummaryStore(store, settings.summary_daily_budget, settings.summary_pending_seconds)
+        self.lakehouse = Lakehouse(settings)
 
     @cached_property
     def summarizer(self) -> Summarizer:
@@ -63,31 +56,26 @@ class SummaryService:
 
     def record(self, violation_id: str) -> Mapping[str, Any] | None:
         """The current version of a violation (lake read), or ``None`` for an unknown or deleted id."""
-        if self._lookup is not None:
-            return self._lookup(violation_id)
-        rows = current_versions(
-            Lakehouse(self.settings).violations(), [violation_id], ("violation_id", *RECORD_FIELDS)
-        )
+        rows = current_versions(self.lakehouse.violations(), [violation_id], ("violation_id", *RECORD_FIELDS))
         return rows.row(0, named=True) if rows.height else None
+
+
+_SERVICE_LOCK = threading.Lock()
 
 
 def service(request: Request) -> SummaryService:
     state = request.app.state
-    if getattr(state, "summaries", None) is None:
-        settings = getattr(state, "settings", None) or load_settings()
-        state.summaries = SummaryService(settings)
-    return state.summaries
+    with _SERVICE_LOCK:
+        if getattr(state, "summaries", None) is None:
+            state.summaries = SummaryService(settings_of(request), store_of(request))
+    summaries: SummaryService = state.summaries
+    return summaries
 
 
 def _problem(request: Request, status: int, title: str, detail: str, **headers: str) -> JSONResponse:
-    body = {
-        "type": "about:blank",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": request.url.path,
-    }
-    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
+    response = problem_response(request, status, detail, title=title)
+    response.headers.update(headers)
+    return response
 
 
 def _answer(item: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -104,25 +92,23 @@ def _answer(item: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _bad_id(request: Request, violation_id: str) -> JSONResponse | None:
-    if VIOLATION_ID.fullmatch(violation_id):
-        return None
-    return _problem(request, 400, "Bad violation id", "violation_id must look like agency:dataset:source-id")
+ViolationId = Annotated[
+    str,
+    Path(
+        pattern=VIOLATION_ID, description="``{agency}:{dataset}:{source id}``, e.g. osha:enforcement:1-01001"
+    ),
+]
 
 
 @router.get("/violations/{violation_id}/summary")
-def get_summary(violation_id: str, request: Request) -> Any:
+def get_summary(violation_id: ViolationId, request: Request) -> Any:
     """The summary of a violation: ``none`` (never asked), ``pending`` (being written) or ``done``."""
-    if (bad := _bad_id(request, violation_id)) is not None:
-        return bad
     return _answer(service(request).summaries.get(violation_id))
 
 
 @router.post("/violations/{violation_id}/summary", status_code=202)
-def request_summary(violation_id: str, request: Request, background: BackgroundTasks) -> Any:
+def request_summary(violation_id: ViolationId, request: Request, background: BackgroundTasks) -> Any:
     """Ask for a summary: 202 while it is written, 200 when it exists, 404 unknown id, 429 over a limit."""
-    if (bad := _bad_id(request, violation_id)) is not None:
-        return bad
     svc = service(request)
     client = request.client.host if request.client else "unknown"
     if not svc.limiter.allow(client):

@@ -118,12 +118,17 @@ def _script_json(value: Any) -> str:
 
 def render(request: Request, page: str, subject: str = "") -> HTMLResponse:
     config = page_config(
-        choose_brand(_brands_of(request).all(request), request.headers.get("host", ""), request.query_params.get("brand"))
+        choose_brand(
+            _brands_of(request).all(request),
+            request.headers.get("host", ""),
+            request.query_params.get("brand"),
+        )
     )
     preview = request.query_params.get("brand")
     suffix = f"?brand={preview}" if preview and preview == config["id"] else ""
     nav = "".join(
-        f'<li><a href="/{html.escape(suffix)}#top-{t}">{NAV_LABELS[t]}</a></li>' for t in config["entity_types"]
+        f'<li><a href="/{html.escape(suffix)}#top-{t}">{NAV_LABELS[t]}</a></li>'
+        for t in config["entity_types"]
     )
     title = TITLES[page]
     body = (
