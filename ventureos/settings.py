@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     """Files under a table's location that no metadata references are deleted once this old (a younger
     one may belong to a commit still in flight)."""
 
+    api_cors_origins: str = ""
+    """Origins (comma separated, e.g. ``https://oshatrail.com``) whose pages may call the API from a
+    browser; none by default."""
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.batch_rows <= 0:
@@ -112,6 +116,11 @@ class Settings(BaseSettings):
         """``dataset_cadence_days`` as ``agency/dataset`` -> days."""
         pairs = (item.split("=") for item in self.dataset_cadence_days.split(",") if item.strip())
         return {key.strip(): int(days) for key, days in pairs}
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """``api_cors_origins`` as a list (blanks dropped)."""
+        return [origin.strip() for origin in self.api_cors_origins.split(",") if origin.strip()]
 
     # Derived locations -------------------------------------------------------------------
     @property
