@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 ROWS ?= 2000000
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test test-fast lint bench bench-cli clean stack stack-down image
+.PHONY: demo test test-fast lint bench bench-cli bench-api clean stack stack-down image
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -53,3 +53,7 @@ clean:
 
 bench-cli: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.cli_startup --runs $(or $(RUNS),5)
+
+# The read API under load (bench/api.py): ROWS generated violations, 50 clients; WORK=dir reuses a built lake.
+bench-api: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.api --rows $(ROWS) $(if $(WORK),--work $(WORK)) $(if $(SECONDS),--seconds $(SECONDS))

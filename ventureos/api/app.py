@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 
-from ventureos.api import config, entities, search, status, summaries, top
+from ventureos.api import config, entities, search, status, summaries, top, violations
 from ventureos.api.common import plain_json
 from ventureos.api.problems import install_problem_handlers
 from ventureos.settings import Settings, load_settings
@@ -23,6 +23,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     search.router,
     config.router,
     status.router,
+    violations.router,
     summaries.router,
 )
 """Resource routers mounted under ``PREFIX``, in this order."""

@@ -196,15 +196,15 @@ def company_names(request: Request, slug: Slug) -> Response:
     metadata = store_of(request).get_item(ENTITIES, key, METADATA)
     if metadata is None:
         raise not_found(f"no company {slug!r} in the serving store")
-    # Spellings of silver rows of this company, most frequent first (gold-sync keeps up to 20).
-    spellings = metadata.get("aliases") or ([metadata["name"]] if metadata.get("name") else [])
+    # Spellings of this company's silver rows, most frequent first (gold-sync keeps up to 20).
+    spellings = tuple(str(name) for name in metadata.get("aliases", []))
     return cached_json(
         request,
         {
             "key": key,
             "name": metadata.get("name"),
             "parent": metadata.get("parent"),
-            "names": list(explain_names(tuple(s for s in spellings if s))),
+            "names": list(explain_names(spellings)),
             "curated": list(curated_aliases(slug)),
         },
     )
