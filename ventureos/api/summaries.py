@@ -13,14 +13,14 @@ import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Path, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 
 from ventureos.api.common import settings_of, store_of
 from ventureos.api.problems import problem_response
-
+from ventureos.api.violations import ViolationId, lakehouse_of
 from ventureos.lakehouse import Lakehouse
 from ventureos.serving.base import ServingStore
 from ventureos.settings import Settings
@@ -36,19 +36,16 @@ from ventureos.summaries import (
 
 router = APIRouter(tags=["summaries"])
 
-VIOLATION_ID = r"^[a-z0-9_]{1,20}:[a-z0-9_]{1,40}:[A-Za-z0-9._:-]{1,120}$"
-"""``{agency}:{dataset}:{source id}``: checked before any store or lake read."""
-
 
 class SummaryService:
     """What the summary routes keep per app (``app.state.summaries``): the rate limiter's buckets, the
     summarizer (a Bedrock client is built once) and the lake for record reads."""
 
-    def __init__(self, settings: Settings, store: ServingStore) -> None:
+    def __init__(self, settings: Settings, store: ServingStore, lakehouse: Lakehouse) -> None:
         self.settings = settings
         self.limiter = RateLimiter(settings.summary_rate_per_minute, settings.summary_rate_burst)
         self.summaries = SummaryStore(store, settings.summary_daily_budget, settings.summary_pending_seconds)
-        self.lakehouse = Lakehouse(settings)
+        self.lakehouse = lakehouse
 
     @cached_property
     def summarizer(self) -> Summarizer:
@@ -67,7 +64,7 @@ def service(request: Request) -> SummaryService:
     state = request.app.state
     with _SERVICE_LOCK:
         if getattr(state, "summaries", None) is None:
-            state.summaries = SummaryService(settings_of(request), store_of(request))
+            state.summaries = SummaryService(settings_of(request), store_of(request), lakehouse_of(request))
     summaries: SummaryService = state.summaries
     return summaries
 
@@ -90,14 +87,6 @@ def _answer(item: Mapping[str, Any] | None) -> dict[str, Any]:
         "label": item.get("label"),
         "created_at": item.get("created_at"),
     }
-
-
-ViolationId = Annotated[
-    str,
-    Path(
-        pattern=VIOLATION_ID, description="``{agency}:{dataset}:{source id}``, e.g. osha:enforcement:1-01001"
-    ),
-]
 
 
 @router.get("/violations/{violation_id}/summary")

@@ -7,14 +7,14 @@ const API = "/api/v2";
 const AGENCY_NAMES = { all: "All agencies", osha: "OSHA", faa: "FAA", epa: "EPA" };
 const SEVERITIES = ["willful", "repeat", "serious", "other"];
 const SVG_NS = "http://www.w3.org/2000/svg";
-const PAGE_SIZE = 20;
+const PAGE_SIZE = 10;
 
 // ---------------------------------------------------------------------------------------------- helpers
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs || {})) {
     if (value === null || value === undefined || value === false) continue;
-    if (name === "onclick" || name === "oninput" || name === "onkeydown" || name === "onchange") {
+    if (name.startsWith("on") && typeof value === "function") {
       node.addEventListener(name.slice(2), value);
     } else {
       node.setAttribute(name, value === true ? "" : String(value));
@@ -43,6 +43,10 @@ function money(value) {
 const countFormat = new Intl.NumberFormat("en-US");
 function count(value) {
   return value === null || value === undefined ? "—" : countFormat.format(Number(value));
+}
+// Source codes such as "hazmat_civil_penalty" read as words.
+function words(value) {
+  return String(value).replace(/_/g, " ");
 }
 function agencyName(agency) {
   return AGENCY_NAMES[agency] || String(agency || "").toUpperCase();
@@ -497,6 +501,7 @@ function historySection(level, slug, answer) {
     if (agencySelect.value) params.set("agency", agencySelect.value);
     if (yearSelect.value) params.set("year", yearSelect.value);
     if (cursor) params.set("cursor", cursor);
+    params.set("limit", PAGE_SIZE);
     const answerPage = await api(`/${level}/${encodeURIComponent(slug)}/violations?${params}`);
     rows.push(...(answerPage.violations || []));
     cursor = answerPage.next_cursor || null;
@@ -516,15 +521,15 @@ function historySection(level, slug, answer) {
     }
     if (mine !== generation) return;
     const ordered = sortSelect.value === "penalty"
-      ? [...rows].sort((a, b) => (Number(b.penalty_amount ?? b.penalty) || 0) - (Number(a.penalty_amount ?? a.penalty) || 0))
+      ? [...rows].sort((a, b) => (Number(b.penalty_amount) || 0) - (Number(a.penalty_amount) || 0))
       : rows;
     const shown = ordered.slice(page * PAGE_SIZE, (page + 1) * PAGE_SIZE);
     const body = shown.map((v) => el("tr", {},
-      el("td", {}, el("a", { href: violationHref(v.violation_id) }, v.event_date || v.date || "date unknown")),
+      el("td", {}, el("a", { href: violationHref(v.violation_id) }, v.event_date || "date unknown")),
       el("td", {}, agencyName(v.agency)),
-      el("td", { class: "hide-phone" }, v.violation_type || "—"),
+      el("td", { class: "hide-phone" }, v.violation_type ? words(v.violation_type) : "—"),
       el("td", { class: "hide-phone" }, [v.city, v.state].filter(Boolean).join(", ") || "—"),
-      el("td", { class: "num" }, money(v.penalty_amount ?? v.penalty))));
+      el("td", { class: "num" }, money(v.penalty_amount))));
     const t = table("Every current violation of this record", [{ label: "Date" }, { label: "Agency" }, { label: "Type" }, { label: "Place" }, { label: "Penalty", num: true }],
       body, "No violations match these filters.");
     t.querySelectorAll("thead th").forEach((th, i) => { if (i === 2 || i === 3) th.classList.add("hide-phone"); });
@@ -628,7 +633,7 @@ async function entityPage(level) {
 // --------------------------------------------------------------------------------------- violation page
 const FIELD_LABELS = [
   ["agency", "Agency", agencyName],
-  ["dataset", "Record type"],
+  ["dataset", "Record type", words],
   ["event_date", "Date"],
   ["company_name", "Company (as recorded)"],
   ["address", "Address"],
@@ -636,7 +641,7 @@ const FIELD_LABELS = [
   ["state", "State"],
   ["zip", "ZIP code"],
   ["naics_code", "Industry (NAICS)"],
-  ["violation_type", "Violation type"],
+  ["violation_type", "Violation type", words],
   ["severity", "Severity class"],
   ["initial_penalty", "Initial penalty", money],
   ["penalty_amount", "Current penalty", money],
@@ -686,8 +691,8 @@ async function violationPage() {
     freshness();
     return;
   }
-  const record = answer.record || answer.violation || answer;
-  const versions = answer.history || answer.versions || [];
+  const record = answer.record || {};
+  const versions = answer.versions || [];
   const title = `${agencyName(record.agency)} violation, ${record.event_date || "date unknown"}`;
   document.title = `${title} — ${CONFIG.name}`;
   const fields = el("dl", { class: "fields" });
@@ -697,16 +702,16 @@ async function violationPage() {
     fields.append(el("dt", {}, label), el("dd", { "data-field": name }, format ? format(value) : value));
   }
   const companyLink = record.company_slug ? el("p", {}, "Company record: ", el("a", { href: href(`/company/${encodeURIComponent(record.company_slug)}`) }, record.company_name || record.company_slug)) : null;
-  const first = versions.length ? versions[0] : null;
-  const change = first && Number(first.penalty_amount ?? first.initial_penalty) !== Number(record.penalty_amount)
-    ? el("p", { id: "penalty-change", class: "notice" }, `Penalty changed: ${money(first.penalty_amount ?? first.initial_penalty)} → ${money(record.penalty_amount)}`)
-    : (record.initial_penalty !== null && record.initial_penalty !== undefined && Number(record.initial_penalty) !== Number(record.penalty_amount)
-      ? el("p", { id: "penalty-change", class: "notice" }, `Penalty changed: ${money(record.initial_penalty)} → ${money(record.penalty_amount)}`)
-      : null);
-  const source = answer.source_url || answer.source_link;
+  // Initial -> current: the first version's penalty (or the record's initial penalty) against today's.
+  const first = versions.length ? versions[0] : {};
+  const before = first.penalty_amount ?? record.initial_penalty;
+  const moved = before !== null && before !== undefined && record.penalty_amount !== null && record.penalty_amount !== undefined && Number(before) !== Number(record.penalty_amount);
+  const change = moved ? el("p", { id: "penalty-change", class: "notice" }, `Penalty changed: ${money(before)} → ${money(record.penalty_amount)}`) : null;
+  const deleted = answer.deleted ? el("p", { class: "notice" }, "The agency has withdrawn this record; it is shown as last published.") : null;
+  const source = /^https?:\/\//.test(answer.agency_url || "") ? answer.agency_url : null;
   const lineage = answer.lineage || {};
   show(
-    el("section", {}, el("p", { class: "muted" }, "Violation"), el("h1", {}, title), companyLink),
+    el("section", {}, el("p", { class: "muted" }, "Violation"), el("h1", {}, title), companyLink, deleted),
     el("section", { class: "card", "aria-labelledby": "record-h" }, el("h2", { id: "record-h" }, "The record"), fields,
       source ? el("p", {}, el("a", { href: source, rel: "noopener noreferrer", id: "source-link" }, "See this case on the agency's own site")) : el("p", { class: "muted" }, "The agency publishes no page for this record.")),
     summarySection(id),
@@ -714,7 +719,7 @@ async function violationPage() {
       record.description ? el("p", { class: "description", id: "raw-description" }, record.description) : el("p", { class: "muted" }, "The record has no description.")),
     el("section", { class: "card", "aria-labelledby": "penalty-h" }, el("h2", { id: "penalty-h" }, "Penalty history"), change, penaltyHistory(versions)),
     el("section", { class: "card", "aria-labelledby": "lineage-h" }, el("h2", { id: "lineage-h" }, "Where this record comes from"),
-      el("p", { class: "muted" }, `Source file: ${lineage.source_file || lineage.source_uri || record.meta_source_uri || "unknown"}; loaded ${String(lineage.ingest_date || lineage.ingested_at || record.meta_ingest_timestamp || "on an unknown date").slice(0, 10)}.`)));
+      el("p", { class: "muted" }, `Source file: ${lineage.source_uri || "unknown"}; loaded ${lineage.ingested_at ? String(lineage.ingested_at).slice(0, 10) : "on an unknown date"}.`)));
   freshness();
 }
 
