@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 ROWS ?= 2000000
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test test-fast lint bench bench-cli bench-api clean stack stack-down image
+.PHONY: demo test test-fast lint bench bench-cli bench-api clean stack stack-down image browser
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,18 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/ventureos demo
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The browser tests (tests/test_web.py) drive Debian's Chromium through Playwright (pip installs the
+# driver; its own browser download is not used): install Chromium from apt when it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "chromium is missing: installing Debian's chromium and chromium-driver with apt-get"; \
+	  { apt-get update -q && apt-get install -y -q chromium chromium-driver; } || { \
+	    echo "Could not install Chromium, which the browser tests need. Install it as root:" >&2; \
+	    echo "  apt-get install -y chromium chromium-driver" >&2; exit 1; }; }
 
 # The inner loop: ruff and the tests that start no server (no Prefect API, no moto, no subprocess).
 test-fast: $(VENV)/.installed-dev

@@ -62,7 +62,8 @@ function entityHref(key) {
   return kind ? href(`/${kind}/${encodeURIComponent(rest)}`) : null;
 }
 function violationHref(id) {
-  return href(`/violation/${encodeURIComponent(id)}`);
+  // ":" is allowed in a path segment: the id stays readable in the address bar.
+  return href(`/violation/${encodeURIComponent(id).replace(/%3A/g, ":")}`);
 }
 
 class ApiError extends Error {
