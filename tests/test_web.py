@@ -37,7 +37,8 @@ VENTUREOS = str(Path(sys.executable).with_name("ventureos"))
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
-pytestmark = pytest.mark.slow
+browser_test = pytest.mark.slow
+"""The tests that need the served lake and Chromium (the others are fast, in-process)."""
 
 
 def _free_port() -> int:
@@ -183,6 +184,7 @@ def top_company(url: str) -> dict[str, Any]:
     return api(url, "/api/v2/top?level=company&by=count&agency=all&limit=1")["entries"][0]
 
 
+@browser_test
 def test_search_leads_to_the_company_page_with_the_api_totals(site: str, browser: Any) -> None:
     best = top_company(site)
     answer = api(site, f"/api/v2/company/{best['key'].split('#')[1]}")
@@ -220,6 +222,7 @@ def test_search_leads_to_the_company_page_with_the_api_totals(site: str, browser
         page.screenshot(path=SCREENSHOTS / "company-desktop.png", full_page=True)
 
 
+@browser_test
 def test_history_table_pages_to_the_last_violation(site: str, browser: Any) -> None:
     slug = top_company(site)["key"].split("#")[1]
     rows, cursor = [], None
@@ -243,6 +246,7 @@ def test_history_table_pages_to_the_last_violation(site: str, browser: Any) -> N
         assert p.errors == []
 
 
+@browser_test
 def test_violation_page_shows_the_penalty_change_and_a_summary_after_reload(site: str, browser: Any) -> None:
     violation_id = "faa:enforcement:2006WP700166:ord-assess-cp-hmt:dollars"
     with Page(browser) as p:
@@ -265,6 +269,7 @@ def test_violation_page_shows_the_penalty_change_and_a_summary_after_reload(site
         page.screenshot(path=SCREENSHOTS / "violation-desktop.png", full_page=True)
 
 
+@browser_test
 def test_transporttrail_brand_shows_its_title_and_faa_first(site: str, browser: Any) -> None:
     with Page(browser) as p:
         page = p.page
@@ -284,6 +289,7 @@ def test_transporttrail_brand_shows_its_title_and_faa_first(site: str, browser: 
         assert p.errors == []
 
 
+@browser_test
 def test_a_company_named_like_markup_is_shown_as_text(site: str, browser: Any) -> None:
     (hit,) = [r for r in api(site, "/api/v2/search?q=onerror")["results"] if r["type"] == "company"]
     with Page(browser) as p:
@@ -302,6 +308,7 @@ def test_a_company_named_like_markup_is_shown_as_text(site: str, browser: Any) -
         assert p.dialogs == [] and p.errors == []
 
 
+@browser_test
 def test_every_page_without_console_errors_and_no_phone_scroll(site: str, browser: Any) -> None:
     slug = top_company(site)["key"].split("#")[1]
     state = api(site, "/api/v2/top?level=state&by=count&agency=all&limit=1")["entries"][0]["key"].split("#")[
@@ -334,3 +341,44 @@ def test_every_page_without_console_errors_and_no_phone_scroll(site: str, browse
         p.page.goto(site + "/state/zz")
         p.page.wait_for_load_state("networkidle")
         assert p.page.get_by_role("heading", level=1).inner_text() == "We have no record of this state"
+
+
+def test_brand_by_host_name_preview_and_fallback(home: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from ventureos.api.app import create_app
+    from ventureos.serving import open_store
+    from ventureos.serving.projects import load_projects
+    from ventureos.settings import load_settings
+
+    # No serving tables yet (a fresh home): the brands come from the bundled Projects files.
+    fresh = TestClient(create_app()).get("/", headers={"Host": "transporttrail.com"}).text
+    assert "<title>Transport Trail</title>" in fresh
+    store = open_store(load_settings())
+    store.create_tables()
+    load_projects(store)
+    client = TestClient(create_app())
+
+    def title(path: str, host: str = "127.0.0.1") -> str:
+        response = client.get(path, headers={"Host": host})
+        assert (
+            response.status_code == 200 and "script-src 'self'" in response.headers["content-security-policy"]
+        )
+        return response.text.split("<title>")[1].split("</title>")[0]
+
+    assert title("/", "transporttrail.com") == "Transport Trail"
+    assert title("/", "www.oshatrail.com:443") == "OSHA Trail"
+    assert title("/", "elsewhere.example") == "VentureOS Violation Tracker"
+    assert title("/?brand=transporttrail", "oshatrail.com") == "Transport Trail"
+    assert title("/?brand=%3Cb%3E", "oshatrail.com") == "VentureOS Violation Tracker"
+    assert title("/company/walmart", "oshatrail.com") == "Company — OSHA Trail"
+    page = client.get("/?brand=transporttrail").text
+    config = json.loads(page.split('type="application/json">')[1].split("</script>")[0])
+    assert config["agencies"] == ["faa", "osha", "epa"] and config["lead_agencies"] == ["faa"]
+    assert config["primary"] == "#0B57D0" and config["query"] == "?brand=transporttrail"
+    # A subject is data inside the page's JSON: it cannot close the script element.
+    hostile = client.get("/company/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E").text
+    assert "<img" not in hostile and '"subject": "\\u003cimg src=x onerror=alert(1)\\u003e"' in hostile
+    assert client.get("/static/app.js").headers["content-type"] == "text/javascript; charset=utf-8"
+    assert client.get("/static/page.html").status_code == 404
+    assert client.get("/static/..%2F__init__.py").status_code == 404
