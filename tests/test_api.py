@@ -558,3 +558,42 @@ def test_ventureos_serve_answers_ping_then_stops(home: Path) -> None:
         assert process.wait(timeout=30) in (0, -signal.SIGTERM)
     assert process.stdout is not None
     assert "Finished server process" in process.stdout.read().decode()
+
+
+# The API's IAM policy (static) ---------------------------------------------------------------------------
+
+POLICY = Path(__file__).resolve().parents[1] / "deployments" / "iam" / "api-task-role.json"
+
+
+def test_api_role_reads_serving_and_silver_and_writes_only_summaries() -> None:
+    statements = json.loads(POLICY.read_text())["Statement"]
+
+    def listed(value: str | list[str]) -> list[str]:
+        return [value] if isinstance(value, str) else value
+
+    actions = {a for s in statements for a in listed(s["Action"])}
+    assert {a.split(":")[0] for a in actions} == {"dynamodb", "s3", "s3tables", "glue"}
+    assert (
+        actions & {"s3:PutObject", "s3:DeleteObject", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+        == set()
+    )
+    assert not [
+        a for a in actions if a.startswith(("sqs:", "dynamodb:Create", "glue:Update", "s3tables:Put"))
+    ]
+    (writes,) = [s for s in statements if "dynamodb:PutItem" in listed(s["Action"])]
+    assert listed(writes["Action"]) == ["dynamodb:PutItem", "dynamodb:UpdateItem"]
+    assert writes["Resource"].endswith(":table/${SERVING_PREFIX}-Entities")
+    # Only the summary items (web's ventureos/summaries.py keys) may be written.
+    assert writes["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["VIOLATION#*", "SUMMARY_BUDGET#*"]}
+    }
+    (reads,) = [s for s in statements if "dynamodb:Query" in listed(s["Action"])]
+    assert sorted(r.rsplit("-", 1)[1] for r in listed(reads["Resource"])) == [
+        "Entities",
+        "Projects",
+        "Violations",
+    ]
+    tables = [s for s in statements if s["Sid"] == "ReadSilverTablesInTheTableBucket"]
+    assert tables[0]["Condition"] == {"StringEquals": {"s3tables:namespace": "silver"}}
+    glue = next(s for s in statements if s["Sid"] == "ReadSilverTablesInTheGlueCatalog")
+    assert all(r.endswith((":catalog", "database/silver", "table/silver/*")) for r in glue["Resource"])
