@@ -22,10 +22,10 @@ from ventureos.gold import ALL
 from ventureos.serving.base import ENTITIES, LIVE_FEED, Item, ServingStore
 from ventureos.serving.entity_items import METADATA
 from ventureos.serving.reads import entity_profile
+from ventureos.severity import SEVERITIES
 
 router = APIRouter(tags=["entities"])
 
-SEVERITIES = ("willful", "repeat", "serious", "other")
 EVIDENCE = ("canonical", "method", "matched", "parent", "parent_slug", "confidence")
 
 
@@ -60,9 +60,7 @@ def totals(stats: Item) -> dict[str, Any]:
                 "penalty": money(severity.get(name, {}).get("penalty", 0)),
             }
             for name in SEVERITIES
-        }
-        if severity
-        else None,
+        },
     }
 
 
@@ -169,7 +167,8 @@ def explain_names(names: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
 
 @lru_cache(maxsize=4096)
 def curated_aliases(slug: str) -> tuple[dict[str, str], ...]:
-    """Hand-curated spellings and brand prefixes that point at ``slug`` (``aliases.csv``)."""
+    """The known names that resolve to ``slug``: the curated parent's name and the spellings and brand
+    prefixes of ``aliases.csv`` (``match`` exact or prefix, ``key`` the spacing-free match key)."""
     exact, prefix = known_entities()
     rows = pl.concat([exact.with_columns(match=pl.lit("exact")), prefix.with_columns(match=pl.lit("prefix"))])
     rows = rows.filter(pl.col("parent_slug") == slug).sort("match", "alias")
