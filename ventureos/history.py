@@ -258,15 +258,17 @@ class EntityMatch:
     column: str
     value: str
     rows: pl.Expr
+    columns: tuple[str, ...]
+    """The columns ``rows`` reads."""
 
 
 def entity_match(level: str, key: str) -> EntityMatch:
     """``key``: the company slug, the city slug with its state (``new-york-ny``) or the state code."""
     if level == "company":
-        return EntityMatch("company_slug", key, pl.col("company_slug") == key)
+        return EntityMatch("company_slug", key, pl.col("company_slug") == key, ("company_slug",))
     if level == "state":
         state = key.upper()
-        return EntityMatch("state", state, pl.col("state") == state)
+        return EntityMatch("state", state, pl.col("state") == state, ("state",))
     if level == "city":
         city, _, state = key.rpartition("-")
         if not city or len(state) != 2:
@@ -274,7 +276,8 @@ def entity_match(level: str, key: str) -> EntityMatch:
                 f"invalid city key {key!r}: expected the city slug and the state, e.g. austin-tx"
             )
         state = state.upper()
-        return EntityMatch("state", state, (pl.col("state") == state) & (slugify(pl.col("city")) == city))
+        in_city = (pl.col("state") == state) & (slugify(pl.col("city")) == city)
+        return EntityMatch("state", state, in_city, ("state", "city"))
     raise ValueError(f"unknown entity level {level!r}; expected one of {', '.join(LEVELS)}")
 
 
@@ -319,7 +322,7 @@ def entity_violations(
         wanted &= pl.col("event_date").dt.year() == year
     # Two passes: the few columns that decide which rows a page holds, for every candidate row group;
     # then the page's columns, only of the row groups that hold the page's rows.
-    keys = sorted({"event_date", "violation_id", "is_current", "company_slug", "state", "city"})
+    keys = sorted({"event_date", "violation_id", "is_current", *match.columns})
     found: list[pl.DataFrame] = []
     count = 0
     current_year: object = object()
