@@ -65,4 +65,4 @@ bench-cli: $(VENV)/.installed-dev
 
 # The read API under load (bench/api.py): ROWS generated violations, 50 clients; WORK=dir reuses a built lake.
 bench-api: $(VENV)/.installed-dev
-	$(BIN)/python -m bench.api --rows $(ROWS) $(if $(WORK),--work $(WORK)) $(if $(SECONDS),--seconds $(SECONDS))
+	$(BIN)/python -m bench.api --rows $(ROWS) $(if $(WORK),--work $(WORK)) $(if $(DURATION),--seconds $(DURATION))

@@ -8,14 +8,16 @@ import io
 import itertools
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from fastapi.testclient import TestClient
 
 from flows.daily_ingest import daily_ingest
+from flows.gold_sync import gold_sync
 from ventureos import lookup_layout
+from ventureos.api.app import create_app
 from ventureos.datafiles import encode_partitions
 from ventureos.entities import slugify
 from ventureos.history import (
@@ -28,11 +30,13 @@ from ventureos.history import (
 )
 from ventureos.lakehouse import current_lakehouse
 from ventureos.schemas import VIOLATIONS_PARTITION, VIOLATIONS_POLARS, VIOLATIONS_SCHEMA
+from ventureos.settings import load_settings
 
 from .conftest import BUNDLED_SAMPLES
 from .test_daily_ingest import sample_reports
 from .test_gold import current_silver
 
+API = "/api/v2"
 DAY1, DAY2 = "2024-03-05", "2024-03-06"
 ECHO_SAMPLE = BUNDLED_SAMPLES / "epa_echo" / "echo_exporter_sample.csv"
 PJ_KEATING = "epa:echo:110001958935:20170824"
@@ -153,6 +157,9 @@ def test_a_changed_penalty_shows_both_versions_with_lineage_and_the_agency_page(
     )
     assert ingest(DAY2)["totals"]["updated"] == 1
 
+    # The daily write and the commit that closed a version (pyiceberg's rewrite) kept the layout.
+    assert_files_follow_the_layout()
+
     record = violation_record(current_lakehouse(), PJ_KEATING)
     assert record is not None and not record["deleted"]
     versions = record["versions"]
@@ -225,7 +232,74 @@ def test_silver_files_are_cut_by_company_range_with_ids_ordered_inside(
         )
 
 
-def test_silver_written_by_daily_ingest_has_the_layout_metrics(home: Path) -> None:
+def assert_files_follow_the_layout() -> None:
+    """Every data file of silver: ids ordered, row groups within the layout's size."""
     table = current_lakehouse().violations()
     assert table.properties["write.metadata.metrics.column.company_slug"] == "full"
     assert table.properties["write.parquet.row-group-limit"] == str(lookup_layout.ROW_GROUP_ROWS)
+    tasks = list(table.scan().plan_files())
+    assert tasks
+    for task in tasks:
+        with table.io.new_input(task.file.file_path).open() as stream:
+            parquet = pq.ParquetFile(stream)
+            ids = pl.from_arrow(parquet.read(columns=["violation_id"]))["violation_id"]  # type: ignore[index]
+            assert ids.is_sorted(), task.file.file_path
+            sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.metadata.num_row_groups)]
+            assert max(sizes) <= lookup_layout.ROW_GROUP_ROWS
+
+
+@pytest.mark.usefixtures("prefect_harness", "home")
+def test_http_history_pages_records_csv_and_problems() -> None:
+    stage(DAY1, sample_reports().head(120), echo_rows())
+    ingest(DAY1)
+    gold_sync()
+    silver = current_silver()
+    texas = expected(silver.filter(pl.col("state") == "TX"))
+    client = TestClient(create_app(load_settings()), raise_server_exceptions=False)
+
+    first = client.get(f"{API}/state/TX/violations", params={"limit": 7})
+    assert first.status_code == 200 and first.headers["content-type"] == "application/json"
+    body = first.json()
+    assert body["key"] == "STATE#tx" and [v["violation_id"] for v in body["violations"]] == texas[:7]
+    second = client.get(f"{API}/state/tx/violations", params={"limit": 7, "cursor": body["next_cursor"]})
+    assert [v["violation_id"] for v in second.json()["violations"]] == texas[7:14]
+    echo = client.get(f"{API}/company/pj-keating/violations").json()["violations"]
+    assert [(v["violation_id"], v["penalty_amount"], v["event_date"]) for v in echo] == [
+        (PJ_KEATING, "140000.00", "2017-08-24")
+    ]
+    assert client.get(f"{API}/company/pj-keating/violations", params={"agency": "osha"}).json() == {
+        "key": "COMPANY#pj-keating", "violations": [], "next_cursor": None,
+    }  # fmt: skip
+
+    csv = client.get(f"{API}/state/TX/violations", params={"limit": 5, "format": "csv"})
+    assert csv.status_code == 200 and csv.headers["content-type"] == "text/csv; charset=utf-8"
+    lines = csv.text.splitlines()
+    assert lines[0].split(",")[:3] == ["violation_id", "agency", "dataset"] and len(lines) == 6
+    assert [line.split(",")[0] for line in lines[1:]] == texas[:5]
+    assert csv.headers["X-Next-Cursor"]
+
+    record = client.get(f"{API}/violations/{PJ_KEATING}")
+    assert record.status_code == 200
+    answer = record.json()
+    assert (
+        answer["record"]["penalty_amount"] == "140000.00" and answer["record"]["event_date"] == "2017-08-24"
+    )
+    assert [(v["change_type"], v["penalty_amount"]) for v in answer["versions"]] == [("INSERT", "140000.00")]
+    assert answer["agency_url"] == "https://echo.epa.gov/detailed-facility-report?fid=110001958935"
+    assert answer["record"]["violation_details"]["FAC_COUNTY"] == "BRISTOL"
+
+    problems = {
+        f"{API}/violations/osha:severe_injury:0": (404, None),
+        f"{API}/company/no-such-company-xyz/violations": (404, None),
+        f"{API}/state/TX/violations?cursor=bm90LWEtY3Vyc29y": (400, "cursor"),
+        f"{API}/state/TX/violations?agency=nasa": (400, "agency"),
+        f"{API}/city/austin/violations": (400, "slug"),
+        f"{API}/state/TX/violations?year=1800": (422, "year"),
+        f"{API}/state/TX/violations?limit=0": (422, "limit"),
+        f"{API}/violations/not-an-id": (422, "violation_id"),
+    }
+    for path, (status, parameter) in problems.items():
+        response = client.get(path)
+        assert response.status_code == status, path
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json().get("parameter") == parameter, path

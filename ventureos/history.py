@@ -258,15 +258,17 @@ class EntityMatch:
     column: str
     value: str
     rows: pl.Expr
+    columns: tuple[str, ...]
+    """The columns ``rows`` reads."""
 
 
 def entity_match(level: str, key: str) -> EntityMatch:
     """``key``: the company slug, the city slug with its state (``new-york-ny``) or the state code."""
     if level == "company":
-        return EntityMatch("company_slug", key, pl.col("company_slug") == key)
+        return EntityMatch("company_slug", key, pl.col("company_slug") == key, ("company_slug",))
     if level == "state":
         state = key.upper()
-        return EntityMatch("state", state, pl.col("state") == state)
+        return EntityMatch("state", state, pl.col("state") == state, ("state",))
     if level == "city":
         city, _, state = key.rpartition("-")
         if not city or len(state) != 2:
@@ -274,7 +276,8 @@ def entity_match(level: str, key: str) -> EntityMatch:
                 f"invalid city key {key!r}: expected the city slug and the state, e.g. austin-tx"
             )
         state = state.upper()
-        return EntityMatch("state", state, (pl.col("state") == state) & (slugify(pl.col("city")) == city))
+        in_city = (pl.col("state") == state) & (slugify(pl.col("city")) == city)
+        return EntityMatch("state", state, in_city, ("state", "city"))
     raise ValueError(f"unknown entity level {level!r}; expected one of {', '.join(LEVELS)}")
 
 
@@ -317,11 +320,13 @@ def entity_violations(
     wanted = match.rows & pl.col("is_current") & _after(after)
     if year is not None:
         wanted &= pl.col("event_date").dt.year() == year
-    columns = sorted({*PAGE_COLUMNS, "is_current", "company_slug", "state", "city"})
+    # Two passes: the few columns that decide which rows a page holds, for every candidate row group;
+    # then the page's columns, only of the row groups that hold the page's rows.
+    keys = sorted({"event_date", "violation_id", "is_current", *match.columns})
     found: list[pl.DataFrame] = []
     count = 0
     current_year: object = object()
-    for file in view.files:
+    for index, file in enumerate(view.files):
         if file.year != current_year:
             # A year's files are all read before stopping: the page order runs across files.
             if count > limit:
@@ -341,22 +346,40 @@ def entity_violations(
         )
         if not groups:
             continue
-        rows = view.read(file, groups, columns).filter(wanted)
+        rows = view.read(file, groups, keys).with_columns(_position(footer, groups, index)).filter(wanted)
         if not rows.is_empty():
             found.append(rows)
             count += rows.height
     if not found:
         return Page(pl.DataFrame(schema={c: VIOLATIONS_POLARS[c] for c in PAGE_COLUMNS}), None)
-    ordered = (
+    chosen = (
         pl.concat(found)
         .sort(["event_date", "violation_id"], descending=True, nulls_last=True)
         .head(limit + 1)
-        .select(PAGE_COLUMNS)
+        .select("_file", "_group", "_row")
     )
+    page_rows = []
+    for (file_index, group), rows in chosen.group_by("_file", "_group"):
+        file = view.files[int(file_index)]  # type: ignore[call-overload]
+        whole = view.read(file, [int(group)], PAGE_COLUMNS)  # type: ignore[call-overload]
+        page_rows.append(whole[rows["_row"].to_list()])
+    ordered = pl.concat(page_rows).sort(["event_date", "violation_id"], descending=True, nulls_last=True)
     page = ordered.head(limit)
     last = page.row(-1, named=True)
     next_cursor = encode_cursor(last["event_date"], last["violation_id"]) if ordered.height > limit else None
     return Page(page, next_cursor)
+
+
+def _position(footer: Footer, groups: list[int], file_index: int) -> list[pl.Series]:
+    """Where each row of ``groups`` (read together, in order) lies: file, row group, row in the group."""
+    sizes = [footer.metadata.row_group(g).num_rows for g in groups]
+    return [
+        pl.Series("_file", [file_index] * sum(sizes), dtype=pl.Int64),
+        pl.Series(
+            "_group", [g for g, n in zip(groups, sizes, strict=True) for _ in range(n)], dtype=pl.Int64
+        ),
+        pl.concat([pl.int_range(n, eager=True) for n in sizes]).alias("_row").cast(pl.Int64),
+    ]
 
 
 # One violation ------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from __future__ import annotations
 import polars as pl
 from pyiceberg.schema import Schema
 
-FILE_ROWS = 65_536
+FILE_ROWS = 32_768
 """Rows per file of one partition of one write: small enough that a file spans few companies, large
 enough that a 8M-row lake holds a few hundred files (each id lookup probes one row group per file)."""
 ROW_GROUP_ROWS = 4_096
