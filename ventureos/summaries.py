@@ -9,8 +9,11 @@ keeps one item per violation in the Entities table, ``VIOLATION#{id}`` / ``SUMMA
   runs at a time, and a worker that dies holds it only until ``pending_until``;
 - once written: ``status = "done"``, ``summary``, ``model_id``, ``summarizer`` and ``created_at``
   (no ``pending_until``: a finished summary is never claimed again);
-- a failed generation deletes its pending item: the page keeps the raw description and the next
-  request may try again.
+- a failed generation turns its item into ``status = "failed"`` with an expired lease: the page keeps
+  the raw description and the next request may try again.
+
+Every write is a conditional put (``revision``, microseconds, only grows), the one kind of write the
+API's IAM role has on the Entities table.
 
 Guards on the trigger: a daily budget (``SUMMARY_BUDGET#{YYYY-MM-DD}`` / ``COUNT``, incremented with a
 compare-and-set so concurrent triggers never overspend) and a per-client token bucket (``RateLimiter``).
@@ -238,16 +241,27 @@ class SummaryStore:
     def get(self, violation_id: str) -> Item | None:
         return self.store.get_item(ENTITIES, *summary_key(violation_id))
 
+    def _next_revision(self, violation_id: str, now: datetime) -> int:
+        """Microseconds of ``now``, and always above the stored item's revision (so the write wins)."""
+        stored = (self.get(violation_id) or {}).get("revision", 0)
+        return max(int(now.timestamp() * 1_000_000), stored + 1)
+
     def claim(self, violation_id: str, now: datetime) -> Claim:
         """Take the pending lease and one unit of today's budget; ``claimed`` means: generate now."""
         pk, sk = summary_key(violation_id)
         epoch = int(now.timestamp())
-        pending = {"PK": pk, "SK": sk, "status": "pending", "pending_until": epoch + self.pending_seconds}
+        pending = {
+            "PK": pk,
+            "SK": sk,
+            "status": "pending",
+            "pending_until": epoch + self.pending_seconds,
+            "revision": self._next_revision(violation_id, now),
+        }
         if not self.store.put_if_absent_or_expired(ENTITIES, pending, "pending_until", epoch):
             current = self.get(violation_id) or {}
             return "done" if current.get("status") == "done" else "pending"
         if not self._spend(now.astimezone(UTC).date().isoformat()):
-            self.release(violation_id)
+            self.release(violation_id, now)
             return "over_budget"
         return "claimed"
 
@@ -264,13 +278,24 @@ class SummaryStore:
     def spent(self, day: str) -> int:
         return (self.store.get_item(ENTITIES, *budget_key(day)) or {}).get("count", 0)
 
-    def release(self, violation_id: str) -> None:
-        """Drop a pending claim (a failed generation): the next request may try again."""
+    def release(self, violation_id: str, now: datetime) -> None:
+        """End a pending claim without a summary (a failed generation): ``status = "failed"`` with an
+        expired lease, so the next request may try again. A put, not a delete: the API's role may only
+        put items (deployments/iam/api-task-role.json)."""
         current = self.get(violation_id)
-        if current is not None and current.get("status") == "pending":
-            self.store.delete_items(ENTITIES, [summary_key(violation_id)])
+        if current is None or current.get("status") != "pending":
+            return
+        failed = {
+            "PK": current["PK"],
+            "SK": current["SK"],
+            "status": "failed",
+            "pending_until": 0,
+            "revision": self._next_revision(violation_id, now),
+        }
+        self.store.put_if_newer(ENTITIES, failed, "revision")
 
     def save(self, violation_id: str, text: str, summarizer: Summarizer, now: datetime) -> Item:
+        """Store a written summary (no ``pending_until``: it is never claimed again)."""
         pk, sk = summary_key(violation_id)
         item = {
             "PK": pk,
@@ -280,8 +305,9 @@ class SummaryStore:
             "model_id": summarizer.model_id,
             "label": summarizer.label,
             "created_at": now.astimezone(UTC).isoformat(timespec="seconds"),
+            "revision": self._next_revision(violation_id, now),
         }
-        self.store.put_items(ENTITIES, [item])
+        self.store.put_if_newer(ENTITIES, item, "revision")
         return item
 
 
@@ -298,7 +324,7 @@ def generate(
         text = summarizer.summarize(record)
         return summaries.save(violation_id, text, summarizer, clock())
     except Exception:
-        summaries.release(violation_id)
+        summaries.release(violation_id, clock())
         return None
 
 

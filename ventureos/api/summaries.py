@@ -76,7 +76,7 @@ def _problem(request: Request, status: int, title: str, detail: str, **headers: 
 
 
 def _answer(item: Mapping[str, Any] | None) -> dict[str, Any]:
-    if not item:
+    if not item or item.get("status") == "failed":  # a failed generation may simply be asked again
         return {"status": "none"}
     if item.get("status") != "done":
         return {"status": "pending"}
