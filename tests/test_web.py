@@ -247,6 +247,31 @@ def test_history_table_pages_to_the_last_violation(site: str, browser: Any) -> N
 
 
 @browser_test
+def test_history_filters_and_sorts_by_penalty(site: str, browser: Any) -> None:
+    rows = api(site, "/api/v2/company/american-eagle-airlines/violations")["violations"]
+    assert len(rows) == 3 and [r["event_date"] for r in rows] == sorted(
+        (r["event_date"] for r in rows), reverse=True
+    )
+    with Page(browser) as p:
+        page = p.page
+        page.goto(f"{site}/company/american-eagle-airlines")
+        settled(page)
+        penalties = page.locator("#history tbody tr td.num")
+        assert penalties.count() == 3
+        page.get_by_label("Sort", exact=True).select_option("penalty")
+        settled(page)
+        assert penalties.first.inner_text() == "$25,000.00"
+        page.get_by_label("Year", exact=True).select_option("2011")
+        settled(page)
+        assert page.locator("#history-position").inner_text() == "Rows 1\u20133 of 3"
+        page.get_by_label("Agency", exact=True).select_option("faa")
+        settled(page)
+        assert page.locator("#history-position").inner_text() == "Rows 1\u20133 of 3"
+        assert penalties.first.inner_text() == "$25,000.00"
+        assert p.errors == []
+
+
+@browser_test
 def test_violation_page_shows_the_penalty_change_and_a_summary_after_reload(site: str, browser: Any) -> None:
     violation_id = "faa:enforcement:2006WP700166:ord-assess-cp-hmt:dollars"
     with Page(browser) as p:
