@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -563,15 +564,22 @@ def refresh_gold(
     removed_rows = pl.concat(removals) if removals else pl.DataFrame(schema=REMOVALS_POLARS)
     if not removed_rows.is_empty():
         removals_table(catalog).append(to_arrow(removed_rows, REMOVALS_ARROW))
-    for table, spec, key_filter, recomputed in writes:
-        with table.transaction() as txn:
-            if key_filter is None:
-                txn.append(to_arrow(recomputed, spec.arrow))
-            elif recomputed.is_empty():
-                txn.delete(key_filter)
-            else:
-                txn.overwrite(to_arrow(recomputed, spec.arrow), overwrite_filter=key_filter)
+    # The tables are independent: their copy-on-write overwrites (reading and rewriting data files,
+    # outside the GIL) run side by side. A failed one fails the call; the retry recomputes them all.
+    with ThreadPoolExecutor(max_workers=max(len(writes), 1)) as pool:
+        list(pool.map(lambda write: _commit(*write), writes))
     return results
+
+
+def _commit(table: Table, spec: GoldSpec, key_filter: BooleanExpression | None, rows: pl.DataFrame) -> None:
+    """Replace the rows of ``key_filter`` (``None``: an empty table) by ``rows`` in one commit."""
+    with table.transaction() as txn:
+        if key_filter is None:
+            txn.append(to_arrow(rows, spec.arrow))
+        elif rows.is_empty():
+            txn.delete(key_filter)
+        else:
+            txn.overwrite(to_arrow(rows, spec.arrow), overwrite_filter=key_filter)
 
 
 def read_gold(catalog: Catalog, level: str, since: datetime | None = None) -> pl.DataFrame:
