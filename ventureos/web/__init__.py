@@ -24,7 +24,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from ventureos.serving.base import PROJECTS, Item, MissingServingTable, open_store
+from ventureos.api.common import store_of
+from ventureos.serving.base import PROJECTS, Item, MissingServingTable
 from ventureos.serving.projects import PROJECTS_DIR, project_item
 
 router = APIRouter(include_in_schema=False)
@@ -61,10 +62,8 @@ class Brands:
         self._brands: dict[str, Item] = {}
 
     def _read(self, request: Request) -> dict[str, Item]:
-        state = request.app.state
-        store = getattr(state, "store", None) or open_store(state.settings)
         try:
-            items = store.scan(PROJECTS)
+            items = store_of(request).scan(PROJECTS)
         except MissingServingTable:
             items = []
         if not items:
