@@ -60,6 +60,9 @@ def test_embedded_summary_is_plain_deterministic_and_labelled() -> None:
     )
     assert summarizer.summarize(RECORD) == text
     assert summarizer.label == EMBEDDED_LABEL and "not AI" in summarizer.label
+    assert "classed as \u201cenvironmental penalty\u201d" in summarizer.summarize(
+        {"company_name": "X", "violation_type": "environmental_penalty"}
+    )
     assert summarizer.summarize({"company_name": "X"}) == (
         "X was cited by A FEDERAL AGENCY. The record shows no penalty amount."
     )

@@ -121,7 +121,7 @@ class EmbeddedSummarizer(Summarizer):
             str(record.get("agency") or ""), str(record.get("agency") or "a federal agency").upper()
         )
         where = ", ".join(str(p) for p in (record.get("city"), record.get("state")) if p)
-        kind = str(record.get("violation_type") or "").strip()
+        kind = str(record.get("violation_type") or "").replace("_", " ").strip()  # codes read as words
         when = record.get("event_date")
         first = f"{company} was cited by {agency}"
         if kind:
