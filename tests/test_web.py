@@ -404,6 +404,15 @@ def test_brand_by_host_name_preview_and_fallback(home: Path) -> None:
     # A subject is data inside the page's JSON: it cannot close the script element.
     hostile = client.get("/company/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E").text
     assert "<img" not in hostile and '"subject": "\\u003cimg src=x onerror=alert(1)\\u003e"' in hostile
+    # Brand colours are used only where the text on them stays readable (WCAG AA).
+    from ventureos.web import contrast, page_config
+
+    assert round(contrast("#ffffff", "#000000"), 1) == 21.0
+    pale = page_config({"id": "pale", "theme": {"primary": "#FFFF00", "accent": "#202020"}})
+    assert (pale["primary"], pale["accent"]) == ("#1F3A5F", "#C9D6E8")
+    assert (
+        page_config({"id": "x", "theme": {"primary": "#B3261E", "accent": "#F2B8B5"}})["primary"] == "#B3261E"
+    )
     assert client.get("/static/app.js").headers["content-type"] == "text/javascript; charset=utf-8"
     assert client.get("/static/page.html").status_code == 404
     assert client.get("/static/..%2F__init__.py").status_code == 404

@@ -94,6 +94,24 @@ def choose_brand(brands: dict[str, Item], host: str, preview: str | None) -> Ite
     return next((b for b in brands.values() if str(b.get("domain", "")).lower() == name), DEFAULT_BRAND)
 
 
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two ``#RRGGBB`` colours (1 to 21)."""
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def _theme_colour(value: Any, text: str, default: str) -> str:
+    """The brand's colour when it is valid and ``text`` on it reads at WCAG AA (4.5:1), else the default."""
+    colour = str(value)
+    return colour if COLOUR.match(colour) and contrast(colour, text) >= 4.5 else default
+
+
 def page_config(brand: Item) -> dict[str, Any]:
     """What the script needs of the brand; agencies in display order (the brand's own first)."""
     own = [a for a in brand.get("agencies", []) if a in AGENCIES]
@@ -105,8 +123,9 @@ def page_config(brand: Item) -> dict[str, Any]:
         "agencies": own + [a for a in AGENCIES if a not in own],
         "lead_agencies": own,
         "entity_types": [t for t in brand.get("entity_types", NAV_LABELS) if t in NAV_LABELS],
-        "primary": theme.get("primary") if COLOUR.match(str(theme.get("primary"))) else "#1F3A5F",
-        "accent": theme.get("accent") if COLOUR.match(str(theme.get("accent"))) else "#C9D6E8",
+        # White text sits on the primary colour, body text (#1a1a1a) on the accent.
+        "primary": _theme_colour(theme.get("primary"), "#ffffff", DEFAULT_BRAND["theme"]["primary"]),
+        "accent": _theme_colour(theme.get("accent"), "#1a1a1a", DEFAULT_BRAND["theme"]["accent"]),
     }
 
 
