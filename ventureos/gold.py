@@ -511,7 +511,7 @@ def update_gold_tables(
 def rebuild_gold_tables(
     catalog: Catalog, violations: Table, now: datetime, storage_options: dict[str, str] | None = None
 ) -> list[GoldChange]:
-    """Every entity recomputed from all current silver rows (a streamed scan of 8 columns): after a bulk
+    """Every entity recomputed from all current silver rows (a streamed scan of 10 columns): after a bulk
     load or swap of silver, or to repair a crash between a silver and its gold commit.
 
     ``storage_options`` are Polars' object-store options (``Storage.polars_storage_options``): Polars
