@@ -616,7 +616,7 @@ async function entityPage(level) {
   const heading = el("section", {},
     el("p", { class: "muted" }, { company: "Company", city: "City", state: "State" }[level]),
     el("h1", {}, name),
-    answer.profile.parent ? el("p", {}, "Part of ", el("strong", {}, answer.profile.parent)) : null,
+    answer.profile.parent && answer.profile.parent !== name ? el("p", {}, "Part of ", el("strong", {}, answer.profile.parent)) : null,
     answer.profile.industry ? el("p", { class: "muted" }, `Industry (NAICS): ${answer.profile.industry}`) : null);
   const totals = answer.totals.all || { count: 0, penalties: null };
   const overview = el("section", { class: "card", "aria-labelledby": "totals-h" }, el("h2", { id: "totals-h" }, "Totals"), statsList(totals), agencyTotalsTable(answer));
