@@ -6,7 +6,7 @@ SMALL ?= 100000
 BIG ?= 8000000
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test test-fast lint bench bench-cli bench-growth clean stack stack-down image
+.PHONY: demo test test-fast lint bench bench-cli bench-growth bench-api clean stack stack-down image browser
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,18 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/ventureos demo
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The browser tests (tests/test_web.py) drive Debian's Chromium through Playwright (pip installs the
+# driver; its own browser download is not used): install Chromium from apt when it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "chromium is missing: installing Debian's chromium and chromium-driver with apt-get"; \
+	  { apt-get update -q && apt-get install -y -q chromium chromium-driver; } || { \
+	    echo "Could not install Chromium, which the browser tests need. Install it as root:" >&2; \
+	    echo "  apt-get install -y chromium chromium-driver" >&2; exit 1; }; }
 
 # The inner loop: ruff and the tests that start no server (no Prefect API, no moto, no subprocess).
 test-fast: $(VENV)/.installed-dev
@@ -59,3 +68,7 @@ bench-growth: $(VENV)/.installed-dev
 
 bench-cli: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.cli_startup --runs $(or $(RUNS),5)
+
+# The read API under load (bench/api.py): ROWS generated violations, 50 clients; WORK=dir reuses a built lake.
+bench-api: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.api --rows $(ROWS) $(if $(WORK),--work $(WORK)) $(if $(DURATION),--seconds $(DURATION))

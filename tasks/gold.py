@@ -9,7 +9,7 @@ from typing import Any
 from prefect import task
 
 from tasks.policy import IO_TASK, iceberg_commit_slot
-from ventureos.gold import GOLD_TABLES, REMOVALS, rebuild_gold_tables, update_gold_tables
+from ventureos.gold import COMMIT_TABLES, rebuild_gold_tables, update_gold_tables
 from ventureos.lakehouse import current_lakehouse
 from ventureos.silver import Scd2Plan
 
@@ -22,7 +22,7 @@ def update_gold(plan: Scd2Plan) -> list[dict[str, Any]]:
     and stamps ``updated_at`` again, so no row lands below a gold table's gold-sync watermark.
     """
     lakehouse = current_lakehouse()
-    with iceberg_commit_slot(*GOLD_TABLES.values(), REMOVALS):
+    with iceberg_commit_slot(*COMMIT_TABLES):
         changes = update_gold_tables(lakehouse.catalog, lakehouse.violations(), plan, datetime.now(UTC))
     return [asdict(change) for change in changes]
 
@@ -32,7 +32,7 @@ def rebuild_gold() -> list[dict[str, Any]]:
     """Every entity from all current silver: after a bulk swap of silver (historical replace) or to
     repair a run that crashed between its silver and gold commits. Unchanged rows are not rewritten."""
     lakehouse = current_lakehouse()
-    with iceberg_commit_slot(*GOLD_TABLES.values(), REMOVALS):
+    with iceberg_commit_slot(*COMMIT_TABLES):
         changes = rebuild_gold_tables(
             lakehouse.catalog,
             lakehouse.violations(),

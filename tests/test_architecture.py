@@ -1,6 +1,7 @@
 """The dependency rule (docs/architecture.md): imports point one way, down the layers.
 
-cli -> flows -> tasks -> library -> normalizers -> entity resolution -> contracts. The library is
+cli -> flows -> tasks -> library -> normalizers -> entity resolution -> contracts, and beside the flows
+cli -> api -> library: the read API (and the pages it serves) never runs a flow. The library is
 usable (and testable) without Prefect; only the CLI, which runs the flows, may import them.
 """
 
@@ -14,6 +15,8 @@ PACKAGES = ("ventureos", "flows", "tasks", "normalizers")
 CONTRACTS = ("ventureos.schemas", "ventureos.settings", "ventureos.layout")
 """Table schemas, lineage columns, storage layout and settings: the bottom layer."""
 ENTITY_RESOLUTION = ("ventureos.entities",)
+API = ("ventureos.api", "ventureos.web")
+"""The HTTP layer: the FastAPI app, its routers and the pages it serves."""
 
 BELOW = {
     "contracts": set(),
@@ -22,10 +25,11 @@ BELOW = {
     "library": {"normalizers", "entities", "contracts"},
     "tasks": {"library", "normalizers", "entities", "contracts"},
     "flows": {"tasks", "library", "normalizers", "entities", "contracts"},
-    "cli": {"flows", "tasks", "library", "normalizers", "entities", "contracts"},
+    "api": {"library", "normalizers", "entities", "contracts"},
+    "cli": {"api", "flows", "tasks", "library", "normalizers", "entities", "contracts"},
 }
 """Layer -> the layers it may import (besides itself)."""
-PREFECT_FREE = {"contracts", "entities", "normalizers", "library"}
+PREFECT_FREE = {"contracts", "entities", "normalizers", "library", "api"}
 
 
 def _within(module: str, roots: Iterable[str]) -> bool:
@@ -40,6 +44,8 @@ def layer(module: str) -> str | None:
         return "entities"
     if _within(module, ("ventureos.cli",)):
         return "cli"
+    if _within(module, API):
+        return "api"
     for name in ("flows", "tasks", "normalizers"):
         if _within(module, (name,)):
             return name
@@ -56,7 +62,7 @@ def wrong_way(imports: Iterable[tuple[str, str]]) -> list[str]:
         if target is None:
             if source in PREFECT_FREE and _within(imported, ("prefect",)):
                 problems.append(f"{importer} ({source}) imports prefect: the library must run without it")
-        elif source == "library" and target == "normalizers" and imported != "normalizers":
+        elif source in ("library", "api") and target == "normalizers" and imported != "normalizers":
             problems.append(
                 f"{importer} imports {imported}: the library uses the normalizers' registry "
                 "(package normalizers), never their internals"
@@ -107,4 +113,25 @@ def test_a_wrong_way_import_is_caught() -> None:
         "import contracts",
         "tasks.silver (tasks) imports flows.common (flows): a tasks module may only import contracts, "
         "entities, library, normalizers",
+    ]
+
+
+def test_the_api_layer_sits_between_the_cli_and_the_library() -> None:
+    assert wrong_way(
+        [
+            ("ventureos.cli.serve", "ventureos.api.app"),
+            ("ventureos.api.status", "ventureos.status"),
+            ("ventureos.api.app", "flows.gold_sync"),
+            ("ventureos.api.top", "tasks.serving"),
+            ("ventureos.api.status", "prefect.client"),
+            ("ventureos.gold", "ventureos.api.common"),
+        ]
+    ) == [
+        "ventureos.api.app (api) imports flows.gold_sync (flows): a api module may only import contracts, "
+        "entities, library, normalizers",
+        "ventureos.api.top (api) imports tasks.serving (tasks): a api module may only import contracts, "
+        "entities, library, normalizers",
+        "ventureos.api.status (api) imports prefect: the library must run without it",
+        "ventureos.gold (library) imports ventureos.api.common (api): a library module may only import "
+        "contracts, entities, normalizers",
     ]

@@ -13,10 +13,15 @@ from normalizers import normalize
 from ventureos.bronze import read_raw_batch
 from ventureos.gold import (
     LEVELS,
+    PLACE_SPEC,
+    SPECS,
+    YEAR_SPECS,
     aggregate_levels,
+    aggregate_tables,
     gold_table,
     read_gold,
     read_removals,
+    read_table,
     rebuild_gold_tables,
     update_gold_tables,
 )
@@ -66,10 +71,12 @@ def current_silver() -> pl.DataFrame:
 
 
 def assert_gold_equals_current_silver() -> None:
-    aggregates = aggregate_levels(current_silver(), LEVELS, T1)
-    for level in LEVELS:
-        expected = aggregates[level].drop("updated_at").sort("entity_key", "agency")
-        got = read_gold(current_lakehouse().catalog, level).drop("updated_at").sort("entity_key", "agency")
+    """Every gold table (stats, year stats, place companies) equals the aggregate of current silver."""
+    aggregates = aggregate_tables(current_silver(), SPECS, T1)
+    for spec in SPECS:
+        order = list(spec.row_key)
+        expected = aggregates[spec.identifier].drop("updated_at").sort(order)
+        got = read_table(current_lakehouse().catalog, spec).drop("updated_at").sort(order)
         assert_frame_equal(got, expected)
 
 
@@ -280,3 +287,66 @@ def test_company_display_name_is_the_curated_parent_else_the_most_frequent_clean
         ("osha:e:1", "osha", d, "A", "a"), ("osha:e:2", "osha", d, "B", "b"),
     ], level="city")  # fmt: skip
     assert cities == {"CITY#austin-tx": {"osha": "AUSTIN, TX", "all": "AUSTIN, TX"}}
+
+
+def year_rows(level: str, key: str) -> dict[tuple[str, int | None, str], tuple[int, Decimal]]:
+    spec = YEAR_SPECS[LEVELS.index(level)]
+    rows = read_table(current_lakehouse().catalog, spec, [key])
+    return {(a, y, s): (n, p) for _, a, y, s, n, p, _ in rows.iter_rows()}
+
+
+def place_rows(place: str) -> dict[tuple[str, str], tuple[str, int, Decimal]]:
+    rows = read_table(current_lakehouse().catalog, PLACE_SPEC, [place])
+    return {(c, a): (name, n, p) for _, c, a, name, n, p, _ in rows.iter_rows()}
+
+
+def test_year_stats_and_place_companies_follow_updates_moves_and_deletes(home: Path) -> None:
+    base = real_rows(12)
+    ids = base["source_id"].to_list()
+    acme = {"company_slug": "acme", "company_name": "Acme", "state": "TX", "city": "AUSTIN"}
+    base = edit(base, ids[0], **acme, event_date=date(2015, 1, 5), penalty_amount=Decimal("1000.00"))
+    base = edit(base, ids[1], **acme, event_date=date(2016, 2, 10), penalty_amount=Decimal("2500.50"))
+    base = edit(base, ids[2], **acme, event_date=date(2016, 3, 1), violation_type="willful")
+    apply(base, T1)
+    assert_gold_equals_current_silver()
+    serious, willful = "serious", "willful"  # severe-injury reports are serious; a willful citation stays so
+    expected_t1 = {
+        ("osha", 2015, serious): (1, Decimal("1000.00")),
+        ("osha", 2016, serious): (1, Decimal("2500.50")),
+        ("osha", 2016, willful): (1, Decimal("0.00")),
+    }
+    expected_t1 |= {("all", *k[1:]): v for k, v in expected_t1.items()}
+    assert year_rows("company", "COMPANY#acme") == expected_t1
+    assert place_rows("CITY#austin-tx")[("COMPANY#acme", "all")] == ("Acme", 3, Decimal("3500.50"))
+    texas_t1 = place_rows("STATE#tx")
+    assert texas_t1[("COMPANY#acme", "osha")] == ("Acme", 3, Decimal("3500.50"))
+
+    # A lower penalty, a violation moved to another state, the willful one withdrawn.
+    second = edit(base, ids[0], penalty_amount=Decimal("400.00"))
+    second = edit(second, ids[1], state="OK", city="TULSA")
+    second = second.with_columns(is_deleted=pl.col("source_id") == ids[2])
+    apply(second, T2)
+    assert_gold_equals_current_silver()
+    assert year_rows("company", "COMPANY#acme") == {
+        ("osha", 2015, serious): (1, Decimal("400.00")),
+        ("osha", 2016, serious): (1, Decimal("2500.50")),
+        ("all", 2015, serious): (1, Decimal("400.00")),
+        ("all", 2016, serious): (1, Decimal("2500.50")),
+    }
+    assert place_rows("STATE#tx")[("COMPANY#acme", "all")] == ("Acme", 1, Decimal("400.00"))
+    assert place_rows("STATE#ok")[("COMPANY#acme", "all")] == ("Acme", 1, Decimal("2500.50"))
+    assert place_rows("CITY#tulsa-ok") == {
+        ("COMPANY#acme", "osha"): ("Acme", 1, Decimal("2500.50")),
+        ("COMPANY#acme", "all"): ("Acme", 1, Decimal("2500.50")),
+    }
+    # Unchanged rows keep their stamp: the 2016 serious row of Acme is the same violation, same penalty.
+    stamps = read_table(current_lakehouse().catalog, YEAR_SPECS[0], ["COMPANY#acme"])
+    assert dict(
+        stamps.select(
+            pl.concat_str("agency", pl.col("year").cast(pl.String), separator="/"), "updated_at"
+        ).rows()
+    ) == {"osha/2015": T2, "all/2015": T2, "osha/2016": T1, "all/2016": T1}
+
+    changes = rebuild_gold_tables(current_lakehouse().catalog, current_lakehouse().violations(), T3)
+    assert all(c.changed == 0 and c.removed == 0 for c in changes)
+    assert_gold_equals_current_silver()

@@ -19,19 +19,21 @@ from flows.historical_load import historical_load
 from ventureos.cli import main
 from ventureos.gold import (
     ALL,
-    LEVELS,
     REMOVALS_ARROW,
     current_silver_of,
     gold_table,
     read_gold,
     removals_table,
+    year_table,
 )
-from ventureos.invariants import expected_feed, stored_feed
+from ventureos.invariants import entities_are_gold, expected_entities, expected_feed, stored_feed
 from ventureos.lakehouse import current_lakehouse
 from ventureos.schemas import SOURCE_URI, to_arrow
-from ventureos.serving import ENTITIES, LIVE_FEED, open_store
+from ventureos.serving import ENTITIES, LIVE_FEED, ServingStore, open_store
+from ventureos.serving.base import Item
 from ventureos.serving.live_feed import FEED_COLUMNS, FEED_SIZE, apply_to_feed
-from ventureos.serving.sync import iso, read_watermarks, sync_entities
+from ventureos.serving.reads import search as search_entities
+from ventureos.serving.sync import SOURCES, iso, read_watermarks, sync_entities
 from ventureos.settings import load_settings
 from ventureos.silver import Scd2Plan, current_versions
 
@@ -114,12 +116,17 @@ def historical_batch(reports: pl.DataFrame, mode: str = "append") -> dict[str, A
     return historical_load("osha", "severe_injury", mode=mode)
 
 
-def gold_size(marks: dict[str, datetime] | None = None) -> int:
-    """Entities items for gold rows (newer than their table's watermark): one STATS item each plus
-    METADATA per entity."""
-    catalog = current_lakehouse().catalog
-    frames = [read_gold(catalog, level, (marks or {}).get(level)) for level in LEVELS]
-    return sum(f.height + f.filter(pl.col("agency") == ALL).height for f in frames)
+def gold_size() -> int:
+    """Entities items built from the whole of gold (what a full sync writes)."""
+    return len(expected_entities(current_lakehouse()))
+
+
+def assert_serving_is_gold(store: ServingStore) -> None:
+    assert entities_are_gold(current_lakehouse(), store) == []
+
+
+def search_items_of(store: ServingStore, key: str) -> list[Item]:
+    return [i for i in store.scan(ENTITIES) if i["PK"].startswith("SEARCH#") and i["key"] == key]
 
 
 def run_days_history_and_syncs() -> pl.DataFrame:
@@ -138,8 +145,9 @@ def run_days_history_and_syncs() -> pl.DataFrame:
     assert stored_feed(store) == expected_feed(current_silver())
     first = gold_sync()
     assert first["written"] == gold_size() > 100 and first["deleted"] == 0
+    assert_serving_is_gold(store)
     marks = read_watermarks(store)
-    assert sorted(marks) == ["city", "company", "state"]  # nothing removed yet
+    assert sorted(marks) == sorted(SOURCES)  # nothing removed yet
     assert gold_sync() == {"changed_rows": 0, "written": 0, "deleted": 0, "watermarks": first["watermarks"]}
 
     loaded = historical_batch(history)
@@ -167,11 +175,13 @@ def run_days_history_and_syncs() -> pl.DataFrame:
     assert silver.filter(pl.col("violation_id").is_in(list(history_ids))).height == 61
 
     # Only what changed since the first sync is pushed; the old companies of the renamed and the
-    # corrected report leave: STATS#osha, STATS#all and METADATA of each (their only report).
+    # corrected report leave: STATS, SERIES (osha, all), METADATA and search items of each.
+    assert search_items_of(store, old_company)
     third = gold_sync()
-    assert third["written"] == gold_size(marks) < gold_size()
-    assert third["deleted"] == 6
-    assert store.query(ENTITIES, old_company) == []
+    assert 0 < third["written"] < gold_size()
+    assert third["deleted"] >= 2 * 5 + 2 * 2
+    assert_serving_is_gold(store)
+    assert store.query(ENTITIES, old_company) == [] and search_items_of(store, old_company) == []
     texas = read_gold(current_lakehouse().catalog, "state").filter(
         (pl.col("entity_key") == "STATE#tx") & (pl.col("agency") == ALL)
     )
@@ -285,10 +295,13 @@ def test_daily_history_and_gold_sync_embedded(home: Path, capsys: pytest.Capture
     got = json.loads(capsys.readouterr().out)
     assert {i["PK"] for i in got["items"]} == {"STATE#tx"}
     sks = [i["SK"] for i in got["items"]]
-    assert sks[:3] == ["METADATA", "STATS#all", "STATS#osha"]
-    assert len(sks) == 3 + FEED_SIZE and all(sk.startswith("AGENCY#osha#DATE#") for sk in sks[3:])
-    assert sks[3:] == sorted(sks[3:], reverse=True)  # newest first
-    stats_all = got["items"][1]
+    entity_sks = ["METADATA", "SERIES#all", "SERIES#osha", "STATS#all", "STATS#osha"]
+    entity_sks += ["TOP#count#all", "TOP#count#osha", "TOP#penalty#all", "TOP#penalty#osha"]
+    n = len(entity_sks)
+    assert sks[:n] == entity_sks
+    assert len(sks) == n + FEED_SIZE and all(sk.startswith("AGENCY#osha#DATE#") for sk in sks[n:])
+    assert sks[n:] == sorted(sks[n:], reverse=True)  # newest first
+    stats_all = got["items"][3]
     assert stats_all["total_violations"] > 5 and stats_all["total_penalties"] == 0
 
     main(["top", "--entity", "state", "--by", "count", "--limit", "3", "--json"])
@@ -324,8 +337,12 @@ def test_sync_holds_a_removal_until_its_gold_commit_is_visible(home: Path) -> No
     rows = real_rows(6)
     apply_to_silver_and_gold(rows, T1)
     assert sync_entities(store, catalog).written == gold_size()
+    assert_serving_is_gold(store)
     lone = f"COMPANY#{rows['company_slug'][0]}"
-    assert [i["SK"] for i in store.query(ENTITIES, lone)] == ["METADATA", "STATS#all", "STATS#osha"]
+    lone_items = ["METADATA", "SERIES#all", "SERIES#osha", "STATS#all", "STATS#osha"]
+    assert [i["SK"] for i in store.query(ENTITIES, lone)] == lone_items
+    tokens = len(search_items_of(store, lone))
+    assert tokens >= 2
 
     # update_gold logs a removal just before its gold commit; a sync in between must not lose it.
     logged = pl.DataFrame({"entity_key": [lone, lone], "agency": ["osha", "all"], "removed_at": [T2, T2]})
@@ -333,11 +350,43 @@ def test_sync_holds_a_removal_until_its_gold_commit_is_visible(home: Path) -> No
     waiting = sync_entities(store, catalog)
     assert (waiting.written, waiting.deleted) == (0, 0)
     assert waiting.watermarks["removals"] < iso(T2)
-    assert len(store.query(ENTITIES, lone)) == 3
+    assert len(store.query(ENTITIES, lone)) == 5
 
-    gold_table(catalog, "company").delete(EqualTo("entity_key", lone))  # the gold commit lands
+    for table in (gold_table(catalog, "company"), year_table(catalog, "company")):
+        table.delete(EqualTo("entity_key", lone))  # the gold commit lands
     done = sync_entities(store, catalog)
-    assert (done.written, done.deleted) == (0, 3)
+    assert done.deleted >= len(lone_items) + tokens  # and leaderboard entries rewritten without it
     assert done.watermarks["removals"] == iso(T2)
-    assert store.query(ENTITIES, lone) == []
+    assert store.query(ENTITIES, lone) == [] and search_items_of(store, lone) == []
     assert (sync_entities(store, catalog).written, sync_entities(store, catalog).deleted) == (0, 0)
+
+
+def test_sync_replaces_the_search_items_of_a_renamed_entity(home: Path) -> None:
+    store = open_store(load_settings())
+    store.create_tables()
+    catalog = current_lakehouse().catalog
+    rows = real_rows(8)
+    ids = rows["source_id"].to_list()
+    acme = {"company_slug": "acme", "state": "TX", "city": "AUSTIN"}
+    rows = edit(rows, ids[0], **acme, company_name="Acme Tools", penalty_amount=Decimal("10.00"))
+    apply_to_silver_and_gold(rows, T1)
+    sync_entities(store, catalog)
+    assert {i["SK"] for i in search_items_of(store, "COMPANY#acme")} == {
+        "tools#COMPANY#acme",
+        "acme#COMPANY#acme",
+        "acmetools#COMPANY#acme",
+    }
+
+    renamed = edit(rows, ids[0], company_name="Acme Widgets Inc")
+    apply_to_silver_and_gold(renamed, T2)
+    result = sync_entities(store, catalog)
+    assert {i["SK"] for i in search_items_of(store, "COMPANY#acme")} == {
+        "acme#COMPANY#acme",
+        "widgets#COMPANY#acme",
+        "acmewidgetsinc#COMPANY#acme",
+    }
+    assert result.deleted >= 2  # tools, acmetools
+    assert store.get_item(ENTITIES, "COMPANY#acme", "METADATA")["aliases"] == ["Acme Widgets Inc"]
+    assert_serving_is_gold(store)
+    found = [r["key"] for r in search_entities(store, "acme widg")]
+    assert found == ["COMPANY#acme"] and search_entities(store, "acme tools") == []

@@ -96,6 +96,32 @@ def test_put_if_newer_never_moves_backwards(store: ServingStore) -> None:
     assert store.get_item(ENTITIES, "SYNC#gold", "WATERMARK")["watermark"] == "2024-01-03T00:00:00+00:00"
 
 
+def test_put_if_absent_or_expired_is_a_lease(store: ServingStore) -> None:
+    key = {"PK": "VIOLATION#osha:enforcement:1-01001", "SK": "SUMMARY"}
+    assert store.put_if_absent_or_expired(
+        ENTITIES, {**key, "owner": "a", "pending_until": 100}, "pending_until", 50
+    )
+    # Held until it expires: a second writer loses at and before the expiry.
+    assert not store.put_if_absent_or_expired(
+        ENTITIES, {**key, "owner": "b", "pending_until": 200}, "pending_until", 60
+    )
+    assert not store.put_if_absent_or_expired(
+        ENTITIES, {**key, "owner": "b", "pending_until": 200}, "pending_until", 100
+    )
+    assert store.get_item(ENTITIES, *key.values())["owner"] == "a"
+    # Expired: the next writer takes it over.
+    assert store.put_if_absent_or_expired(
+        ENTITIES, {**key, "owner": "c", "pending_until": 300}, "pending_until", 101
+    )
+    assert store.get_item(ENTITIES, *key.values())["owner"] == "c"
+    # An item without the attribute (a finished result) never expires.
+    store.put_items(ENTITIES, [{**key, "owner": "done"}])
+    assert not store.put_if_absent_or_expired(
+        ENTITIES, {**key, "owner": "d", "pending_until": 9}, "pending_until", 10**9
+    )
+    assert store.get_item(ENTITIES, *key.values()) == {**key, "owner": "done"}
+
+
 def test_tables_are_separate(store: ServingStore) -> None:
     store.put_items(PROJECTS, [{"PK": "BRAND#oshatrail", "SK": "CONFIG", "name": "OSHA Trail"}])
     assert store.scan(ENTITIES) == [] and store.scan(LIVE_FEED) == []

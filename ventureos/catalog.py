@@ -11,6 +11,7 @@ from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 
+from ventureos.lookup_layout import SILVER_LAYOUT_PROPERTIES
 from ventureos.registry import Registry
 from ventureos.schemas import (
     QUARANTINE,
@@ -23,7 +24,7 @@ from ventureos.settings import Settings
 
 COMMIT_RETRIES = "commit.retry.num-retries"
 TABLE_PROPERTIES = {"write.parquet.compression-codec": "zstd", COMMIT_RETRIES: "8"}
-SILVER_PROPERTIES = TABLE_PROPERTIES | {COMMIT_RETRIES: "0"}
+SILVER_PROPERTIES = TABLE_PROPERTIES | {COMMIT_RETRIES: "0"} | SILVER_LAYOUT_PROPERTIES
 """A concurrent commit to silver fails ours instead of being rebased onto it: pyiceberg's rebase does
 not re-check an append, so two writers could each insert the same new violation. Writers of silver plan
 again against the new state instead (``ventureos.ingest``), or their task retries."""

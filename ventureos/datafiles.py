@@ -32,6 +32,8 @@ from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.transforms import IdentityTransform, YearTransform
 from pyiceberg.typedef import Record
 
+from ventureos.lookup_layout import FILE_KEY, ROW_GROUP_ROWS, cluster, is_clustered
+
 UPLOAD_THREADS = 8
 
 
@@ -77,6 +79,12 @@ def encode_partitions(
     if rows.is_empty():
         return []
     keys = _partition_keys(schema, spec) | {name: pl.col(name) for name in extra_keys}
+    # Silver's files follow the lookup layout (ventureos.lookup_layout): ordered, cut into files by
+    # company range, ids ordered inside, small row groups.
+    clustered = bool(spec.fields) and is_clustered(schema)
+    if clustered:
+        rows, file_key = cluster(rows, list(keys.values()))
+        keys[FILE_KEY.removeprefix("_key_")] = file_key
     outputs: list[tuple[dict[str, object], int, io.BytesIO]] = []
 
     def to_memory(args: FileProviderArgs) -> io.BytesIO:
@@ -94,6 +102,7 @@ def encode_partitions(
         pl.PartitionBy("", file_path_provider=to_memory, **split),
         arrow_schema=schema_to_pyarrow(schema, include_field_ids=True),
         compression="zstd",
+        **({"row_group_size": ROW_GROUP_ROWS} if clustered else {}),
     )
     files = []
     for values, index, buffer in outputs:

@@ -10,26 +10,52 @@ entities is exact, idempotent under retries and costs the rows of the touched en
 Rows keep their ``updated_at`` when the recomputed stats are unchanged, so ``gold-sync`` pushes only what
 really changed. An (entity, agency) that loses its last current violation leaves gold (gold stays the
 plain aggregate) and is recorded in ``gold.stats_removals`` so the sync can delete it from serving.
+
+Next to the stats, the same pass keeps ``gold.{level}_year_stats`` (counts and penalties per entity,
+agency, event year and severity class: the series and severity splits) and ``gold.place_companies``
+(each city's and state's companies with their counts there: the top-company lists). Their rows of the
+touched entities are replaced the same way; their removals need no log, because an entity's serving
+items are rebuilt whole whenever any of its gold rows changes (``ventureos.serving.sync``).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
 import polars as pl
+import pyarrow as pa
 from pyiceberg.catalog import Catalog
-from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, GreaterThan, In, Or
+from pyiceberg.expressions import (
+    AlwaysFalse,
+    AlwaysTrue,
+    And,
+    BooleanExpression,
+    EqualTo,
+    GreaterThan,
+    In,
+    Or,
+)
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
-from pyiceberg.types import DateType, LongType, NestedField, StringType, TimestamptzType
+from pyiceberg.types import (
+    DateType,
+    IntegerType,
+    ListType,
+    LongType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
 
 from ventureos.catalog import ensure_table
 from ventureos.entities import city_key, clean_spelling, company_key, curated_parents, slugify, state_key
 from ventureos.schemas import MONEY, polars_schema, to_arrow, violations_schema
+from ventureos.severity import severity_expr
 from ventureos.silver import Scd2Plan
 
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
@@ -38,14 +64,19 @@ GOLD_NAMESPACE = "gold"
 ALL = "all"
 LEVELS = ("company", "city", "state")
 GOLD_TABLES = {level: f"{GOLD_NAMESPACE}.{level}_stats" for level in LEVELS}
+YEAR_TABLES = {level: f"{GOLD_NAMESPACE}.{level}_year_stats" for level in LEVELS}
+PLACE_COMPANIES = f"{GOLD_NAMESPACE}.place_companies"
+PLACE_LEVELS = ("city", "state")
 REMOVALS = f"{GOLD_NAMESPACE}.stats_removals"
 STAT_COLUMNS = (
     "entity_name", "industry", "violation_count", "penalty_total", "first_event_date", "last_event_date",
+    "aliases",
 )  # fmt: skip
+MAX_ALIASES = 20
 # The silver columns gold needs: reads of silver project to these.
 SILVER_COLUMNS = (
     "violation_id", "agency", "event_date", "company_name", "company_slug", "city", "state", "naics_code",
-    "penalty_amount",
+    "penalty_amount", "violation_type",
 )  # fmt: skip
 
 GOLD_SCHEMA = Schema(
@@ -59,6 +90,29 @@ GOLD_SCHEMA = Schema(
     NestedField(8, "updated_at", TimestamptzType(), required=True),
     # NAICS code of the entity's latest violation that has one (the METADATA "industry").
     NestedField(9, "industry", StringType(), required=False),
+    # Up to MAX_ALIASES clean spellings of the entity's name, most frequent first (ties: the latest).
+    NestedField(10, "aliases", ListType(11, StringType(), element_required=False), required=False),
+)
+YEAR_SCHEMA = Schema(
+    NestedField(1, "entity_key", StringType(), required=True),
+    NestedField(2, "agency", StringType(), required=True),
+    # Null: violations without an event date (in the totals, in no series).
+    NestedField(3, "year", IntegerType(), required=False),
+    NestedField(4, "severity", StringType(), required=True),
+    NestedField(5, "violation_count", LongType(), required=True),
+    NestedField(6, "penalty_total", MONEY, required=True),
+    NestedField(7, "updated_at", TimestamptzType(), required=True),
+)
+PLACE_SCHEMA = Schema(
+    NestedField(1, "place_key", StringType(), required=True),
+    NestedField(2, "company_key", StringType(), required=True),
+    NestedField(3, "agency", StringType(), required=True),
+    # The company's most frequent clean spelling among its violations in this place (curated parents:
+    # the curated name).
+    NestedField(4, "company_name", StringType(), required=False),
+    NestedField(5, "violation_count", LongType(), required=True),
+    NestedField(6, "penalty_total", MONEY, required=True),
+    NestedField(7, "updated_at", TimestamptzType(), required=True),
 )
 REMOVALS_SCHEMA = Schema(
     NestedField(1, "entity_key", StringType(), required=True),
@@ -74,7 +128,68 @@ REMOVALS_POLARS = polars_schema(REMOVALS_ARROW)
 def gold_table(catalog: Catalog, level: str) -> Table:
     if level not in GOLD_TABLES:
         raise ValueError(f"unknown entity level {level!r}; expected one of {', '.join(LEVELS)}")
-    return ensure_table(catalog, GOLD_TABLES[level], GOLD_SCHEMA)
+    table = ensure_table(catalog, GOLD_TABLES[level], GOLD_SCHEMA)
+    if "aliases" not in table.schema().column_names:
+        # A stats table created before aliases existed: add the column (a rebuild fills it).
+        with table.update_schema() as update:
+            update.union_by_name(GOLD_SCHEMA)
+    return table
+
+
+@dataclass(frozen=True)
+class GoldSpec:
+    """One gold table: its rows are identified by ``row_key`` and replaced per value of ``entity_column``
+    (the keys of the touched entities of ``levels``)."""
+
+    identifier: str
+    schema: Schema
+    row_key: tuple[str, ...]
+    entity_column: str
+    levels: tuple[str, ...]
+    stats_level: str | None = None
+    """The level of a stats table (its removals are logged; its changes are reported)."""
+
+    @property
+    def arrow(self) -> pa.Schema:
+        return self.schema.as_arrow()
+
+    @property
+    def polars(self) -> pl.Schema:
+        return polars_schema(self.arrow)
+
+    def table(self, catalog: Catalog) -> Table:
+        if self.stats_level:
+            return gold_table(catalog, self.stats_level)
+        return ensure_table(catalog, self.identifier, self.schema)
+
+    def keys(self, touched: dict[str, list[str]]) -> list[str]:
+        return sorted({key for level in self.levels for key in touched[level]})
+
+
+STATS_SPECS = [
+    GoldSpec(GOLD_TABLES[level], GOLD_SCHEMA, ("entity_key", "agency"), "entity_key", (level,), level)
+    for level in LEVELS
+]
+YEAR_SPECS = [
+    GoldSpec(
+        YEAR_TABLES[level], YEAR_SCHEMA, ("entity_key", "agency", "year", "severity"), "entity_key", (level,)
+    )
+    for level in LEVELS
+]
+PLACE_SPEC = GoldSpec(
+    PLACE_COMPANIES, PLACE_SCHEMA, ("place_key", "company_key", "agency"), "place_key", PLACE_LEVELS
+)
+SPECS = [*STATS_SPECS, *YEAR_SPECS, PLACE_SPEC]
+COMMIT_TABLES = (*(spec.identifier for spec in SPECS), REMOVALS)
+"""Every table a gold update commits to (their commit slots are held together)."""
+
+
+def year_table(catalog: Catalog, level: str) -> Table:
+    return YEAR_SPECS[LEVELS.index(level)].table(catalog)
+
+
+def place_table(catalog: Catalog) -> Table:
+    return PLACE_SPEC.table(catalog)
 
 
 def removals_table(catalog: Catalog) -> Table:
@@ -157,18 +272,26 @@ _FROM_GROUPS = [
     pl.col("first_event_date").min(),
     pl.col("last_event_date").max(),
 ]
-# The display name of a group of spellings: the most frequent, ties the latest.
+# The display name of a group of spellings: the most frequent, ties the latest; the aliases: the
+# spellings in that order.
 _CHOICE = _name_choice(pl.col("violation_count"), pl.col("_latest_name")).max().alias("_choice")
+_ALIASES = (
+    pl.col("_spelling")
+    .sort_by(_name_choice(pl.col("violation_count"), pl.col("_latest_name")), descending=True)
+    .drop_nulls()
+    .head(MAX_ALIASES)
+    .alias("aliases")
+)
 
 
-def _aggregate_plan(silver: pl.LazyFrame, level: str, now: datetime) -> pl.LazyFrame:
-    """Gold rows of ``level``. The display name is the curated parent's for a company whose slug is a
-    curated parent, else the most frequent clean spelling among the rows (ties: the latest row's)."""
-    keyed = (
+def _keyed_rows(silver: pl.LazyFrame, level: str, keys: dict[str, pl.Expr] | None = None) -> pl.LazyFrame:
+    """Rows of entities of ``level`` with what the rollups need; ``keys`` adds grouping columns."""
+    return (
         entity_rows(silver, level)
         .with_columns(clean_spelling(pl.col("entity_name")).alias("_spelling"))
         .select(
             "entity_key",
+            *(expr.alias(name) for name, expr in (keys or {}).items()),
             "agency",
             "event_date",
             "penalty_amount",
@@ -178,35 +301,111 @@ def _aggregate_plan(silver: pl.LazyFrame, level: str, now: datetime) -> pl.LazyF
             _latest_key(pl.col("naics_code")).alias("_latest_industry"),
         )
     )
-    per_spelling = keyed.group_by("entity_key", "agency", "_spelling").agg(_FROM_ROWS)
-    per_agency = per_spelling.group_by("entity_key", "agency").agg(*_FROM_GROUPS, _CHOICE)
+
+
+def _rollup(keyed: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
+    """Per (``by``, agency) and per ``by`` as agency ``all``: counts, penalties, dates, name choice, aliases."""
+    per_spelling = keyed.group_by(*by, "agency", "_spelling").agg(_FROM_ROWS)
+    per_agency = per_spelling.group_by(*by, "agency").agg(*_FROM_GROUPS, _CHOICE, _ALIASES)
     overall = (
-        per_spelling.group_by("entity_key", "_spelling")
+        per_spelling.group_by(*by, "_spelling")
         .agg(_FROM_GROUPS)
-        .group_by("entity_key")
-        .agg(*_FROM_GROUPS, _CHOICE)
+        .group_by(*by)
+        .agg(*_FROM_GROUPS, _CHOICE, _ALIASES)
         .with_columns(agency=pl.lit(ALL))
     )
-    stats = pl.concat([per_agency, overall], how="diagonal").with_columns(
+    return pl.concat([per_agency, overall], how="diagonal").with_columns(
         entity_name=_chosen_name(pl.col("_choice"))
     )
+
+
+def _with_curated_names(stats: pl.LazyFrame, on: str) -> pl.LazyFrame:
+    """``entity_name`` of a curated parent's company (slug in ``on``) is the curated name."""
+    parents = (
+        curated_parents()
+        .lazy()
+        .select(company_key(pl.col("slug")).alias(on), pl.col("name").alias("_parent_name"))
+    )
+    return stats.join(parents, on=on, how="left").with_columns(
+        entity_name=pl.coalesce("_parent_name", "entity_name")
+    )
+
+
+def _now(now: datetime) -> pl.Expr:
+    return pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("updated_at")
+
+
+def _aggregate_plan(silver: pl.LazyFrame, level: str, now: datetime) -> pl.LazyFrame:
+    """Gold rows of ``level``. The display name is the curated parent's for a company whose slug is a
+    curated parent, else the most frequent clean spelling among the rows (ties: the latest row's)."""
+    stats = _rollup(_keyed_rows(silver, level), ["entity_key"])
     if level == "company":
-        parents = (
-            curated_parents()
-            .lazy()
-            .select(company_key(pl.col("slug")).alias("entity_key"), pl.col("name").alias("_parent_name"))
-        )
-        stats = stats.join(parents, on="entity_key", how="left").with_columns(
-            entity_name=pl.coalesce("_parent_name", "entity_name")
-        )
+        stats = _with_curated_names(stats, "entity_key")
     return (
-        stats.with_columns(
-            industry=_value_of(pl.col("_latest_industry")),
-            updated_at=pl.lit(now, dtype=pl.Datetime("us", "UTC")),
-        )
+        stats.with_columns(industry=_value_of(pl.col("_latest_industry")), updated_at=_now(now))
         .select(pl.col(c).cast(t) for c, t in GOLD_POLARS.items())
         .sort("entity_key", "agency")
     )
+
+
+YEAR_POLARS = polars_schema(YEAR_SCHEMA.as_arrow())
+PLACE_POLARS = polars_schema(PLACE_SCHEMA.as_arrow())
+
+
+def _year_plan(silver: pl.LazyFrame, level: str, now: datetime) -> pl.LazyFrame:
+    """Rows of ``gold.{level}_year_stats``: per (entity, agency, event year, severity), and agency ``all``."""
+    rows = entity_rows(silver, level).select(
+        "entity_key",
+        "agency",
+        pl.col("event_date").dt.year().cast(pl.Int32).alias("year"),
+        severity_expr(),
+        "penalty_amount",
+    )
+    by = ["entity_key", "year", "severity"]
+    per_agency = rows.group_by(*by, "agency").agg(
+        pl.len().cast(pl.Int64).alias("violation_count"),
+        pl.col("penalty_amount").sum().cast(YEAR_POLARS["penalty_total"]).alias("penalty_total"),
+    )
+    overall = per_agency.group_by(by).agg(pl.col("violation_count", "penalty_total").sum())
+    return (
+        pl.concat([per_agency, overall.with_columns(agency=pl.lit(ALL))], how="diagonal")
+        .with_columns(_now(now))
+        .select(pl.col(c).cast(t) for c, t in YEAR_POLARS.items())
+        .sort("entity_key", "agency", "year", "severity", nulls_last=False)
+    )
+
+
+def _place_plan(silver: pl.LazyFrame, now: datetime) -> pl.LazyFrame:
+    """Rows of ``gold.place_companies``: each company of each city and state, per agency and ``all``."""
+    city, state = pl.col("city"), pl.col("state")
+    places = {
+        "_city": pl.when(state.is_not_null() & (slugify(city).fill_null("") != "")).then(
+            city_key(city, state)
+        ),
+        "_state": state_key(state),
+    }
+    companies = _keyed_rows(silver, "company", places)
+    in_places = pl.concat(
+        companies.filter(pl.col(column).is_not_null())
+        .rename({column: "place_key"})
+        .drop(set(places) - {column})
+        for column in places
+    )
+    stats = _with_curated_names(_rollup(in_places, ["place_key", "entity_key"]), "entity_key")
+    return (
+        stats.rename({"entity_key": "company_key", "entity_name": "company_name"})
+        .with_columns(_now(now))
+        .select(pl.col(c).cast(t) for c, t in PLACE_POLARS.items())
+        .sort("place_key", "company_key", "agency")
+    )
+
+
+def _plan(spec: GoldSpec, silver: pl.LazyFrame, now: datetime) -> pl.LazyFrame:
+    if spec.stats_level:
+        return _aggregate_plan(silver, spec.stats_level, now)
+    if spec is PLACE_SPEC:
+        return _place_plan(silver, now)
+    return _year_plan(silver, spec.levels[0], now)
 
 
 def aggregate_levels(
@@ -221,26 +420,36 @@ def aggregate_levels(
     return dict(zip(levels, pl.collect_all(plans, engine="streaming"), strict=True))
 
 
+def aggregate_tables(
+    silver: pl.DataFrame | pl.LazyFrame, specs: Sequence[GoldSpec], now: datetime
+) -> dict[str, pl.DataFrame]:
+    """Rows of each gold table of ``specs`` (by identifier) from current silver rows, in one streaming query."""
+    plans = [_plan(spec, silver.lazy(), now) for spec in specs]
+    frames = pl.collect_all(plans, engine="streaming")
+    return {spec.identifier: frame for spec, frame in zip(specs, frames, strict=True)}
+
+
 def touched_keys(plan: Scd2Plan, level: str) -> list[str]:
     """Entity keys of ``level`` of every record of a batch (see ``Scd2Plan.touched``)."""
     return sorted(entity_rows(plan.touched, level)["entity_key"].unique().to_list())
 
 
-def stamp(recomputed: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
+def stamp(recomputed: pl.DataFrame, existing: pl.DataFrame, spec: GoldSpec = STATS_SPECS[0]) -> pl.DataFrame:
     """Keep the stored ``updated_at`` of rows whose stats did not change (nothing for gold-sync to push)."""
+    key = list(spec.row_key)
+    values = [c for c in spec.polars.names() if c not in (*key, "updated_at")]
     joined = recomputed.join(
-        existing.select(
-            "entity_key", "agency", *(pl.col(c).alias(f"_old_{c}") for c in (*STAT_COLUMNS, "updated_at"))
-        ),
-        on=["entity_key", "agency"],
+        existing.select(*key, *(pl.col(c).alias(f"_old_{c}") for c in (*values, "updated_at"))),
+        on=key,
         how="left",
+        nulls_equal=True,
     )
-    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"_old_{c}")) for c in STAT_COLUMNS)
+    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"_old_{c}")) for c in values)
     return joined.with_columns(
         updated_at=pl.when(same & pl.col("_old_updated_at").is_not_null())
         .then(pl.col("_old_updated_at"))
         .otherwise(pl.col("updated_at"))
-    ).select(GOLD_POLARS.names())
+    ).select(spec.polars.names())
 
 
 # Table I/O ---------------------------------------------------------------------------------------
@@ -302,7 +511,7 @@ def update_gold_tables(
 def rebuild_gold_tables(
     catalog: Catalog, violations: Table, now: datetime, storage_options: dict[str, str] | None = None
 ) -> list[GoldChange]:
-    """Every entity recomputed from all current silver rows (a streamed scan of 8 columns): after a bulk
+    """Every entity recomputed from all current silver rows (a streamed scan of 10 columns): after a bulk
     load or swap of silver, or to repair a crash between a silver and its gold commit.
 
     ``storage_options`` are Polars' object-store options (``Storage.polars_storage_options``): Polars
@@ -322,51 +531,73 @@ def rebuild_gold_tables(
 def refresh_gold(
     catalog: Catalog, silver: pl.DataFrame | pl.LazyFrame, keys: dict[str, list[str]] | None, now: datetime
 ) -> list[GoldChange]:
-    """Replace the gold rows of ``keys`` per level (``None``: all) by the aggregate of ``silver``.
+    """Replace the rows of ``keys`` per level (``None``: all) in every gold table by the aggregate of ``silver``.
 
-    ``silver`` must hold every current row of those entities. Unchanged rows keep their ``updated_at``;
-    a table whose rows did not change gets no commit.
+    ``silver`` must hold every current row of those entities (for places: of their whole state).
+    Unchanged rows keep their ``updated_at``; a table whose rows did not change gets no commit.
+    Returns the changes of the stats tables.
     """
     results, writes, removals = [], [], []
-    levels = [level for level in LEVELS if keys is None or keys[level]]
-    for level, recomputed in aggregate_levels(silver, levels, now).items():
-        table = gold_table(catalog, level)
-        key_filter = AlwaysTrue() if keys is None else In("entity_key", set(keys[level]))
-        existing = read_frame(table, key_filter).cast(GOLD_POLARS)
-        if keys is not None:
-            recomputed = recomputed.filter(pl.col("entity_key").is_in(keys[level]))
-        recomputed = stamp(recomputed, existing)
-        removed = existing.join(recomputed, on=["entity_key", "agency"], how="anti")
-        new_stats = recomputed.filter(pl.col("updated_at") == now).height
-        entities = len(keys[level]) if keys is not None else recomputed["entity_key"].n_unique()
-        results.append(GoldChange(level, entities, new_stats, removed.height))
-        if new_stats or not removed.is_empty():
-            writes.append((table, None if existing.is_empty() else key_filter, recomputed))
+    specs = [spec for spec in SPECS if keys is None or spec.keys(keys)]
+    for spec, recomputed in zip(specs, aggregate_tables(silver, specs, now).values(), strict=True):
+        table = spec.table(catalog)
+        spec_keys = None if keys is None else spec.keys(keys)
+        key_filter = AlwaysTrue() if spec_keys is None else In(spec.entity_column, set(spec_keys))
+        existing = read_frame(table, key_filter).cast(spec.polars)
+        if spec_keys is not None:
+            recomputed = recomputed.filter(pl.col(spec.entity_column).is_in(spec_keys))
+        recomputed = stamp(recomputed, existing, spec)
+        removed = existing.join(recomputed, on=list(spec.row_key), how="anti", nulls_equal=True)
+        new_rows = recomputed.filter(pl.col("updated_at") == now).height
+        if spec.stats_level:
+            entities = len(spec_keys) if spec_keys is not None else recomputed["entity_key"].n_unique()
+            results.append(GoldChange(spec.stats_level, entities, new_rows, removed.height))
             removals.append(
                 removed.select(
                     "entity_key", "agency", removed_at=pl.lit(now, dtype=GOLD_POLARS["updated_at"])
                 )
             )
+        if new_rows or not removed.is_empty():
+            writes.append((table, spec, None if existing.is_empty() else key_filter, recomputed))
     # Removals first: if a crash follows, the retried task finds the same removals again (gold not yet
     # committed) and records them once more; gold-sync deletes only pairs that really left gold.
     removed_rows = pl.concat(removals) if removals else pl.DataFrame(schema=REMOVALS_POLARS)
     if not removed_rows.is_empty():
         removals_table(catalog).append(to_arrow(removed_rows, REMOVALS_ARROW))
-    for table, key_filter, recomputed in writes:
-        with table.transaction() as txn:
-            if key_filter is None:
-                txn.append(to_arrow(recomputed, GOLD_ARROW))
-            elif recomputed.is_empty():
-                txn.delete(key_filter)
-            else:
-                txn.overwrite(to_arrow(recomputed, GOLD_ARROW), overwrite_filter=key_filter)
+    # The tables are independent: their copy-on-write overwrites (reading and rewriting data files,
+    # outside the GIL) run side by side. A failed one fails the call; the retry recomputes them all.
+    with ThreadPoolExecutor(max_workers=max(len(writes), 1)) as pool:
+        list(pool.map(lambda write: _commit(*write), writes))
     return results
+
+
+def _commit(table: Table, spec: GoldSpec, key_filter: BooleanExpression | None, rows: pl.DataFrame) -> None:
+    """Replace the rows of ``key_filter`` (``None``: an empty table) by ``rows`` in one commit."""
+    with table.transaction() as txn:
+        if key_filter is None:
+            txn.append(to_arrow(rows, spec.arrow))
+        elif rows.is_empty():
+            txn.delete(key_filter)
+        else:
+            txn.overwrite(to_arrow(rows, spec.arrow), overwrite_filter=key_filter)
 
 
 def read_gold(catalog: Catalog, level: str, since: datetime | None = None) -> pl.DataFrame:
     """Gold rows of ``level``, or only those updated after ``since`` (what gold-sync pushes)."""
     row_filter = GreaterThan("updated_at", since.isoformat()) if since else AlwaysTrue()
     return read_frame(gold_table(catalog, level), row_filter).cast(GOLD_POLARS)
+
+
+def read_table(
+    catalog: Catalog, spec: GoldSpec, keys: Sequence[str] | None = None, since: datetime | None = None
+) -> pl.DataFrame:
+    """Rows of a gold table: of the given entity keys (``spec.entity_column``), or updated after ``since``."""
+    row_filter: BooleanExpression = AlwaysTrue()
+    if keys is not None:
+        row_filter = In(spec.entity_column, set(keys)) if keys else AlwaysFalse()
+    if since is not None:
+        row_filter = And(row_filter, GreaterThan("updated_at", since.isoformat()))
+    return read_frame(spec.table(catalog), row_filter).cast(spec.polars)
 
 
 def read_removals(catalog: Catalog, since: datetime | None = None) -> pl.DataFrame:

@@ -37,6 +37,7 @@ from pyiceberg.table.snapshots import Snapshot
 from normalizers import Dataset
 from ventureos.catalog import TABLE_PROPERTIES
 from ventureos.layout import historical_lookup_key, staging_table_location
+from ventureos.lookup_layout import SILVER_LAYOUT_PROPERTIES
 from ventureos.report import RUN_COUNTS
 from ventureos.schemas import (
     LINEAGE,
@@ -475,7 +476,8 @@ def staging_table(catalog: Catalog, load: Load, silver: Table, create: bool = Tr
         schema=VIOLATIONS_SCHEMA,
         partition_spec=VIOLATIONS_PARTITION,
         location=staging_table_location(silver.location(), load.load_id),
-        properties=TABLE_PROPERTIES,
+        # The layout's metrics: its files' manifest entries become silver's at the swap.
+        properties=TABLE_PROPERTIES | SILVER_LAYOUT_PROPERTIES,
     )
 
 

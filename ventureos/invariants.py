@@ -3,10 +3,12 @@
 ``check_invariants`` returns one line per broken rule, empty when all hold:
 
 1. at most one current version per ``violation_id`` in ``silver.violations``;
-2. gold is exactly the aggregate of current silver (``gold.aggregate_levels``; ``updated_at`` aside);
+2. every gold table (stats, year stats, place companies) is exactly the aggregate of current silver
+   (``gold.aggregate_tables``; ``updated_at`` aside);
 3. the versions in the buffer, the archive and the late area are exactly silver's versions
    (``archive.VERSION_KEY``): none silver never held, none missing;
-4. the serving Entities ``STATS#`` items are exactly gold's (after a gold-sync);
+4. the serving Entities items (METADATA, STATS, SERIES, TOP, SEARCH, leaderboards) are exactly those
+   built from gold (after a gold-sync);
 5. the live feed holds exactly the latest ``FEED_SIZE`` live violations per entity and agency;
 6. no version replaced a newer one: per ``violation_id``, in ingest order (``valid_from``), the as-of of
    the versions (``layout.source_as_of``, none is the oldest) never goes back.
@@ -22,15 +24,16 @@ from typing import Any
 import polars as pl
 
 from ventureos.archive import VERSION_KEY
-from ventureos.gold import LEVELS, aggregate_levels, read_gold
+from ventureos.gold import LEVELS, SPECS, aggregate_tables, read_table
 from ventureos.lakehouse import Lakehouse
 from ventureos.layout import ARCHIVE_PREFIX, BUFFER_PREFIX, LATE_PREFIX, source_as_of
-from ventureos.serving.base import ENTITIES, LIVE_FEED, ServingStore
+from ventureos.serving.base import ENTITIES, LIVE_FEED, ServingStore, from_wire, item_key, to_wire
+from ventureos.serving.entity_items import entity_items, main_states
+from ventureos.serving.leaderboards import leaderboard_items
 from ventureos.serving.live_feed import FEED_SIZE, feed_frame, live
-from ventureos.serving.sync import stats_items
+from ventureos.serving.sync import SOURCES, SYNC_PK
 from ventureos.silver import OLDEST
 
-STATS_FIELDS = ("total_violations", "total_penalties", "first_violation_date", "last_violation_date")
 SHOWN = 3
 """Examples named per broken rule."""
 
@@ -87,12 +90,17 @@ def one_current_version(silver: pl.DataFrame) -> list[str]:
 
 
 def gold_is_current_silver(lakehouse: Lakehouse, silver: pl.DataFrame) -> list[str]:
-    aggregates = aggregate_levels(silver.filter("is_current"), LEVELS, datetime.now(UTC))
+    aggregates = aggregate_tables(silver.filter("is_current"), SPECS, datetime.now(UTC))
     problems = []
-    for level in LEVELS:
-        found = read_gold(lakehouse.catalog, level).drop("updated_at")
-        expected = aggregates[level].select(found.columns).cast(dict(found.schema))
-        problems += _diff(f"gold.{level}_stats", set(expected.rows()), set(found.rows()))
+    for spec in SPECS:
+        found = read_table(lakehouse.catalog, spec).drop("updated_at")
+        expected = aggregates[spec.identifier].select(found.columns).cast(dict(found.schema))
+        # Lists (aliases) compare as joined text: set members must be hashable.
+        rows = [
+            pl.col(c).list.join("\x1f") if t == pl.List(pl.String) else pl.col(c)
+            for c, t in found.schema.items()
+        ]
+        problems += _diff(spec.identifier, set(expected.select(rows).rows()), set(found.select(rows).rows()))
     return problems
 
 
@@ -101,18 +109,33 @@ def stored_versions_are_silver(lakehouse: Lakehouse, silver: pl.DataFrame) -> li
     return _diff("buffer + archive versions vs silver", expected, set(stored_versions(lakehouse).rows()))
 
 
-def entities_are_gold(lakehouse: Lakehouse, store: ServingStore) -> list[str]:
-    def fields(item: dict[str, Any]) -> tuple[Any, ...]:
-        return (item["PK"], item["SK"], *(item.get(f) for f in STATS_FIELDS))
+def expected_entities(lakehouse: Lakehouse) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every Entities item gold-sync builds from the whole gold tables, as the store returns it."""
+    catalog = lakehouse.catalog
+    whole = {source: read_table(catalog, spec) for source, spec in SOURCES.items()}
+    places = whole["place_companies"]
+    states = main_states(places)
+    items = leaderboard_items(
+        {level: whole[level] for level in LEVELS}, {level: whole[f"{level}_year"] for level in LEVELS}, places
+    )
+    for level in LEVELS:
+        stats, years = whole[level], whole[f"{level}_year"]
+        items += entity_items(
+            level, stats, years, places.filter(pl.col("place_key").is_in(stats["entity_key"])), states
+        )
+    return {item_key(item): from_wire(to_wire(item)) for item in items}
 
-    expected = {
-        fields(item)
-        for level in LEVELS
-        for item in stats_items(read_gold(lakehouse.catalog, level), level)
-        if item["SK"].startswith("STATS#")
-    }
-    found = {fields(i) for i in store.scan(ENTITIES) if i["SK"].startswith("STATS#")}
-    return _diff("serving Entities STATS vs gold", expected, found)
+
+def entities_are_gold(lakehouse: Lakehouse, store: ServingStore) -> list[str]:
+    expected = expected_entities(lakehouse)
+    found = {item_key(i): i for i in store.scan(ENTITIES) if not i["PK"].startswith(SYNC_PK)}
+    problems = _diff("serving Entities items vs gold", set(expected), set(found))
+    differing = sorted(key for key in set(expected) & set(found) if expected[key] != found[key])
+    if differing:
+        problems.append(
+            f"serving Entities items vs gold: {len(differing)} differ, e.g. {_examples(differing)}"
+        )
+    return problems
 
 
 def feed_is_latest(silver: pl.DataFrame, store: ServingStore) -> list[str]:

@@ -84,6 +84,23 @@ class Settings(BaseSettings):
     """Files under a table's location that no metadata references are deleted once this old (a younger
     one may belong to a commit still in flight)."""
 
+    summarizer: Literal["embedded", "bedrock"] = "embedded"
+    """What writes violation summaries: ``embedded`` (from the record's fields, no model) or ``bedrock``."""
+    bedrock_model_id: str = "anthropic.claude-3-haiku-20240307-v1:0"
+    """The one Bedrock model the summarizer calls (its IAM policy grants only this model)."""
+    bedrock_region: str | None = None
+    """Bedrock's region (default ``aws_region``)."""
+    summary_daily_budget: int = Field(1000, ge=0)
+    """Summaries started per UTC day, across all clients; further triggers answer 429 until midnight."""
+    summary_rate_per_minute: float = Field(6.0, gt=0)
+    """Summary triggers per client per minute (token bucket, bursts of ``summary_rate_burst``)."""
+    summary_rate_burst: int = Field(3, ge=1)
+    summary_pending_seconds: int = Field(300, ge=10)
+    """A pending summary blocks another generation of it this long (then a dead worker's claim expires)."""
+    api_cors_origins: str = ""
+    """Origins (comma separated, e.g. ``https://oshatrail.com``) whose pages may call the API from a
+    browser; none by default."""
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.batch_rows <= 0:
@@ -112,6 +129,11 @@ class Settings(BaseSettings):
         """``dataset_cadence_days`` as ``agency/dataset`` -> days."""
         pairs = (item.split("=") for item in self.dataset_cadence_days.split(",") if item.strip())
         return {key.strip(): int(days) for key, days in pairs}
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """``api_cors_origins`` as a list (blanks dropped)."""
+        return [origin.strip() for origin in self.api_cors_origins.split(",") if origin.strip()]
 
     # Derived locations -------------------------------------------------------------------
     @property

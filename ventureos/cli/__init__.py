@@ -69,6 +69,9 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
         "ventureos.cli.serving:app", "The serving store: tables, brand configs, entity reads."
     ),
     "top": LazyCommand("ventureos.cli.serving:top", "Rank bad actors from gold."),
+    "serve": LazyCommand(
+        "ventureos.cli.serve:serve", "Serve the API at http://HOST:PORT/api/v2 (docs at /api/v2/docs) with uvicorn."
+    ),
     "status": LazyCommand(
         "ventureos.cli.status:status",
         "Per dataset: last ingest, last event date, current rows, age vs its cadence, OK/STALE.",

@@ -98,11 +98,10 @@ def gold_sync_noop() -> dict[str, Any] | None:
     (nothing to write or delete), else None. Read-only: watermarks and a filtered scan per gold table."""
     from botocore.exceptions import ClientError
 
-    from ventureos.gold import LEVELS, read_gold, read_removals
     from ventureos.lakehouse import current_lakehouse
     from ventureos.serving import open_store
     from ventureos.serving.base import MissingServingTable
-    from ventureos.serving.sync import REMOVALS_SOURCE, iso, read_watermarks
+    from ventureos.serving.sync import iso, nothing_to_sync, read_watermarks
 
     lakehouse = current_lakehouse()
     try:
@@ -113,9 +112,7 @@ def gold_sync_noop() -> dict[str, Any] | None:
         if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
             return None  # DynamoDB's missing table: the flow creates it
         raise
-    if any(not read_gold(lakehouse.catalog, level, marks.get(level)).is_empty() for level in LEVELS):
-        return None
-    if not read_removals(lakehouse.catalog, marks.get(REMOVALS_SOURCE)).is_empty():
+    if not nothing_to_sync(marks, lakehouse.catalog):
         return None
     return {
         "changed_rows": 0,

@@ -57,6 +57,11 @@ def to_wire(item: Item) -> dict[str, Any]:
     return {k: _SERIALIZER.serialize(_plain_value(v)) for k, v in item.items() if v is not None}
 
 
+def wire_value(value: Any) -> dict[str, Any]:
+    """One value in DynamoDB's typed form (for condition expressions)."""
+    return _SERIALIZER.serialize(_plain_value(value))
+
+
 def _from_number(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else value
@@ -122,6 +127,15 @@ class ServingStore(ABC):
         """Conditional put: only when the item is absent or its ``attribute`` is smaller than the new one.
 
         Concurrent writers then never move a value (e.g. a sync watermark) backwards.
+        """
+
+    @abstractmethod
+    def put_if_absent_or_expired(self, table: str, item: Item, expires_attribute: str, now: Any) -> bool:
+        """Conditional put: only when the item is absent or its ``expires_attribute`` is below ``now``.
+
+        A lease: of concurrent writers at most one wins until the lease expires, so a worker that dies
+        holding it blocks others only until then. An existing item without the attribute never expires.
+        ``now`` and the attribute are compared as stored (use epoch seconds or ISO-8601 UTC strings).
         """
 
 

@@ -24,6 +24,7 @@ from ventureos.serving.base import (
     from_wire,
     to_wire,
     unique_by_key,
+    wire_value,
 )
 from ventureos.settings import Settings
 from ventureos.transient import is_transient
@@ -165,6 +166,22 @@ class DynamoDBStore(ServingStore):
                 ConditionExpression="attribute_not_exists(PK) OR #a < :v",
                 ExpressionAttributeNames={"#a": attribute},
                 ExpressionAttributeValues={":v": to_wire(item)[attribute]},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def put_if_absent_or_expired(self, table: str, item: Item, expires_attribute: str, now: Any) -> bool:
+        try:
+            self._call(
+                "put_item",
+                TableName=self.table_name(table),
+                Item=to_wire(item),
+                ConditionExpression="attribute_not_exists(PK) OR #e < :now",
+                ExpressionAttributeNames={"#e": expires_attribute},
+                ExpressionAttributeValues={":now": wire_value(now)},
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ventureos.serving.base import (
     SERVING_BACKENDS,
@@ -108,6 +109,23 @@ class SqliteStore(ServingStore):
             if row is not None:
                 current = from_wire(json.loads(row[0])).get(attribute)
                 if current is not None and not current < item[attribute]:
+                    return False
+            conn.execute(
+                f"INSERT OR REPLACE INTO {self._name(table)} VALUES (?, ?, ?)",
+                (item["PK"], item["SK"], json.dumps(wire)),
+            )
+        return True
+
+    def put_if_absent_or_expired(self, table: str, item: Item, expires_attribute: str, now: Any) -> bool:
+        wire = to_wire(item)
+        with self._connect() as conn, conn:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(
+                f"SELECT item FROM {self._name(table)} WHERE pk = ? AND sk = ?", (item["PK"], item["SK"])
+            ).fetchone()
+            if row is not None:
+                expires = from_wire(json.loads(row[0])).get(expires_attribute)
+                if expires is None or not expires < now:
                     return False
             conn.execute(
                 f"INSERT OR REPLACE INTO {self._name(table)} VALUES (?, ?, ?)",

@@ -1,0 +1,89 @@
+"""What the routers share: the app's serving store, parameter rules, money as text, cached answers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import Path, Query, Request
+from fastapi.responses import Response
+
+from ventureos.serving.base import ServingStore, open_store
+from ventureos.settings import Settings
+
+# Path and query rules, checked by FastAPI before a route runs (so before any store call).
+# Company slugs are lower-case words joined by "-", city slugs end in "-{state}" (entities.city_key).
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,99}$"
+STATE_PATTERN = r"^[A-Za-z]{2}$"
+AGENCY_PATTERN = r"^[a-z][a-z0-9_]{0,19}$"
+BRAND_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+MAX_LIMIT = 100
+
+Slug = Annotated[str, Path(pattern=SLUG_PATTERN, description="Entity slug: lower-case letters, digits, '-'.")]
+StateCode = Annotated[str, Path(pattern=STATE_PATTERN, description="Two-letter state code (any case).")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows to answer, 1..100.")]
+
+ENTITY_CACHE_CONTROL = "public, max-age=300"
+"""Entity answers change at most once per gold-sync: shared caches may keep them five minutes."""
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def store_of(request: Request) -> ServingStore:
+    """The app's one serving store, opened on first use (a test app that is never called opens none)."""
+    state = request.app.state
+    if state.store is None:
+        with state.store_lock:
+            if state.store is None:
+                state.store = open_store(state.settings)
+    store: ServingStore = state.store
+    return store
+
+
+def money(value: Any) -> str | None:
+    """Money as text with two decimals (``125000.00``): exact, never a float; None stays None."""
+    if value is None:
+        return None
+    return str(Decimal(str(value)).quantize(Decimal("0.01")))
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def json_bytes(body: Any) -> bytes:
+    return json.dumps(body, default=_default, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def etag_of(content: bytes) -> str:
+    return '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag in tags
+
+
+def cached_json(request: Request, body: Mapping[str, Any]) -> Response:
+    """A JSON answer with ``ETag`` (hash of the body) and ``Cache-Control``; 304 when the client
+    already holds it (``If-None-Match``)."""
+    content = json_bytes(body)
+    etag = etag_of(content)
+    headers = {"ETag": etag, "Cache-Control": ENTITY_CACHE_CONTROL}
+    if _matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    return Response(content, media_type="application/json", headers=headers)
+
+
+def plain_json(body: Any, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(json_bytes(body), media_type="application/json", headers=dict(headers or {}))

@@ -1,0 +1,483 @@
+"""Full histories from the lake: every current violation of an entity, newest first, and one violation's
+whole record with all its SCD2 versions.
+
+Both read ``silver.violations`` through its lookup layout (``ventureos.lookup_layout``): a view of one
+snapshot lists its data files with their partition (agency, event year) and manifest bounds; each file's
+footer (row-group statistics) is read once per process and kept, since data files never change. So
+
+- an entity's page reads its candidate files newest event year first and stops as soon as the page is
+  full: the row groups whose statistics can hold the entity, a few columns of them;
+- an id reads one row group per file whose id range holds it, in the partitions of the id's agency.
+
+Pages are keyset-paginated on (``event_date`` desc, ``violation_id`` desc; no date last): the opaque
+cursor is the last (date, id) seen, so a commit between two page requests neither repeats nor skips a
+row that both snapshots hold (a row inserted before the cursor is simply not on later pages).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyiceberg.conversions import from_bytes
+from pyiceberg.io import FileIO
+from pyiceberg.manifest import DataFile
+from pyiceberg.table import Table
+from pyiceberg.types import StringType
+
+from ventureos.entities import slugify
+from ventureos.lakehouse import Lakehouse
+from ventureos.schemas import VIOLATION_COLUMNS, VIOLATIONS_POLARS
+
+LEVELS = ("company", "city", "state")
+MAX_LIMIT = 500
+PAGE_COLUMNS = (
+    "violation_id", "agency", "dataset", "source_id", "event_date", "company_name", "company_slug",
+    "address", "city", "state", "zip", "naics_code", "violation_type", "penalty_amount", "initial_penalty",
+    "description",
+)  # fmt: skip
+"""What a history page (and its CSV) shows of each violation; ``violation_record`` has the rest."""
+VERSION_COLUMNS = (
+    "valid_from", "valid_to", "is_current", "change_type", "event_date", "company_name", "penalty_amount",
+    "initial_penalty", "violation_type", "record_hash", "meta_run_id", "meta_source_uri",
+    "meta_ingest_timestamp",
+)  # fmt: skip
+LINEAGE_COLUMNS = (
+    "record_hash",
+    "meta_run_id",
+    "meta_source_uri",
+    "meta_ingest_timestamp",
+    "valid_from",
+    "valid_to",
+)
+"""Shown under ``lineage`` and ``versions`` of a record, not in it."""
+STATS_COLUMNS = ("violation_id", "company_slug", "state", "is_current")
+"""Columns whose row-group statistics the footer cache keeps."""
+
+OSHA_INSPECTION = "https://www.osha.gov/ords/imis/establishment.inspection_detail?id={}"
+ECHO_FACILITY = "https://echo.epa.gov/detailed-facility-report?fid={}"
+
+
+# Cursors ------------------------------------------------------------------------------------------
+
+
+def encode_cursor(event_date: date | None, violation_id: str) -> str:
+    """The opaque page cursor: the last (date, id) of a page, base64url JSON without padding."""
+    raw = json.dumps([event_date.isoformat() if event_date else None, violation_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[date | None, str]:
+    """(date, id) of a cursor; ValueError for anything ``encode_cursor`` did not make."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        day, violation_id = json.loads(raw)
+        if not isinstance(violation_id, str) or not violation_id or not (day is None or isinstance(day, str)):
+            raise ValueError
+        return (date.fromisoformat(day) if day else None), violation_id
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError(f"invalid cursor {cursor[:40]!r}") from exc
+
+
+# The snapshot view and the footer cache ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SilverFile:
+    path: str
+    agency: str | None
+    year: int | None
+    """Event year of the partition (None: rows without an event date)."""
+    bounds: dict[str, tuple[str | None, str | None]]
+    """Manifest (lower, upper) of ``company_slug`` and ``state``; None where the manifest has none."""
+
+    def may_hold(self, column: str, value: str) -> bool:
+        lower, upper = self.bounds.get(column, (None, None))
+        # Truncated bounds (a table written without full metrics) are still bounds: Iceberg truncates
+        # the lower one and increments the truncated upper one.
+        return (lower is None or lower <= value) and (upper is None or value <= upper)
+
+
+@dataclass
+class Footer:
+    metadata: pq.FileMetaData
+    row_groups: list[dict[str, tuple[Any, Any]]]
+    """Per row group, (min, max) of ``STATS_COLUMNS`` (absent when the writer kept no statistics)."""
+    id_hashes: pl.Series | None = None
+    """Sorted 64-bit hashes of the file's violation ids, built the first time an id is looked up in the
+    file (8 bytes a row: 64 MB for 8M rows). Every file's id range holds almost every id, so without
+    it an id lookup reads one row group of every file of its agency."""
+
+    def groups(self, column: str, value: Any) -> list[int]:
+        """Row groups whose statistics may hold ``column == value``."""
+        return [
+            i
+            for i, stats in enumerate(self.row_groups)
+            if column not in stats or stats[column][0] <= value <= stats[column][1]
+        ]
+
+
+class FooterCache:
+    """Parsed footers by data-file path (data files are immutable), least recently used out first."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._footers: OrderedDict[str, Footer] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, io: FileIO, path: str) -> Footer:
+        with self._lock:
+            footer = self._footers.get(path)
+            if footer is not None:
+                self._footers.move_to_end(path)
+                return footer
+        with io.new_input(path).open() as stream:
+            metadata = pq.ParquetFile(stream).metadata
+        footer = Footer(metadata, _row_group_stats(metadata))
+        with self._lock:
+            self._footers[path] = footer
+            while len(self._footers) > self.size:
+                self._footers.popitem(last=False)
+        return footer
+
+
+def _row_group_stats(metadata: pq.FileMetaData) -> list[dict[str, tuple[Any, Any]]]:
+    leaves = {metadata.schema.column(i).path: i for i in range(metadata.num_columns)}
+    groups = []
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        stats = {}
+        for name in STATS_COLUMNS:
+            column = group.column(leaves[name]).statistics if name in leaves else None
+            if column is not None and column.has_min_max:
+                stats[name] = (column.min, column.max)
+        groups.append(stats)
+    return groups
+
+
+FOOTERS = FooterCache()
+
+
+@dataclass
+class SilverView:
+    """One snapshot of silver: its data files, newest event year first (no year last)."""
+
+    table: Table
+    snapshot_id: int | None
+    files: list[SilverFile]
+    loaded_at: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def of(cls, table: Table) -> SilverView:
+        snapshot = table.current_snapshot()
+        if snapshot is None:
+            return cls(table, None, [])
+        schema = table.schema()
+        ids = {name: schema.find_field(name).field_id for name in ("company_slug", "state")}
+        files = [_silver_file(task.file, table, ids) for task in table.scan().plan_files()]
+        files.sort(key=lambda f: (f.year is None, -(f.year or 0), f.path))
+        return cls(table, snapshot.snapshot_id, files)
+
+    def read(self, file: SilverFile, groups: list[int], columns: Iterable[str]) -> pl.DataFrame:
+        footer = FOOTERS.get(self.table.io, file.path)
+        with self.table.io.new_input(file.path).open() as stream:
+            rows = pq.ParquetFile(stream, metadata=footer.metadata).read_row_groups(
+                groups, columns=list(columns)
+            )
+        return _frame(rows)
+
+
+def _silver_file(data_file: DataFile, table: Table, ids: dict[str, int]) -> SilverFile:
+    spec = table.specs()[data_file.spec_id]
+    values = {f.name: data_file.partition[i] for i, f in enumerate(spec.fields)}
+    bounds = {}
+    for name, field_id in ids.items():
+        lower = (data_file.lower_bounds or {}).get(field_id)
+        upper = (data_file.upper_bounds or {}).get(field_id)
+        bounds[name] = (
+            from_bytes(StringType(), lower) if lower is not None else None,
+            from_bytes(StringType(), upper) if upper is not None else None,
+        )
+    year = values.get("event_date_year")
+    return SilverFile(
+        data_file.file_path, values.get("agency"), None if year is None else 1970 + int(year), bounds
+    )
+
+
+def _frame(rows: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(rows)
+    assert isinstance(frame, pl.DataFrame)
+    return frame.cast({c: VIOLATIONS_POLARS[c] for c in frame.columns})  # type: ignore[arg-type]
+
+
+_views: dict[tuple[str, ...], SilverView] = {}
+_views_lock = threading.Lock()
+
+
+def silver_view(lakehouse: Lakehouse, max_age: float = 0.0) -> SilverView:
+    """The current snapshot's view; one younger than ``max_age`` seconds is reused as it is (an API
+    process passes a second or so: refreshing reads the catalog and the table's metadata file)."""
+    key = (str(lakehouse.settings.home), lakehouse.settings.warehouse_uri)
+    with _views_lock:
+        view = _views.get(key)
+    if view is not None and time.monotonic() - view.loaded_at < max_age:
+        return view
+    table = lakehouse.violations()
+    snapshot = table.current_snapshot()
+    if view is not None and snapshot is not None and view.snapshot_id == snapshot.snapshot_id:
+        view.loaded_at = time.monotonic()
+        return view
+    view = SilverView.of(table)
+    with _views_lock:
+        _views[key] = view
+    return view
+
+
+# Entity pages -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: pl.DataFrame
+    """``PAGE_COLUMNS`` of up to ``limit`` violations, newest first."""
+    next_cursor: str | None
+    """The cursor of the next page; None on the last page."""
+
+
+@dataclass(frozen=True)
+class EntityMatch:
+    """How to find an entity's rows: the column whose statistics prune, and the exact row filter."""
+
+    column: str
+    value: str
+    rows: pl.Expr
+    columns: tuple[str, ...]
+    """The columns ``rows`` reads."""
+
+
+def entity_match(level: str, key: str) -> EntityMatch:
+    """``key``: the company slug, the city slug with its state (``new-york-ny``) or the state code."""
+    if level == "company":
+        return EntityMatch("company_slug", key, pl.col("company_slug") == key, ("company_slug",))
+    if level == "state":
+        state = key.upper()
+        return EntityMatch("state", state, pl.col("state") == state, ("state",))
+    if level == "city":
+        city, _, state = key.rpartition("-")
+        if not city or len(state) != 2:
+            raise ValueError(
+                f"invalid city key {key!r}: expected the city slug and the state, e.g. austin-tx"
+            )
+        state = state.upper()
+        in_city = (pl.col("state") == state) & (slugify(pl.col("city")) == city)
+        return EntityMatch("state", state, in_city, ("state", "city"))
+    raise ValueError(f"unknown entity level {level!r}; expected one of {', '.join(LEVELS)}")
+
+
+def _after(cursor: tuple[date | None, str] | None) -> pl.Expr:
+    """Rows after the cursor in the page order (date desc, id desc, no date last)."""
+    if cursor is None:
+        return pl.lit(True)
+    day, violation_id = cursor
+    if day is None:
+        return pl.col("event_date").is_null() & (pl.col("violation_id") < violation_id)
+    return (
+        (pl.col("event_date") < day)
+        | ((pl.col("event_date") == day) & (pl.col("violation_id") < violation_id))
+        | pl.col("event_date").is_null()
+    )
+
+
+def entity_violations(
+    lakehouse: Lakehouse,
+    level: str,
+    key: str,
+    agency: str | None = None,
+    year: int | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+    max_age: float = 0.0,
+) -> Page:
+    """Every current violation of a company, city or state, newest first, one page at a time.
+
+    ``agency`` and ``year`` (of the event date) narrow it; ``cursor`` is a page's ``next_cursor``
+    (ValueError when it is not one). ``max_age``: see ``silver_view``.
+    """
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+    match = entity_match(level, key)
+    after = decode_cursor(cursor) if cursor is not None else None
+    view = silver_view(lakehouse, max_age)
+    newest_year = after[0].year if after and after[0] else None
+    only_undated = after is not None and after[0] is None
+    wanted = match.rows & pl.col("is_current") & _after(after)
+    if year is not None:
+        wanted &= pl.col("event_date").dt.year() == year
+    # Two passes: the few columns that decide which rows a page holds, for every candidate row group;
+    # then the page's columns, only of the row groups that hold the page's rows.
+    keys = sorted({"event_date", "violation_id", "is_current", *match.columns})
+    found: list[pl.DataFrame] = []
+    count = 0
+    current_year: object = object()
+    for index, file in enumerate(view.files):
+        if file.year != current_year:
+            # A year's files are all read before stopping: the page order runs across files.
+            if count > limit:
+                break
+            current_year = file.year
+        if agency is not None and file.agency != agency:
+            continue
+        if year is not None and file.year != year:
+            continue
+        if file.year is not None and (only_undated or (newest_year is not None and file.year > newest_year)):
+            continue
+        if not file.may_hold(match.column, match.value):
+            continue
+        footer = FOOTERS.get(view.table.io, file.path)
+        groups = sorted(
+            set(footer.groups(match.column, match.value)) & set(footer.groups("is_current", True))
+        )
+        if not groups:
+            continue
+        rows = view.read(file, groups, keys).with_columns(_position(footer, groups, index)).filter(wanted)
+        if not rows.is_empty():
+            found.append(rows)
+            count += rows.height
+    if not found:
+        return Page(pl.DataFrame(schema={c: VIOLATIONS_POLARS[c] for c in PAGE_COLUMNS}), None)
+    chosen = (
+        pl.concat(found)
+        .sort(["event_date", "violation_id"], descending=True, nulls_last=True)
+        .head(limit + 1)
+        .select("_file", "_group", "_row")
+    )
+    page_rows = []
+    for (file_index,), rows in chosen.group_by("_file"):
+        file = view.files[int(file_index)]  # type: ignore[call-overload]
+        groups = sorted(rows["_group"].unique().to_list())
+        footer = FOOTERS.get(view.table.io, file.path)
+        read = view.read(file, groups, PAGE_COLUMNS).with_columns(_position(footer, groups, int(file_index)))  # type: ignore[call-overload]
+        page_rows.append(read.join(rows, on=["_file", "_group", "_row"], how="semi").select(PAGE_COLUMNS))
+    ordered = pl.concat(page_rows).sort(["event_date", "violation_id"], descending=True, nulls_last=True)
+    page = ordered.head(limit)
+    last = page.row(-1, named=True)
+    next_cursor = encode_cursor(last["event_date"], last["violation_id"]) if ordered.height > limit else None
+    return Page(page, next_cursor)
+
+
+def _position(footer: Footer, groups: list[int], file_index: int) -> list[pl.Series]:
+    """Where each row of ``groups`` (read together, in order) lies: file, row group, row in the group."""
+    sizes = [footer.metadata.row_group(g).num_rows for g in groups]
+    return [
+        pl.Series("_file", [file_index] * sum(sizes), dtype=pl.Int64),
+        pl.Series(
+            "_group", [g for g, n in zip(groups, sizes, strict=True) for _ in range(n)], dtype=pl.Int64
+        ),
+        pl.concat([pl.int_range(n, eager=True) for n in sizes]).alias("_row").cast(pl.Int64),
+    ]
+
+
+# One violation ------------------------------------------------------------------------------------
+
+
+def agency_link(row: dict[str, Any], details: dict[str, Any]) -> str | None:
+    """The violation's page on the agency's own site, where the source names one.
+
+    OSHA enforcement: the inspection (``activity_nr``, the part of the source id before the citation);
+    OSHA severe injury: the inspection it led to (``Inspection``), if any; EPA ECHO and ICIS FE&C: the
+    facility's detailed report (``REGISTRY_ID``: the part of an ECHO source id before the date).
+    """
+    source = (row["agency"], row["dataset"])
+    if source == ("osha", "enforcement"):
+        return OSHA_INSPECTION.format(row["source_id"].split("-", 1)[0])
+    if source == ("osha", "severe_injury"):
+        inspection = _integral(details.get("Inspection"))
+        return OSHA_INSPECTION.format(inspection) if inspection else None
+    if source == ("epa", "echo"):
+        return ECHO_FACILITY.format(row["source_id"].split(":", 1)[0])
+    if source == ("epa", "icis_fec"):
+        registry = _integral(details.get("REGISTRY_ID"))
+        return ECHO_FACILITY.format(registry) if registry else None
+    return None
+
+
+def _integral(value: object) -> str | None:
+    """``1018519`` from ``1018519``, ``1018519.0`` or ``1018519.00``; None for anything else."""
+    text = str(value).strip() if value is not None else ""
+    whole, _, fraction = text.partition(".")
+    return whole if whole.isdigit() and fraction.strip("0") == "" else None
+
+
+def violation_versions(lakehouse: Lakehouse, violation_id: str, max_age: float = 0.0) -> pl.DataFrame:
+    """Every version of one violation (current, closed and delete tombstones), oldest first.
+
+    Within the partitions of the id's agency, only files whose id hashes (``Footer.id_hashes``) hold
+    it are read: the one row group whose id range holds it.
+    """
+    view = silver_view(lakehouse, max_age)
+    agency = violation_id.split(":", 1)[0]
+    wanted = _id_hash(pl.Series([violation_id]))[0]
+    found = []
+    for file in view.files:
+        if file.agency is not None and file.agency != agency:
+            continue
+        footer = FOOTERS.get(view.table.io, file.path)
+        if footer.id_hashes is None:
+            every_group = list(range(footer.metadata.num_row_groups))
+            footer.id_hashes = _id_hash(
+                view.read(file, every_group, ("violation_id",))["violation_id"]
+            ).sort()
+        at = int(footer.id_hashes.search_sorted(wanted))
+        if at == footer.id_hashes.len() or footer.id_hashes[at] != wanted:
+            continue
+        groups = footer.groups("violation_id", violation_id)
+        rows = view.read(file, groups, VIOLATION_COLUMNS).filter(pl.col("violation_id") == violation_id)
+        if not rows.is_empty():
+            found.append(rows)
+    if not found:
+        return pl.DataFrame(schema=VIOLATIONS_POLARS)
+    return pl.concat(found).sort("valid_from", nulls_last=True)
+
+
+def _id_hash(ids: pl.Series) -> pl.Series:
+    return ids.hash(seed=0)
+
+
+def violation_record(lakehouse: Lakehouse, violation_id: str, max_age: float = 0.0) -> dict[str, Any] | None:
+    """The whole record of one violation, or None when silver never held it.
+
+    ``record``: the current version (the last one when the source deleted it) with its details parsed;
+    ``versions``: every SCD2 version oldest first; ``lineage``: the source file and ingest time of the
+    shown version; ``agency_url``: the agency's own page (``agency_link``).
+    """
+    versions = violation_versions(lakehouse, violation_id, max_age)
+    if versions.is_empty():
+        return None
+    current = versions.filter(pl.col("is_current"))
+    shown = (current if not current.is_empty() else versions.tail(1)).row(0, named=True)
+    details = json.loads(shown["violation_details"]) if shown["violation_details"] else {}
+    record = {c: shown[c] for c in VIOLATION_COLUMNS if c not in LINEAGE_COLUMNS}
+    record["violation_details"] = details
+    return {
+        "violation_id": violation_id,
+        "deleted": current.is_empty(),
+        "record": record,
+        "lineage": {
+            "source_uri": shown["meta_source_uri"],
+            "ingested_at": shown["meta_ingest_timestamp"],
+            "run_id": shown["meta_run_id"],
+        },
+        "versions": versions.select(VERSION_COLUMNS).to_dicts(),
+        "agency_url": agency_link(shown, details),
+    }
