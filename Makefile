@@ -6,7 +6,7 @@ SMALL ?= 100000
 BIG ?= 8000000
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test test-fast lint bench bench-cli bench-growth bench-api clean stack stack-down image browser
+.PHONY: demo test test-fast lint bench bench-cli bench-growth bench-api clean stack stack-down image browser screenshots
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ browser:
 	  { apt-get update -q && apt-get install -y -q chromium chromium-driver; } || { \
 	    echo "Could not install Chromium, which the browser tests need. Install it as root:" >&2; \
 	    echo "  apt-get install -y chromium chromium-driver" >&2; exit 1; }; }
+
+# The README's screenshots (docs/screenshots/), taken by the browser tests from their demo data.
+screenshots: $(VENV)/.installed-dev browser
+	VENTUREOS_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/test_web.py -q
 
 # The inner loop: ruff and the tests that start no server (no Prefect API, no moto, no subprocess).
 test-fast: $(VENV)/.installed-dev
