@@ -59,10 +59,10 @@ def timeout() -> float:
 def commit_limits() -> list[str]:
     """Every ``iceberg-commit-<table>`` limit the flows hold a slot of (tasks/policy.py)."""
     from tasks.policy import commit_limit_name
-    from ventureos.gold import GOLD_TABLES, REMOVALS
+    from ventureos.gold import COMMIT_TABLES
     from ventureos.schemas import QUARANTINE, VIOLATIONS
 
-    return [commit_limit_name(t) for t in (VIOLATIONS, QUARANTINE, *GOLD_TABLES.values(), REMOVALS)]
+    return [commit_limit_name(t) for t in (VIOLATIONS, QUARANTINE, *COMMIT_TABLES)]
 
 
 # --- processes ----------------------------------------------------------------------------------
