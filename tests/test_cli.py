@@ -196,7 +196,7 @@ def test_demo_says_what_it_loaded_and_why_in_80_columns(tmp_path: Path) -> None:
         "480 EPA ECHO facilities with no penalty are not violations",
         "1 OSHA severe injury report quarantined: unparseable JSON",
         "(a file the demo truncates on purpose)",
-        "Serving store: 632 companies, 539 cities, 41 states (3,649 items",
+        "Serving store: 632 companies, 539 cities, 41 states (12,559 items",
         "Penalties: $380,765.00 over 20 EPA ECHO facilities. OSHA severe injury reports carry no penalties.",
         "Next, on this lakehouse:",
         "ventureos top --by penalty --entity state",

@@ -32,6 +32,7 @@ from ventureos.schemas import SOURCE_URI, to_arrow
 from ventureos.serving import ENTITIES, LIVE_FEED, ServingStore, open_store
 from ventureos.serving.base import Item
 from ventureos.serving.live_feed import FEED_COLUMNS, FEED_SIZE, apply_to_feed
+from ventureos.serving.reads import search as search_entities
 from ventureos.serving.sync import SOURCES, iso, read_watermarks, sync_entities
 from ventureos.settings import load_settings
 from ventureos.silver import Scd2Plan, current_versions
@@ -358,3 +359,34 @@ def test_sync_holds_a_removal_until_its_gold_commit_is_visible(home: Path) -> No
     assert done.watermarks["removals"] == iso(T2)
     assert store.query(ENTITIES, lone) == [] and search_items_of(store, lone) == []
     assert (sync_entities(store, catalog).written, sync_entities(store, catalog).deleted) == (0, 0)
+
+
+def test_sync_replaces_the_search_items_of_a_renamed_entity(home: Path) -> None:
+    store = open_store(load_settings())
+    store.create_tables()
+    catalog = current_lakehouse().catalog
+    rows = real_rows(8)
+    ids = rows["source_id"].to_list()
+    acme = {"company_slug": "acme", "state": "TX", "city": "AUSTIN"}
+    rows = edit(rows, ids[0], **acme, company_name="Acme Tools", penalty_amount=Decimal("10.00"))
+    apply_to_silver_and_gold(rows, T1)
+    sync_entities(store, catalog)
+    assert {i["SK"] for i in search_items_of(store, "COMPANY#acme")} == {
+        "tools#COMPANY#acme",
+        "acme#COMPANY#acme",
+        "acmetools#COMPANY#acme",
+    }
+
+    renamed = edit(rows, ids[0], company_name="Acme Widgets Inc")
+    apply_to_silver_and_gold(renamed, T2)
+    result = sync_entities(store, catalog)
+    assert {i["SK"] for i in search_items_of(store, "COMPANY#acme")} == {
+        "acme#COMPANY#acme",
+        "widgets#COMPANY#acme",
+        "acmewidgetsinc#COMPANY#acme",
+    }
+    assert result.deleted >= 2  # tools, acmetools
+    assert store.get_item(ENTITIES, "COMPANY#acme", "METADATA")["aliases"] == ["Acme Widgets Inc"]
+    assert_serving_is_gold(store)
+    found = [r["key"] for r in search_entities(store, "acme widg")]
+    assert found == ["COMPANY#acme"] and search_entities(store, "acme tools") == []

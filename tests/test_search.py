@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ventureos.search import fold, search_tokens, shard
+from ventureos.serving.entity_items import search_names
 
 
 def test_fold_ascii_folds_lowercases_and_breaks_on_punctuation() -> None:
@@ -29,3 +30,10 @@ def test_a_query_joined_without_spaces_is_a_prefix_of_the_joined_token() -> None
     assert joined == "walmart"
     assert [t for t in tokens if t.startswith(joined)] == ["walmartstoresinc"]
     assert shard(joined) == shard("walmartstoresinc") == "SEARCH#wa"
+
+
+def test_a_city_is_indexed_by_its_own_words_not_its_state_code() -> None:
+    assert search_names("AUSTIN, TX", "city") == ["austin", "austintx"]
+    assert search_names("SAN ANTONIO, TX", "city") == ["san", "antonio", "sanantoniotx"]
+    assert search_names("TX", "state") == ["tx"]
+    assert search_names("WAL-MART STORES, INC.", "company") == search_tokens("WAL-MART STORES, INC.")

@@ -81,11 +81,12 @@ def check_profiles(store: ServingStore, silver: pl.DataFrame) -> None:
     assert top[0]["count"] == max(n for n, _, _ in in_texas.values())
 
 
-def check_search(store: ServingStore) -> None:
-    """Every company is found by each indexed word of its name, and by its whole name."""
+def check_search(store: ServingStore, companies: int | None) -> None:
+    """Each company (the first ``companies`` by key; None: all) is found by each indexed word of its
+    name, and by its whole name."""
     silver = current_silver()
-    keys = ("COMPANY#" + silver["company_slug"].drop_nulls()).unique().to_list()
-    for key in keys:
+    keys = sorted(("COMPANY#" + silver["company_slug"].drop_nulls()).unique())
+    for key in keys[:companies]:
         name = entity_profile(store, key)["metadata"]["name"]
         words = [w for w in fold(name).split() if w not in STOP_WORDS and len(w) >= 2]
         for query in [*words, name]:
@@ -124,10 +125,10 @@ def check_leaderboards(store: ServingStore, silver: pl.DataFrame) -> None:
         leaderboard(store, "planet", "count", "all")
 
 
-def check_reads(store: ServingStore) -> None:
+def check_reads(store: ServingStore, companies_searched: int | None = None) -> None:
     silver = current_silver()
     check_profiles(store, silver)
-    check_search(store)
+    check_search(store, companies_searched)
     check_leaderboards(store, silver)
 
 
@@ -139,4 +140,5 @@ def test_reads_on_sqlite(home: Path) -> None:
 @pytest.mark.aws
 @pytest.mark.usefixtures("prefect_harness")
 def test_reads_on_dynamodb(aws_home: str) -> None:
-    check_reads(ingest_and_sync())
+    # Every company is searched on SQLite; here a sample keeps the HTTP round trips to moto few.
+    check_reads(ingest_and_sync(), companies_searched=15)

@@ -191,8 +191,8 @@ def serving_lines(entities: dict[str, int], written: int) -> list[str]:
     """What gold-sync put in the serving store, counted in entities as well as raw items."""
     counted = ", ".join(plural(entities.get(level, 0), *words) for level, words in LEVEL_WORDS.items())
     return wrapped(
-        f"Serving store: {counted} ({written:,} items: each entity's profile and its stats per agency"
-        " and over all agencies)."
+        f"Serving store: {counted} ({written:,} items: each entity's profile, stats, yearly series"
+        " and top companies per agency and over all agencies, the search index and the leaderboards)."
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -255,19 +256,26 @@ def _chosen_name(choice: pl.Expr) -> pl.Expr:
 # Silver rows are grouped once, per (entity, agency, spelling); those groups roll up per (entity,
 # agency) and, through (entity, spelling), per entity as ``all``: sums, min/max and the latest keys
 # combine, and memory holds one group per distinct spelling, never the rows.
-_FROM_ROWS = [
+# What every rollup needs (counts, penalties, the name choice), then what only stats tables need.
+_NAMED_FROM_ROWS = [
     pl.col("_latest_name").max(),
-    pl.col("_latest_industry").max(),
     pl.len().cast(pl.Int64).alias("violation_count"),
     pl.col("penalty_amount").sum().cast(GOLD_POLARS["penalty_total"]).alias("penalty_total"),
+]
+_FROM_ROWS = [
+    *_NAMED_FROM_ROWS,
+    pl.col("_latest_industry").max(),
     pl.col("event_date").min().alias("first_event_date"),
     pl.col("event_date").max().alias("last_event_date"),
 ]
-_FROM_GROUPS = [
+_NAMED_FROM_GROUPS = [
     pl.col("_latest_name").max(),
-    pl.col("_latest_industry").max(),
     pl.col("violation_count").sum(),
     pl.col("penalty_total").sum(),
+]
+_FROM_GROUPS = [
+    *_NAMED_FROM_GROUPS,
+    pl.col("_latest_industry").max(),
     pl.col("first_event_date").min(),
     pl.col("last_event_date").max(),
 ]
@@ -302,15 +310,18 @@ def _keyed_rows(silver: pl.LazyFrame, level: str, keys: dict[str, pl.Expr] | Non
     )
 
 
-def _rollup(keyed: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
-    """Per (``by``, agency) and per ``by`` as agency ``all``: counts, penalties, dates, name choice, aliases."""
-    per_spelling = keyed.group_by(*by, "agency", "_spelling").agg(_FROM_ROWS)
-    per_agency = per_spelling.group_by(*by, "agency").agg(*_FROM_GROUPS, _CHOICE, _ALIASES)
+def _rollup(keyed: pl.LazyFrame, by: list[str], full: bool = True) -> pl.LazyFrame:
+    """Per (``by``, agency) and per ``by`` as agency ``all``: counts, penalties and the name choice, and
+    when ``full`` also the dates, industry and aliases (stats tables; place companies need none of them)."""
+    from_rows, from_groups = (_FROM_ROWS, _FROM_GROUPS) if full else (_NAMED_FROM_ROWS, _NAMED_FROM_GROUPS)
+    extra = [_CHOICE, _ALIASES] if full else [_CHOICE]
+    per_spelling = keyed.group_by(*by, "agency", "_spelling").agg(from_rows)
+    per_agency = per_spelling.group_by(*by, "agency").agg(*from_groups, *extra)
     overall = (
         per_spelling.group_by(*by, "_spelling")
-        .agg(_FROM_GROUPS)
+        .agg(from_groups)
         .group_by(*by)
-        .agg(*_FROM_GROUPS, _CHOICE, _ALIASES)
+        .agg(*from_groups, *extra)
         .with_columns(agency=pl.lit(ALL))
     )
     return pl.concat([per_agency, overall], how="diagonal").with_columns(
@@ -390,7 +401,7 @@ def _place_plan(silver: pl.LazyFrame, now: datetime) -> pl.LazyFrame:
         .drop(set(places) - {column})
         for column in places
     )
-    stats = _with_curated_names(_rollup(in_places, ["place_key", "entity_key"]), "entity_key")
+    stats = _with_curated_names(_rollup(in_places, ["place_key", "entity_key"], full=False), "entity_key")
     return (
         stats.rename({"entity_key": "company_key", "entity_name": "company_name"})
         .with_columns(_now(now))
@@ -510,7 +521,7 @@ def update_gold_tables(
 def rebuild_gold_tables(
     catalog: Catalog, violations: Table, now: datetime, storage_options: dict[str, str] | None = None
 ) -> list[GoldChange]:
-    """Every entity recomputed from all current silver rows (a streamed scan of 8 columns): after a bulk
+    """Every entity recomputed from all current silver rows (a streamed scan of 10 columns): after a bulk
     load or swap of silver, or to repair a crash between a silver and its gold commit.
 
     ``storage_options`` are Polars' object-store options (``Storage.polars_storage_options``): Polars
@@ -563,15 +574,22 @@ def refresh_gold(
     removed_rows = pl.concat(removals) if removals else pl.DataFrame(schema=REMOVALS_POLARS)
     if not removed_rows.is_empty():
         removals_table(catalog).append(to_arrow(removed_rows, REMOVALS_ARROW))
-    for table, spec, key_filter, recomputed in writes:
-        with table.transaction() as txn:
-            if key_filter is None:
-                txn.append(to_arrow(recomputed, spec.arrow))
-            elif recomputed.is_empty():
-                txn.delete(key_filter)
-            else:
-                txn.overwrite(to_arrow(recomputed, spec.arrow), overwrite_filter=key_filter)
+    # The tables are independent: their copy-on-write overwrites (reading and rewriting data files,
+    # outside the GIL) run side by side. A failed one fails the call; the retry recomputes them all.
+    with ThreadPoolExecutor(max_workers=max(len(writes), 1)) as pool:
+        list(pool.map(lambda write: _commit(*write), writes))
     return results
+
+
+def _commit(table: Table, spec: GoldSpec, key_filter: BooleanExpression | None, rows: pl.DataFrame) -> None:
+    """Replace the rows of ``key_filter`` (``None``: an empty table) by ``rows`` in one commit."""
+    with table.transaction() as txn:
+        if key_filter is None:
+            txn.append(to_arrow(rows, spec.arrow))
+        elif rows.is_empty():
+            txn.delete(key_filter)
+        else:
+            txn.overwrite(to_arrow(rows, spec.arrow), overwrite_filter=key_filter)
 
 
 def read_gold(catalog: Catalog, level: str, since: datetime | None = None) -> pl.DataFrame:

@@ -6,6 +6,8 @@ The app holds one serving store, opened on first use, and never imports the orch
 
 from __future__ import annotations
 
+import threading
+
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
@@ -47,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.store = None
+    app.state.store_lock = threading.Lock()
     app.state.status_cache = status.StatusCache()
     install_problem_handlers(app)
     if settings.cors_origins:

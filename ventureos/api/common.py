@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any
@@ -30,8 +29,6 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows to answer, 1.
 ENTITY_CACHE_CONTROL = "public, max-age=300"
 """Entity answers change at most once per gold-sync: shared caches may keep them five minutes."""
 
-_STORE_LOCK = threading.Lock()
-
 
 def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
@@ -42,7 +39,7 @@ def store_of(request: Request) -> ServingStore:
     """The app's one serving store, opened on first use (a test app that is never called opens none)."""
     state = request.app.state
     if state.store is None:
-        with _STORE_LOCK:
+        with state.store_lock:
             if state.store is None:
                 state.store = open_store(state.settings)
     store: ServingStore = state.store

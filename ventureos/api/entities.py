@@ -18,14 +18,14 @@ from fastapi.responses import Response
 from ventureos.api.common import Slug, StateCode, cached_json, money, store_of
 from ventureos.api.problems import not_found
 from ventureos.entities import known_entities, resolve_names
+from ventureos.gold import ALL
 from ventureos.serving.base import ENTITIES, LIVE_FEED, Item, ServingStore
+from ventureos.serving.entity_items import METADATA
+from ventureos.serving.reads import entity_profile
+from ventureos.severity import SEVERITIES
 
 router = APIRouter(tags=["entities"])
 
-METADATA = "METADATA"
-ALL = "all"
-SEVERITIES = ("willful", "repeat", "serious", "other")
-MEASURES = ("penalty", "count")
 EVIDENCE = ("canonical", "method", "matched", "parent", "parent_slug", "confidence")
 
 
@@ -60,17 +60,12 @@ def totals(stats: Item) -> dict[str, Any]:
                 "penalty": money(severity.get(name, {}).get("penalty", 0)),
             }
             for name in SEVERITIES
-        }
-        if severity
-        else None,
+        },
     }
 
 
-def series(item: Item) -> list[dict[str, Any]]:
-    return [
-        {"year": int(y["year"]), "count": int(y["count"]), "penalty": money(y["penalty"])}
-        for y in item.get("years", [])
-    ]
+def series(years: list[Item]) -> list[dict[str, Any]]:
+    return [{"year": int(y["year"]), "count": int(y["count"]), "penalty": money(y["penalty"])} for y in years]
 
 
 def company_ref(entry: Item) -> dict[str, Any]:
@@ -104,12 +99,10 @@ def feed_entry(item: Item) -> dict[str, Any]:
 
 def entity_answer(store: ServingStore, key: str) -> dict[str, Any] | None:
     """The whole answer of one entity from its serving items, or None when it has none."""
-    items = store.query(ENTITIES, key)
-    metadata = next((i for i in items if i["SK"] == METADATA), None)
-    if metadata is None:
+    profile = entity_profile(store, key)
+    if profile is None:
         return None
-    by_sk = {i["SK"]: i for i in items}
-    stats = {sk.removeprefix("STATS#"): i for sk, i in by_sk.items() if sk.startswith("STATS#")}
+    metadata, stats = profile["metadata"], profile["stats"]
     agencies = sorted(a for a in stats if a != ALL)
     feed: dict[str, list[dict[str, Any]]] = defaultdict(list)
     # SK order is (agency, date, id) ascending: newest first is the reverse.
@@ -127,22 +120,15 @@ def entity_answer(store: ServingStore, key: str) -> dict[str, Any] | None:
         },
         "agencies": agencies,
         "totals": {agency: totals(stats[agency]) for agency in [ALL, *agencies] if agency in stats},
-        "series": {
-            sk.removeprefix("SERIES#"): series(i)
-            for sk, i in sorted(by_sk.items())
-            if sk.startswith("SERIES#")
-        },
+        "series": {agency: series(years) for agency, years in sorted(profile["series"].items())},
         "live_feed": {agency: feed[agency] for agency in sorted(feed)},
         "last_updated": metadata.get("last_updated"),
     }
     if entity_type != "company":
-        tops: dict[str, dict[str, list[dict[str, Any]]]] = {by: {} for by in MEASURES}
-        for sk, item in sorted(by_sk.items()):
-            if sk.startswith("TOP#"):
-                _, by, agency = sk.split("#", 2)
-                if by in tops:
-                    tops[by][agency] = [company_ref(c) for c in item.get("companies", [])]
-        answer["top_companies"] = tops
+        answer["top_companies"] = {
+            by: {agency: [company_ref(c) for c in companies] for agency, companies in sorted(tops.items())}
+            for by, tops in sorted(profile["top"].items())
+        }
     return answer
 
 
@@ -181,7 +167,8 @@ def explain_names(names: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
 
 @lru_cache(maxsize=4096)
 def curated_aliases(slug: str) -> tuple[dict[str, str], ...]:
-    """Hand-curated spellings and brand prefixes that point at ``slug`` (``aliases.csv``)."""
+    """The known names that resolve to ``slug``: the curated parent's name and the spellings and brand
+    prefixes of ``aliases.csv`` (``match`` exact or prefix, ``key`` the spacing-free match key)."""
     exact, prefix = known_entities()
     rows = pl.concat([exact.with_columns(match=pl.lit("exact")), prefix.with_columns(match=pl.lit("prefix"))])
     rows = rows.filter(pl.col("parent_slug") == slug).sort("match", "alias")

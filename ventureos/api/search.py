@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from ventureos.api.common import MAX_LIMIT, money, plain_json, store_of
+from ventureos.api.common import Limit, money, plain_json, store_of
 from ventureos.serving.reads import search as search_index
 
 router = APIRouter(tags=["search"])
@@ -19,7 +19,7 @@ MAX_QUERY = 100
 def search(
     request: Request,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY, description="Words or word prefixes")],
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
+    limit: Limit = 10,
 ) -> Response:
     found = search_index(store_of(request), q, limit)
     results = [

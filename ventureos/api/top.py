@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from ventureos.api.common import AGENCY_PATTERN, MAX_LIMIT, STATE_PATTERN, money, plain_json, store_of
+from ventureos.api.common import AGENCY_PATTERN, STATE_PATTERN, Limit, money, plain_json, store_of
 from ventureos.api.problems import bad_parameter
 from ventureos.serving.reads import leaderboard
 
@@ -78,7 +78,7 @@ def top(
     since: Annotated[
         int | None, Query(ge=1900, le=2100, description="Only violations from this year on")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
+    limit: Limit = 10,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> Response:
     sk = filter_sk(level, state, industry, since)

@@ -14,7 +14,7 @@ import polars as pl
 
 from ventureos.entities import company_key, curated_parents
 from ventureos.gold import ALL
-from ventureos.search import search_tokens, shard
+from ventureos.search import STOP_WORDS, fold, search_tokens, shard
 from ventureos.serving.base import Item, Key
 from ventureos.severity import SEVERITIES
 
@@ -111,7 +111,7 @@ def search_names(name: str, level: str) -> list[str]:
     every city of it."""
     if level != "city" or ", " not in name:
         return search_tokens(name)
-    city_words = search_tokens(name.rsplit(", ", 1)[0])[:-1]
+    city_words = [w for w in fold(name.rsplit(", ", 1)[0]).split() if w not in STOP_WORDS]
     return list(dict.fromkeys([*city_words, *search_tokens(name)[-1:]]))
 
 

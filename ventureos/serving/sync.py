@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 from pyiceberg.catalog import Catalog
-from pyiceberg.expressions import In
+from pyiceberg.expressions import AlwaysTrue, In
 
 from ventureos.gold import (
     ALL,
@@ -62,7 +62,7 @@ SOURCES: dict[str, GoldSpec] = {
 @dataclass
 class SyncResult:
     changed_rows: int
-    """Gold (entity, agency) rows newer than their table's watermark."""
+    """Rows of the gold tables newer than their table's watermark."""
     written: int
     """Entities items put (entity items of changed entities, changed leaderboard items)."""
     deleted: int
@@ -92,7 +92,7 @@ def settle_removals(
     """(entity, agency) pairs that left gold for logged removals, and how far the removals watermark may advance.
 
     A removal is logged just before its gold commit. A pair absent from gold is gone (delete its
-    items); present with a newer ``updated_at`` it came back (the STATS put covers it); present and
+    items); present with a newer ``updated_at`` it came back (its entity's items are rebuilt); present and
     older, its gold commit is not visible yet: the watermark stays below it, so the next sync looks again.
     """
     if removals.is_empty():
@@ -126,14 +126,15 @@ def changed_entities(changed: dict[str, pl.DataFrame]) -> dict[str, list[str]]:
     return {level: sorted(k for k in keys if level_of(k) == level) for level in LEVELS}
 
 
-def level_items(catalog: Catalog, level: str, keys: list[str]) -> list[Item]:
-    """Every item of the given entities of one level, from all their gold rows."""
+def level_items(catalog: Catalog, level: str, keys: list[str] | None) -> list[Item]:
+    """Every item of the given entities of one level (``None``: all, a full sync), from all their gold rows."""
     index = LEVELS.index(level)
     places = read_table(catalog, PLACE_SPEC, keys if level in PLACE_TYPES else [])
     states = {}
     if level == "company":
-        of_companies = read_frame(PLACE_SPEC.table(catalog), In("company_key", set(keys)))
-        states = main_states(of_companies.cast(PLACE_SPEC.polars))
+        of_companies = PLACE_SPEC.table(catalog)
+        row_filter = AlwaysTrue() if keys is None else In("company_key", set(keys))
+        states = main_states(read_frame(of_companies, row_filter).cast(PLACE_SPEC.polars))
     stats, years = read_table(catalog, STATS_SPECS[index], keys), read_table(catalog, YEAR_SPECS[index], keys)
     return entity_items(level, stats, years, places, states)
 
@@ -168,11 +169,20 @@ def sync_entities(store: ServingStore, catalog: Catalog) -> SyncResult:
     removals = read_removals(catalog, marks.get(REMOVALS_SOURCE))
     gone, removals_mark = settle_removals(catalog, removals)
     keys = changed_entities(changed)
-    items = [item for level in LEVELS if keys[level] for item in level_items(catalog, level, keys[level])]
+    # A level never synced (a fresh store) is read whole, not by a filter of every key, and has no
+    # stored names to look up.
+    fresh = {level for level in LEVELS if level not in marks}
+    items = [
+        item
+        for level in LEVELS
+        if keys[level]
+        for item in level_items(catalog, level, None if level in fresh else keys[level])
+    ]
     renamed = {
         key
-        for frame in (changed[level] for level in LEVELS)
-        for key in frame.filter(pl.col("agency") == ALL)["entity_key"]
+        for level in LEVELS
+        if level not in fresh
+        for key in changed[level].filter(pl.col("agency") == ALL)["entity_key"]
     }
     gone_entities = sorted(key for key, agency in gone if agency == ALL)
     doomed = [k for key, agency in gone for k in pair_keys(key, agency, level_of(key))]
