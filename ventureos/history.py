@@ -62,8 +62,9 @@ LINEAGE_COLUMNS = (
     "valid_to",
 )
 """Shown under ``lineage`` and ``versions`` of a record, not in it."""
-STATS_COLUMNS = ("violation_id", "company_slug", "state", "is_current")
-"""Columns whose row-group statistics the footer cache keeps."""
+STATS_COLUMNS = ("violation_id", "is_current")
+"""Columns whose row-group statistics the footer cache keeps (an id's row group, groups with current
+rows); the entity columns prune through the manifests and the per-file entity digest instead."""
 
 OSHA_INSPECTION = "https://www.osha.gov/ords/imis/establishment.inspection_detail?id={}"
 ECHO_FACILITY = "https://echo.epa.gov/detailed-facility-report?fid={}"
@@ -114,6 +115,8 @@ class Footer:
     metadata: pq.FileMetaData
     row_groups: list[dict[str, tuple[Any, Any]]]
     """Per row group, (min, max) of ``STATS_COLUMNS`` (absent when the writer kept no statistics)."""
+    # The two digests are built outside the cache's lock: two threads may build the same one, and
+    # either result is right.
     id_hashes: pl.Series | None = None
     """Sorted 64-bit hashes of the file's violation ids, built the first time an id is looked up in the
     file (8 bytes a row: 64 MB for 8M rows). Every file's id range holds almost every id, so without
