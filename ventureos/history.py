@@ -62,8 +62,9 @@ LINEAGE_COLUMNS = (
     "valid_to",
 )
 """Shown under ``lineage`` and ``versions`` of a record, not in it."""
-STATS_COLUMNS = ("violation_id", "company_slug", "state", "is_current")
-"""Columns whose row-group statistics the footer cache keeps."""
+STATS_COLUMNS = ("violation_id", "is_current")
+"""Columns whose row-group statistics the footer cache keeps (an id's row group, groups with current
+rows); the entity columns prune through the manifests and the per-file entity digest instead."""
 
 OSHA_INSPECTION = "https://www.osha.gov/ords/imis/establishment.inspection_detail?id={}"
 ECHO_FACILITY = "https://echo.epa.gov/detailed-facility-report?fid={}"
@@ -114,10 +115,26 @@ class Footer:
     metadata: pq.FileMetaData
     row_groups: list[dict[str, tuple[Any, Any]]]
     """Per row group, (min, max) of ``STATS_COLUMNS`` (absent when the writer kept no statistics)."""
+    # The two digests are built outside the cache's lock: two threads may build the same one, and
+    # either result is right.
     id_hashes: pl.Series | None = None
     """Sorted 64-bit hashes of the file's violation ids, built the first time an id is looked up in the
     file (8 bytes a row: 64 MB for 8M rows). Every file's id range holds almost every id, so without
     it an id lookup reads one row group of every file of its agency."""
+    entities: dict[tuple[str, ...], dict[str, list[int]]] = field(default_factory=dict)
+    """Per entity level's columns: the row groups holding each entity key of the file, built on first
+    use. A file whose company range holds a slug alphabetically but not the company is skipped
+    unread, and in the others only the row groups holding the entity are read (rows are in id order
+    inside a file, so an entity's rows are spread over them)."""
+
+    def entity_groups(self, view: SilverView, file: SilverFile, match: EntityMatch) -> list[int]:
+        groups = self.entities.get(match.columns)
+        if groups is None:
+            every_group = list(range(self.metadata.num_row_groups))
+            rows = view.read(file, every_group, match.columns).with_columns(_position(self, every_group, 0))
+            by_key = rows.group_by(match.key.alias("key")).agg(pl.col("_group").unique().sort())
+            groups = self.entities[match.columns] = dict(by_key.drop_nulls("key").iter_rows())
+        return groups.get(match.value_key, [])
 
     def groups(self, column: str, value: Any) -> list[int]:
         """Row groups whose statistics may hold ``column == value``."""
@@ -193,7 +210,10 @@ class SilverView:
         footer = FOOTERS.get(self.table.io, file.path)
         with self.table.io.new_input(file.path).open() as stream:
             rows = pq.ParquetFile(stream, metadata=footer.metadata).read_row_groups(
-                groups, columns=list(columns)
+                # Row groups are small: thread dispatch would cost more than it saves.
+                groups,
+                columns=list(columns),
+                use_threads=False,
             )
         return _frame(rows)
 
@@ -218,7 +238,8 @@ def _silver_file(data_file: DataFile, table: Table, ids: dict[str, int]) -> Silv
 def _frame(rows: pa.Table) -> pl.DataFrame:
     frame = pl.from_arrow(rows)
     assert isinstance(frame, pl.DataFrame)
-    return frame.cast({c: VIOLATIONS_POLARS[c] for c in frame.columns})  # type: ignore[arg-type]
+    differ = {c: VIOLATIONS_POLARS[c] for c, t in frame.schema.items() if t != VIOLATIONS_POLARS[c]}
+    return frame.cast(differ) if differ else frame  # type: ignore[arg-type]
 
 
 _views: dict[tuple[str, ...], SilverView] = {}
@@ -264,15 +285,19 @@ class EntityMatch:
     rows: pl.Expr
     columns: tuple[str, ...]
     """The columns ``rows`` reads."""
+    key: pl.Expr
+    """The entity's key of a row (company slug, ``city-st``, state), compared with ``value_key``."""
+    value_key: str
 
 
 def entity_match(level: str, key: str) -> EntityMatch:
     """``key``: the company slug, the city slug with its state (``new-york-ny``) or the state code."""
     if level == "company":
-        return EntityMatch("company_slug", key, pl.col("company_slug") == key, ("company_slug",))
+        slug = pl.col("company_slug")
+        return EntityMatch("company_slug", key, slug == key, ("company_slug",), slug, key)
     if level == "state":
         state = key.upper()
-        return EntityMatch("state", state, pl.col("state") == state, ("state",))
+        return EntityMatch("state", state, pl.col("state") == state, ("state",), pl.col("state"), state)
     if level == "city":
         city, _, state = key.rpartition("-")
         if not city or len(state) != 2:
@@ -280,8 +305,8 @@ def entity_match(level: str, key: str) -> EntityMatch:
                 f"invalid city key {key!r}: expected the city slug and the state, e.g. austin-tx"
             )
         state = state.upper()
-        in_city = (pl.col("state") == state) & (slugify(pl.col("city")) == city)
-        return EntityMatch("state", state, in_city, ("state", "city"))
+        city_key = slugify(pl.col("city")) + "-" + pl.col("state").str.to_lowercase()
+        return EntityMatch("state", state, city_key == key, ("state", "city"), city_key, key)
     raise ValueError(f"unknown entity level {level!r}; expected one of {', '.join(LEVELS)}")
 
 
@@ -345,9 +370,7 @@ def entity_violations(
         if not file.may_hold(match.column, match.value):
             continue
         footer = FOOTERS.get(view.table.io, file.path)
-        groups = sorted(
-            set(footer.groups(match.column, match.value)) & set(footer.groups("is_current", True))
-        )
+        groups = sorted(set(footer.entity_groups(view, file, match)) & set(footer.groups("is_current", True)))
         if not groups:
             continue
         rows = view.read(file, groups, keys).with_columns(_position(footer, groups, index)).filter(wanted)
