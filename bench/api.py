@@ -6,10 +6,13 @@
    CSVs (``ventureos generate``), ``historical-load --mode replace``, ``maintain`` (compaction writes
    silver's lookup layout: ``ventureos.lookup_layout``) and ``gold-sync``, each as its own process.
 2. Start ``ventureos serve`` on 127.0.0.1 as a subprocess (one uvicorn worker, SQLite serving store).
-3. For each endpoint in turn, ``--clients`` concurrent clients (one async httpx client, one connection
-   each) send requests back to back for ``--seconds``: the trivial ``/ping``, company answers, search
-   type-ahead and history pages (first pages of companies with at most 1,000 violations, and their
-   records by id). History is also timed with one client alone: its service time without queueing.
+3. For each endpoint in turn (the trivial ``/ping``, company answers, search type-ahead, history pages of
+   companies with at most 1,000 violations and their records by id), ``--clients`` concurrent clients
+   (one async httpx client, one connection each) for ``--seconds`` in two phases: back to back
+   (saturated: the req/s and the ratio come from here) and bounded at ``--rate`` requests/s all
+   together (the latency percentiles of the targets come from here: under saturation a latency is the
+   queue, ``clients / throughput``, whatever the endpoint). History and records are also timed with
+   one client alone: their service time.
 
 Prints per endpoint req/s and p50/p95/p99; the last line is one JSON object.
 """
@@ -137,8 +140,17 @@ def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
     )
 
 
-async def drive(base: str, paths: list[str], clients: int, seconds: float) -> dict[str, Any]:
-    """``clients`` workers sending requests back to back for ``seconds``; latencies of 2xx answers."""
+async def drive(
+    base: str, paths: list[str], clients: int, seconds: float, rate: float | None = None
+) -> dict[str, Any]:
+    """``clients`` workers for ``seconds``; latencies of 2xx answers.
+
+    Without ``rate`` each worker sends back to back (closed loop): the server is saturated, which
+    measures its throughput, and a latency is mostly time in the queue (Little's law: about
+    ``clients / throughput``). With ``rate`` (requests/s, all workers together) each worker sends on a
+    fixed schedule whatever the answers (open loop) and a latency counts from the scheduled send, so a
+    server falling behind shows as latency rather than as fewer requests.
+    """
     latencies: list[float] = []
     errors = 0
     cycle = itertools.cycle(paths)
@@ -146,21 +158,27 @@ async def drive(base: str, paths: list[str], clients: int, seconds: float) -> di
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
         for path in paths[:3]:  # warm the caches the steady state has (a footer, an open catalog)
             await client.get(path)
-        deadline = time.perf_counter() + seconds
+        begin = time.perf_counter()
+        deadline = begin + seconds
 
-        async def worker() -> None:
+        async def worker(number: int) -> None:
             nonlocal errors
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
+            interval = clients / rate if rate else 0.0
+            scheduled = begin + interval * number / clients  # workers spread over one interval
+            while scheduled < deadline:
+                if rate:
+                    await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+                else:
+                    scheduled = time.perf_counter()
                 response = await client.get(next(cycle))
                 if response.status_code < 300:
-                    latencies.append(time.perf_counter() - started)
+                    latencies.append(time.perf_counter() - scheduled)
                 else:
                     errors += 1
+                scheduled += interval
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
+        await asyncio.gather(*(worker(n) for n in range(clients)))
+        elapsed = time.perf_counter() - begin
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -172,11 +190,20 @@ async def drive(base: str, paths: list[str], clients: int, seconds: float) -> di
             "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99)}  # fmt: skip
 
 
+ENDPOINTS = ("trivial", "company", "search", "history", "record")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
-    parser.add_argument("--seconds", type=float, default=15.0, help="Load per endpoint (default 15 s).")
+    parser.add_argument(
+        "--seconds", type=float, default=15.0, help="Load per endpoint and phase (default 15 s)."
+    )
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument(
+        "--rate", type=float, default=50.0,
+        help="Requests/s of all clients together in the latency phase (default 50: one per client per second).",
+    )  # fmt: skip
     parser.add_argument("--work", type=Path, help="Scratch folder, reused across runs (default: a new one).")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="ventureos-bench-api-"))
@@ -187,41 +214,62 @@ def main() -> None:
     server = start_server(home, port)
     base = f"http://127.0.0.1:{port}"
     results: dict[str, dict[str, Any]] = {}
-    run: Callable[[str, int], dict[str, Any]] = lambda name, clients: asyncio.run(  # noqa: E731
-        drive(base, paths[name], clients, args.seconds)
+    run: Callable[[str, int, float | None], dict[str, Any]] = lambda name, clients, rate: asyncio.run(  # noqa: E731
+        drive(base, paths[name], clients, args.seconds, rate)
     )
     try:
-        for name in ("trivial", "company", "search", "history", "record"):
-            print(f"driving {name} with {args.clients} clients for {args.seconds:.0f} s ...", flush=True)
-            results[name] = run(name, args.clients)
+        for name in ENDPOINTS:
+            print(
+                f"driving {name}: {args.clients} clients back to back for {args.seconds:.0f} s ...",
+                flush=True,
+            )
+            results[f"{name} saturated"] = run(name, args.clients, None)
+            print(
+                f"driving {name}: {args.clients} clients, {args.rate:g} req/s for {args.seconds:.0f} s ...",
+                flush=True,
+            )
+            results[f"{name} at rate"] = run(name, args.clients, args.rate)
         for name in ("history", "record"):
             print(f"driving {name} with 1 client for {args.seconds:.0f} s ...", flush=True)
-            results[f"{name}_1_client"] = run(name, 1)
+            results[f"{name} 1 client"] = run(name, 1, None)
     finally:
         server.terminate()
         server.wait(timeout=30)
     print(
-        f"\nrows {args.rows:,}, {args.clients} clients, {args.seconds:.0f} s per endpoint, {os.cpu_count()} CPUs"
+        f"\nrows {args.rows:,}, {args.clients} clients, {args.seconds:.0f} s per endpoint and phase, "
+        f"latency phase at {args.rate:g} req/s, {os.cpu_count()} CPUs"
     )
     print(
-        f"{'endpoint':<18}{'requests':>10}{'errors':>8}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"
+        f"{'endpoint':<20}{'requests':>10}{'errors':>8}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"
     )
     for name, r in results.items():
-        print(f"{name:<18}{r['requests']:>10}{r['errors']:>8}{r['rps']:>10.1f}"
+        print(f"{name:<20}{r['requests']:>10}{r['errors']:>8}{r['rps']:>10.1f}"
               f"{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}{r['p99_ms']:>10.1f}")  # fmt: skip
+
+    def ms(name: str, p: str) -> float:
+        return round(results[name][f"{p}_ms"], 1)
+
+    saturated = {e: results[f"{e} saturated"] for e in ENDPOINTS}
     print(
         json.dumps(
             {
                 "rows": args.rows,
-                "company_rps": round(results["company"]["rps"], 1),
-                "trivial_rps": round(results["trivial"]["rps"], 1),
-                "ratio_company_vs_trivial": round(results["company"]["rps"] / results["trivial"]["rps"], 3),
-                "company_p99_ms": round(results["company"]["p99_ms"], 1),
-                "search_p99_ms": round(results["search"]["p99_ms"], 1),
-                "history_p95_ms": round(results["history"]["p95_ms"], 1),
-                "record_p95_ms": round(results["record"]["p95_ms"], 1),
-                "history_p95_ms_1_client": round(results["history_1_client"]["p95_ms"], 1),
-                "record_p95_ms_1_client": round(results["record_1_client"]["p95_ms"], 1),
+                "rate": args.rate,
+                "company_rps": round(saturated["company"]["rps"], 1),
+                "trivial_rps": round(saturated["trivial"]["rps"], 1),
+                "ratio_company_vs_trivial": round(
+                    saturated["company"]["rps"] / saturated["trivial"]["rps"], 3
+                ),
+                "company_p99_ms": ms("company at rate", "p99"),
+                "search_p99_ms": ms("search at rate", "p99"),
+                "history_p95_ms": ms("history at rate", "p95"),
+                "record_p95_ms": ms("record at rate", "p95"),
+                "history_p95_ms_1_client": ms("history 1 client", "p95"),
+                "record_p95_ms_1_client": ms("record 1 client", "p95"),
+                "company_p99_ms_saturated": ms("company saturated", "p99"),
+                "search_p99_ms_saturated": ms("search saturated", "p99"),
+                "history_p95_ms_saturated": ms("history saturated", "p95"),
+                "trivial_p99_ms_saturated": ms("trivial saturated", "p99"),
             }
         )
     )
