@@ -62,18 +62,32 @@ def wire_value(value: Any) -> dict[str, Any]:
     return _SERIALIZER.serialize(_plain_value(value))
 
 
-def _from_number(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else value
-    if isinstance(value, list):
-        return [_from_number(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _from_number(v) for k, v in value.items()}
-    return value
+def _number(text: str) -> int | Decimal:
+    """A DynamoDB number: ``int`` when whole, else an exact ``Decimal``."""
+    value = Decimal(text)
+    return int(value) if value == value.to_integral_value() else value
+
+
+def _from_typed(value: dict[str, Any]) -> Any:
+    # The common types by hand (the entity answers' nested series and lists are most of an API
+    # request's time with boto3's generic deserializer); sets and binary through boto3's.
+    ((tag, inner),) = value.items()
+    if tag == "S" or tag == "BOOL":
+        return inner
+    if tag == "N":
+        return _number(inner)
+    if tag == "M":
+        return {k: _from_typed(v) for k, v in inner.items()}
+    if tag == "L":
+        return [_from_typed(v) for v in inner]
+    if tag == "NULL":
+        return None
+    return _DESERIALIZER.deserialize(value)
 
 
 def from_wire(attributes: dict[str, Any]) -> Item:
-    return {k: _from_number(_DESERIALIZER.deserialize(v)) for k, v in attributes.items()}
+    """Plain values of DynamoDB typed attributes: whole numbers as ``int``, others as ``Decimal``."""
+    return {k: _from_typed(v) for k, v in attributes.items()}
 
 
 def unique_by_key(items: Iterable[Item]) -> list[Item]:
