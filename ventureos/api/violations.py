@@ -11,11 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import threading
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from normalizers import REGISTRY
@@ -43,6 +44,30 @@ Year = Annotated[int | None, Query(ge=1900, le=2100, description="Only violation
 Cursor = Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="The previous page's next_cursor")]
 PageLimit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Violations per page, 1..{MAX_LIMIT}")]
 Format = Annotated[Literal["json", "csv"], Query()]
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """The query of a history page, the same for companies, cities and states."""
+
+    agency: str | None
+    year: int | None
+    cursor: str | None
+    limit: int
+    format: str
+
+
+def page_query(
+    agency: Agency = None,
+    year: Year = None,
+    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    format: Format = "json",
+) -> PageQuery:
+    return PageQuery(agency, year, cursor, limit, format)
+
+
+PageParams = Annotated[PageQuery, Depends(page_query)]
 
 _LAKEHOUSE_LOCK = threading.Lock()
 
@@ -76,20 +101,22 @@ def wire(value: Any, column: str = "") -> Any:
 AGENCIES = frozenset(d.agency for d in REGISTRY.values())
 
 
-def _page(request: Request, level: str, slug: str, key: str, **query: Any) -> Response:
-    fmt = query.pop("format")
-    if query["agency"] is not None and query["agency"] not in AGENCIES:
+def _page(request: Request, level: str, slug: str, key: str, query: PageQuery) -> Response:
+    if query.agency is not None and query.agency not in AGENCIES:
         raise bad_parameter(
-            "agency", f"unknown agency {query['agency']!r}; known: {', '.join(sorted(AGENCIES))}"
+            "agency", f"unknown agency {query.agency!r}; known: {', '.join(sorted(AGENCIES))}"
         )
     try:
-        page = entity_violations(lakehouse_of(request), level, slug, max_age=VIEW_MAX_AGE, **query)
+        page = entity_violations(
+            lakehouse_of(request), level, slug, agency=query.agency, year=query.year, cursor=query.cursor,
+            limit=query.limit, max_age=VIEW_MAX_AGE,
+        )  # fmt: skip
     except ValueError as exc:
         raise bad_parameter("cursor", str(exc)) from exc
-    if page.rows.is_empty() and query["cursor"] is None and not _known(request, key):
+    if page.rows.is_empty() and query.cursor is None and not _known(request, key):
         raise not_found(f"no {level} {slug!r}")
     rows = [{c: wire(v, c) for c, v in row.items()} for row in page.rows.iter_rows(named=True)]
-    if fmt == "csv":
+    if query.format == "csv":
         return _csv(rows, page, f"{level}-{slug}-violations.csv")
     return plain_json({"key": key, "violations": rows, "next_cursor": page.next_cursor})
 
@@ -110,53 +137,20 @@ def _csv(rows: list[dict[str, Any]], page: Page, name: str) -> Response:
 
 
 @router.get("/company/{slug}/violations", summary="Every current violation of a company, newest first")
-def company_violations(
-    request: Request,
-    slug: Slug,
-    agency: Agency = None,
-    year: Year = None,
-    cursor: Cursor = None,
-    limit: PageLimit = 50,
-    format: Format = "json",
-) -> Response:
-    return _page(
-        request, "company", slug, company_key(slug),
-        agency=agency, year=year, cursor=cursor, limit=limit, format=format,
-    )  # fmt: skip
+def company_violations(request: Request, slug: Slug, query: PageParams) -> Response:
+    return _page(request, "company", slug, company_key(slug), query)
 
 
 @router.get("/city/{slug}/violations", summary="Every current violation in a city (slug-st), newest first")
-def city_violations(
-    request: Request,
-    slug: Slug,
-    agency: Agency = None,
-    year: Year = None,
-    cursor: Cursor = None,
-    limit: PageLimit = 50,
-    format: Format = "json",
-) -> Response:
+def city_violations(request: Request, slug: Slug, query: PageParams) -> Response:
     if len(slug) < 4 or slug[-3] != "-":
         raise bad_parameter("slug", "a city slug ends in -{state}, e.g. austin-tx")
-    return _page(
-        request, "city", slug, city_key(slug),
-        agency=agency, year=year, cursor=cursor, limit=limit, format=format,
-    )  # fmt: skip
+    return _page(request, "city", slug, city_key(slug), query)
 
 
 @router.get("/state/{code}/violations", summary="Every current violation in a state, newest first")
-def state_violations(
-    request: Request,
-    code: StateCode,
-    agency: Agency = None,
-    year: Year = None,
-    cursor: Cursor = None,
-    limit: PageLimit = 50,
-    format: Format = "json",
-) -> Response:
-    return _page(
-        request, "state", code.lower(), state_key(code),
-        agency=agency, year=year, cursor=cursor, limit=limit, format=format,
-    )  # fmt: skip
+def state_violations(request: Request, code: StateCode, query: PageParams) -> Response:
+    return _page(request, "state", code.lower(), state_key(code), query)
 
 
 @router.get(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -100,33 +100,30 @@ class SqliteStore(ServingStore):
         return [from_wire(json.loads(r[0])) for r in rows]
 
     def put_if_newer(self, table: str, item: Item, attribute: str) -> bool:
-        wire = to_wire(item)
-        with self._connect() as conn, conn:
-            conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute(
-                f"SELECT item FROM {self._name(table)} WHERE pk = ? AND sk = ?", (item["PK"], item["SK"])
-            ).fetchone()
-            if row is not None:
-                current = from_wire(json.loads(row[0])).get(attribute)
-                if current is not None and not current < item[attribute]:
-                    return False
-            conn.execute(
-                f"INSERT OR REPLACE INTO {self._name(table)} VALUES (?, ?, ?)",
-                (item["PK"], item["SK"], json.dumps(wire)),
-            )
-        return True
+        def newer(stored: Item) -> bool:
+            current = stored.get(attribute)
+            return current is None or current < item[attribute]
+
+        return self._put_if(table, item, newer)
 
     def put_if_absent_or_expired(self, table: str, item: Item, expires_attribute: str, now: Any) -> bool:
+        def expired(stored: Item) -> bool:
+            expires = stored.get(expires_attribute)
+            return expires is not None and expires < now
+
+        return self._put_if(table, item, expired)
+
+    def _put_if(self, table: str, item: Item, replaces: Callable[[Item], bool]) -> bool:
+        """Put ``item`` when its key is absent or ``replaces(stored item)``, inside one write lock
+        (``BEGIN IMMEDIATE``): DynamoDB's condition expression, in SQLite."""
         wire = to_wire(item)
         with self._connect() as conn, conn:
             conn.execute("BEGIN IMMEDIATE")
             row = conn.execute(
                 f"SELECT item FROM {self._name(table)} WHERE pk = ? AND sk = ?", (item["PK"], item["SK"])
             ).fetchone()
-            if row is not None:
-                expires = from_wire(json.loads(row[0])).get(expires_attribute)
-                if expires is None or not expires < now:
-                    return False
+            if row is not None and not replaces(from_wire(json.loads(row[0]))):
+                return False
             conn.execute(
                 f"INSERT OR REPLACE INTO {self._name(table)} VALUES (?, ?, ?)",
                 (item["PK"], item["SK"], json.dumps(wire)),
