@@ -12,8 +12,8 @@ replace`` (setup, timed for the replace rows/s), then four steps, each a whole `
 - ``append``: historical-load ``--mode append`` of 20,000 new violations;
 - ``sync``: gold-sync after them.
 
-The new rows of a step are the same for both lakes; the updated ones are the first live violations
-of each lake's source. The last line printed is one JSON object: ``small_rows``, ``big_rows`` and per
+The new rows of a step are the same for both lakes; the updated ones are the newest live violations
+of each lake's source (``lake_rows``: what a source changes). The last line printed is one JSON object: ``small_rows``, ``big_rows`` and per
 step ``<step>_small_s``, ``<step>_big_s``, ``<step>_ratio`` (big / small), ``<step>_big_peak_rss_mb``,
 plus the replace and append rows/s.
 """
@@ -94,10 +94,18 @@ def generated(rows: int, out: Path, first_activity_nr: int) -> tuple[pl.DataFram
 
 
 def lake_rows(source: Path, n: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The first ``n`` live violations the lake was loaded with, their penalties changed, and inspections."""
+    """The ``n`` newest live violations the lake was loaded with (by issuance date), their penalties
+    changed, and their inspections.
+
+    The newest, because that is what a source changes: an OSHA citation's penalty moves while its case
+    is open (informal settlement, contest, final order: months to a couple of years after issuance),
+    and silver closes versions copy-on-write, so which files an update touches is the cost.
+    """
     violations = (
         pl.scan_csv(source / "osha_violation.csv", infer_schema=False)
         .filter(pl.col("delete_flag").is_null() | (pl.col("delete_flag") != "D"))
+        .filter(pl.col("issuance_date").str.len_chars() == 8)
+        .sort("issuance_date", "activity_nr", "citation_id", descending=True)
         .head(n)
         .collect()
         .with_columns(current_penalty=(pl.col("current_penalty").cast(pl.Float64, strict=False).fill_null(0) + 17)

@@ -21,24 +21,16 @@ import binascii
 import json
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
-from pyiceberg.conversions import from_bytes
-from pyiceberg.io import FileIO
-from pyiceberg.manifest import DataFile
-from pyiceberg.table import Table
-from pyiceberg.types import StringType
 
 from ventureos.entities import slugify
 from ventureos.lakehouse import Lakehouse
 from ventureos.schemas import VIOLATION_COLUMNS, VIOLATIONS_POLARS
+from ventureos.silver_files import Footer, SilverFile, SilverView, position
 
 LEVELS = ("company", "city", "state")
 MAX_LIMIT = 500
@@ -62,10 +54,6 @@ LINEAGE_COLUMNS = (
     "valid_to",
 )
 """Shown under ``lineage`` and ``versions`` of a record, not in it."""
-STATS_COLUMNS = ("violation_id", "is_current")
-"""Columns whose row-group statistics the footer cache keeps (an id's row group, groups with current
-rows); the entity columns prune through the manifests and the per-file entity digest instead."""
-
 OSHA_INSPECTION = "https://www.osha.gov/ords/imis/establishment.inspection_detail?id={}"
 ECHO_FACILITY = "https://echo.epa.gov/detailed-facility-report?fid={}"
 
@@ -91,157 +79,6 @@ def decode_cursor(cursor: str) -> tuple[date | None, str]:
         raise ValueError(f"invalid cursor {cursor[:40]!r}") from exc
 
 
-# The snapshot view and the footer cache ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SilverFile:
-    path: str
-    agency: str | None
-    year: int | None
-    """Event year of the partition (None: rows without an event date)."""
-    bounds: dict[str, tuple[str | None, str | None]]
-    """Manifest (lower, upper) of ``company_slug`` and ``state``; None where the manifest has none."""
-
-    def may_hold(self, column: str, value: str) -> bool:
-        lower, upper = self.bounds.get(column, (None, None))
-        # Truncated bounds (a table written without full metrics) are still bounds: Iceberg truncates
-        # the lower one and increments the truncated upper one.
-        return (lower is None or lower <= value) and (upper is None or value <= upper)
-
-
-@dataclass
-class Footer:
-    metadata: pq.FileMetaData
-    row_groups: list[dict[str, tuple[Any, Any]]]
-    """Per row group, (min, max) of ``STATS_COLUMNS`` (absent when the writer kept no statistics)."""
-    # The two digests are built outside the cache's lock: two threads may build the same one, and
-    # either result is right.
-    id_hashes: pl.Series | None = None
-    """Sorted 64-bit hashes of the file's violation ids, built the first time an id is looked up in the
-    file (8 bytes a row: 64 MB for 8M rows). Every file's id range holds almost every id, so without
-    it an id lookup reads one row group of every file of its agency."""
-    entities: dict[tuple[str, ...], dict[str, list[int]]] = field(default_factory=dict)
-    """Per entity level's columns: the row groups holding each entity key of the file, built on first
-    use. A file whose company range holds a slug alphabetically but not the company is skipped
-    unread, and in the others only the row groups holding the entity are read (rows are in id order
-    inside a file, so an entity's rows are spread over them)."""
-
-    def entity_groups(self, view: SilverView, file: SilverFile, match: EntityMatch) -> list[int]:
-        groups = self.entities.get(match.columns)
-        if groups is None:
-            every_group = list(range(self.metadata.num_row_groups))
-            rows = view.read(file, every_group, match.columns).with_columns(_position(self, every_group, 0))
-            by_key = rows.group_by(match.key.alias("key")).agg(pl.col("_group").unique().sort())
-            groups = self.entities[match.columns] = dict(by_key.drop_nulls("key").iter_rows())
-        return groups.get(match.value_key, [])
-
-    def groups(self, column: str, value: Any) -> list[int]:
-        """Row groups whose statistics may hold ``column == value``."""
-        return [
-            i
-            for i, stats in enumerate(self.row_groups)
-            if column not in stats or stats[column][0] <= value <= stats[column][1]
-        ]
-
-
-class FooterCache:
-    """Parsed footers by data-file path (data files are immutable), least recently used out first."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self.size = size
-        self._footers: OrderedDict[str, Footer] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, io: FileIO, path: str) -> Footer:
-        with self._lock:
-            footer = self._footers.get(path)
-            if footer is not None:
-                self._footers.move_to_end(path)
-                return footer
-        with io.new_input(path).open() as stream:
-            metadata = pq.ParquetFile(stream).metadata
-        footer = Footer(metadata, _row_group_stats(metadata))
-        with self._lock:
-            self._footers[path] = footer
-            while len(self._footers) > self.size:
-                self._footers.popitem(last=False)
-        return footer
-
-
-def _row_group_stats(metadata: pq.FileMetaData) -> list[dict[str, tuple[Any, Any]]]:
-    leaves = {metadata.schema.column(i).path: i for i in range(metadata.num_columns)}
-    groups = []
-    for g in range(metadata.num_row_groups):
-        group = metadata.row_group(g)
-        stats = {}
-        for name in STATS_COLUMNS:
-            column = group.column(leaves[name]).statistics if name in leaves else None
-            if column is not None and column.has_min_max:
-                stats[name] = (column.min, column.max)
-        groups.append(stats)
-    return groups
-
-
-FOOTERS = FooterCache()
-
-
-@dataclass
-class SilverView:
-    """One snapshot of silver: its data files, newest event year first (no year last)."""
-
-    table: Table
-    snapshot_id: int | None
-    files: list[SilverFile]
-    loaded_at: float = field(default_factory=time.monotonic)
-
-    @classmethod
-    def of(cls, table: Table) -> SilverView:
-        snapshot = table.current_snapshot()
-        if snapshot is None:
-            return cls(table, None, [])
-        schema = table.schema()
-        ids = {name: schema.find_field(name).field_id for name in ("company_slug", "state")}
-        files = [_silver_file(task.file, table, ids) for task in table.scan().plan_files()]
-        files.sort(key=lambda f: (f.year is None, -(f.year or 0), f.path))
-        return cls(table, snapshot.snapshot_id, files)
-
-    def read(self, file: SilverFile, groups: list[int], columns: Iterable[str]) -> pl.DataFrame:
-        footer = FOOTERS.get(self.table.io, file.path)
-        with self.table.io.new_input(file.path).open() as stream:
-            rows = pq.ParquetFile(stream, metadata=footer.metadata).read_row_groups(
-                # Row groups are small: thread dispatch would cost more than it saves.
-                groups,
-                columns=list(columns),
-                use_threads=False,
-            )
-        return _frame(rows)
-
-
-def _silver_file(data_file: DataFile, table: Table, ids: dict[str, int]) -> SilverFile:
-    spec = table.specs()[data_file.spec_id]
-    values = {f.name: data_file.partition[i] for i, f in enumerate(spec.fields)}
-    bounds = {}
-    for name, field_id in ids.items():
-        lower = (data_file.lower_bounds or {}).get(field_id)
-        upper = (data_file.upper_bounds or {}).get(field_id)
-        bounds[name] = (
-            from_bytes(StringType(), lower) if lower is not None else None,
-            from_bytes(StringType(), upper) if upper is not None else None,
-        )
-    year = values.get("event_date_year")
-    return SilverFile(
-        data_file.file_path, values.get("agency"), None if year is None else 1970 + int(year), bounds
-    )
-
-
-def _frame(rows: pa.Table) -> pl.DataFrame:
-    frame = pl.from_arrow(rows)
-    assert isinstance(frame, pl.DataFrame)
-    differ = {c: VIOLATIONS_POLARS[c] for c, t in frame.schema.items() if t != VIOLATIONS_POLARS[c]}
-    return frame.cast(differ) if differ else frame  # type: ignore[arg-type]
-
-
 _views: dict[tuple[str, ...], SilverView] = {}
 _views_lock = threading.Lock()
 
@@ -260,6 +97,7 @@ def silver_view(lakehouse: Lakehouse, max_age: float = 0.0) -> SilverView:
         view.loaded_at = time.monotonic()
         return view
     view = SilverView.of(table)
+    view.loaded_at = time.monotonic()
     with _views_lock:
         _views[key] = view
     return view
@@ -369,11 +207,13 @@ def entity_violations(
             continue
         if not file.may_hold(match.column, match.value):
             continue
-        footer = FOOTERS.get(view.table.io, file.path)
-        groups = sorted(set(footer.entity_groups(view, file, match)) & set(footer.groups("is_current", True)))
+        footer = view.footer(file)
+        groups = sorted(
+            set(_entity_groups(view, file, footer, match)) & set(footer.groups("is_current", True))
+        )
         if not groups:
             continue
-        rows = view.read(file, groups, keys).with_columns(_position(footer, groups, index)).filter(wanted)
+        rows = view.read(file, groups, keys).with_columns(position(footer, groups, index)).filter(wanted)
         if not rows.is_empty():
             found.append(rows)
             count += rows.height
@@ -389,8 +229,8 @@ def entity_violations(
     for (file_index,), rows in chosen.group_by("_file"):
         file = view.files[int(file_index)]  # type: ignore[call-overload]
         groups = sorted(rows["_group"].unique().to_list())
-        footer = FOOTERS.get(view.table.io, file.path)
-        read = view.read(file, groups, PAGE_COLUMNS).with_columns(_position(footer, groups, int(file_index)))  # type: ignore[call-overload]
+        footer = view.footer(file)
+        read = view.read(file, groups, PAGE_COLUMNS).with_columns(position(footer, groups, int(file_index)))  # type: ignore[call-overload]
         page_rows.append(read.join(rows, on=["_file", "_group", "_row"], how="semi").select(PAGE_COLUMNS))
     ordered = pl.concat(page_rows).sort(["event_date", "violation_id"], descending=True, nulls_last=True)
     page = ordered.head(limit)
@@ -399,16 +239,18 @@ def entity_violations(
     return Page(page, next_cursor)
 
 
-def _position(footer: Footer, groups: list[int], file_index: int) -> list[pl.Series]:
-    """Where each row of ``groups`` (read together, in order) lies: file, row group, row in the group."""
-    sizes = [footer.metadata.row_group(g).num_rows for g in groups]
-    return [
-        pl.Series("_file", [file_index] * sum(sizes), dtype=pl.Int64),
-        pl.Series(
-            "_group", [g for g, n in zip(groups, sizes, strict=True) for _ in range(n)], dtype=pl.Int64
-        ),
-        pl.concat([pl.int_range(n, eager=True) for n in sizes]).alias("_row").cast(pl.Int64),
-    ]
+def _entity_groups(view: SilverView, file: SilverFile, footer: Footer, match: EntityMatch) -> list[int]:
+    """The row groups of ``file`` holding ``match``'s entity, from a digest built on the file's first
+    use: a file whose company range holds a slug alphabetically but not the company is skipped unread,
+    and in the others only the row groups holding the entity are read (rows are in id order inside a
+    file, so an entity's rows are spread over them)."""
+    groups = footer.entities.get(match.columns)
+    if groups is None:
+        every_group = list(range(footer.metadata.num_row_groups))
+        rows = view.read(file, every_group, match.columns).with_columns(position(footer, every_group, 0))
+        by_key = rows.group_by(match.key.alias("key")).agg(pl.col("_group").unique().sort())
+        groups = footer.entities[match.columns] = dict(by_key.drop_nulls("key").iter_rows())
+    return groups.get(match.value_key, [])
 
 
 # One violation ------------------------------------------------------------------------------------
@@ -453,9 +295,11 @@ def violation_versions(lakehouse: Lakehouse, violation_id: str, max_age: float =
     wanted = _id_hash(pl.Series([violation_id]))[0]
     found = []
     for file in view.files:
-        if file.agency is not None and file.agency != agency:
+        if (file.agency is not None and file.agency != agency) or not file.may_hold(
+            "violation_id", violation_id
+        ):
             continue
-        footer = FOOTERS.get(view.table.io, file.path)
+        footer = view.footer(file)
         if footer.id_hashes is None:
             every_group = list(range(footer.metadata.num_row_groups))
             footer.id_hashes = _id_hash(

@@ -109,7 +109,9 @@ def plan_batches(
         return Scd2Plan.empty()
     ids = incoming["violation_id"].unique()
     maybe_known = candidates(ids) if candidates else ids
-    current = current_versions(table, maybe_known.to_list())
+    # Each id first in its incoming row's partition (an id repeated in a batch: any of its rows').
+    hints = incoming.filter(pl.col("violation_id").is_in(maybe_known.implode())).unique("violation_id")
+    current = current_versions(table, hints["violation_id"], years=hints["event_date"].dt.year())
     # Only an id with some version can have been deleted before (the others have none at all).
     maybe_closed = incoming.filter(pl.col("violation_id").is_in(maybe_known.implode()))
     plan = plan_scd2(incoming, current, now, run_id, deleted_before(table, maybe_closed, current))

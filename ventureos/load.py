@@ -61,6 +61,8 @@ class BatchOutcome:
     counts: dict[str, int]
     quality: dict[str, int]
     written: list[str]
+    plan: Scd2Plan
+    """What the batch did to silver (gold is updated from it when the load is one batch)."""
 
 
 def prepare_load(lakehouse: Lakehouse, agency: str, dataset: str, source: str, mode: str) -> Load:
@@ -160,7 +162,7 @@ def load_batch(
     del lookups, frame  # memory: from here on the normalized batch holds everything left to write
     written = write_silver(lakehouse, [batch], silver_target, run_id, now, slot)
     target.seen.add(written.plan.added["violation_id"])
-    return BatchOutcome(number, counts, quality, written.written)
+    return BatchOutcome(number, counts, quality, written.written, written.plan)
 
 
 def commit_replace(

@@ -7,13 +7,15 @@ see a batch either entirely or not at all.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import polars as pl
 import polars_hash  # noqa: F401  (registers .nchash)
-from pyiceberg.expressions import And, EqualTo, In
+from pyiceberg.expressions import In
+from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
 from ventureos.datafiles import EncodedFile, encode_partitions, upload
@@ -27,6 +29,7 @@ from ventureos.schemas import (
     to_arrow,
     violations_schema,
 )
+from ventureos.silver_files import LOCATION, READ_THREADS, position, view_of
 
 INSERT, UPDATE, DELETE = "INSERT", "UPDATE", "DELETE"
 SCD2_COUNTS = ("inserted", "updated", "deleted", "unchanged", "stale", "duplicates")
@@ -199,25 +202,23 @@ def deleted_before(table: Table, incoming: pl.DataFrame, current: pl.DataFrame) 
     with no version at all is withdrawn), and a record older than the delete must not bring it back.
 
     An id with versions but no current one was deleted (an update adds the current version in the
-    commit that closes the old one), so tombstones are all this reads: by those ids, in files holding
-    tombstones (``is_current`` false, ``change_type`` DELETE: the files of closed versions hold none).
-    Nothing is read when every id has a current version.
+    commit that closes the old one), so only those ids' closed versions are read (the row groups that
+    hold closed versions, ``silver_files``). Nothing is read when every id has a current version.
     """
     unmatched = incoming.filter(~pl.col("violation_id").is_in(current["violation_id"].implode()))
-    violation_ids = unmatched["violation_id"].unique().to_list()
-    schema = violations_schema((*TOMBSTONE_COLUMNS, "valid_from"))
-    if not violation_ids:
+    if unmatched.is_empty():
         return pl.DataFrame(schema=violations_schema(TOMBSTONE_COLUMNS))
-    row_filter = And(
-        EqualTo("is_current", False), EqualTo("change_type", DELETE), In("violation_id", set(violation_ids))
+    view = view_of(table)
+    rows = view.read_located(
+        view.locate(unmatched["violation_id"], current=False),
+        (*TOMBSTONE_COLUMNS, "valid_from", "change_type"),
     )
-    rows = table.scan(row_filter=row_filter, selected_fields=tuple(schema.names())).to_arrow()
     return (
-        pl.DataFrame(pl.from_arrow(rows))
-        .cast(schema)
+        rows.filter(pl.col("change_type") == DELETE)
         .sort("valid_from")
         .unique(subset=["violation_id"], keep="last")
         .select(TOMBSTONE_COLUMNS)
+        .cast(violations_schema(TOMBSTONE_COLUMNS))
     )
 
 
@@ -236,15 +237,16 @@ def withdrawn_records(
 
 
 def current_versions(
-    table: Table, violation_ids: list[str], columns: Sequence[str] = VIOLATION_COLUMNS
+    table: Table,
+    violation_ids: Iterable[str],
+    columns: Sequence[str] = VIOLATION_COLUMNS,
+    years: Iterable[int | None] | None = None,
 ) -> pl.DataFrame:
-    """Current rows of the given ids (by default whole: the ones a batch may close)."""
-    schema = violations_schema(columns)
-    if not violation_ids:
-        return pl.DataFrame(schema=schema)
-    row_filter = And(EqualTo("is_current", True), In("violation_id", set(violation_ids)))
-    rows = table.scan(row_filter=row_filter, selected_fields=tuple(columns)).to_arrow()
-    return pl.from_arrow(rows).cast(schema)  # type: ignore[union-attr]
+    """Current rows of the given ids (by default whole: the ones a batch may close); ``years``: the
+    event years to search first (``SilverView.locate``)."""
+    view = view_of(table)
+    rows = view.read_located(view.locate(violation_ids, current=True, years=years), columns)
+    return rows.select(columns).cast(violations_schema(columns))
 
 
 def superseded_entities(table: Table, current: pl.DataFrame, unchanged: pl.DataFrame) -> pl.DataFrame:
@@ -258,11 +260,10 @@ def superseded_entities(table: Table, current: pl.DataFrame, unchanged: pl.DataF
     )
     if updated.is_empty():
         return unchanged.clear()
-    rows = table.scan(
-        row_filter=And(EqualTo("is_current", False), In("violation_id", set(updated["violation_id"]))),
-        selected_fields=(*ENTITY_COLUMNS, "valid_to"),
-    ).to_arrow()
-    closed = pl.from_arrow(rows).cast({"valid_to": VIOLATIONS_POLARS["valid_to"]})  # type: ignore[union-attr]
+    view = view_of(table)
+    closed = view.read_located(
+        view.locate(updated["violation_id"], current=False), (*ENTITY_COLUMNS, "valid_to")
+    )
     by_that_run = updated.select("violation_id", valid_to=pl.col("valid_from"))
     return (
         closed.join(by_that_run, on=["violation_id", "valid_to"])
@@ -326,21 +327,51 @@ def commit_scd2(
     files). ``snapshot_properties`` land in the snapshot summary of that same commit (a historical
     load marks its batch there, so "written" and "recorded as done" are one fact); with them, a no-op
     plan still commits an empty snapshot to carry the mark.
+
+    Closing is copy-on-write: each data file holding a current version the plan closes is replaced by
+    a copy without it (``rewrite_without``), in the snapshot that appends the closed and new versions.
+    ``table`` must still be at the snapshot the plan was made against; if another writer committed
+    meanwhile, the commit fails (silver takes no rebased commits) and the caller plans again.
     """
     if plan.is_noop and not snapshot_properties:
         return
-    properties = snapshot_properties or {}
     with table.transaction() as txn:
-        if not plan.closed.is_empty():
-            # What txn.overwrite does (delete, then append in the same transaction), with the fast append.
-            txn.delete(
-                And(EqualTo("is_current", True), In("violation_id", set(plan.closed_ids))),
-                snapshot_properties=properties,
-            )
-        with txn.update_snapshot(snapshot_properties=properties).fast_append() as append:
-            files = [*encoded.closed, *encoded.added]
-            for data_file in upload(table, txn.table_metadata, files, append.commit_uuid):
-                append.append_data_file(data_file)
+        producer = txn.update_snapshot(snapshot_properties=snapshot_properties or {})
+        removed = rewrite_without(table, plan.closed) if not plan.closed.is_empty() else []
+        with producer.overwrite() if removed else producer.fast_append() as snapshot:
+            uploads = [(snapshot.commit_uuid, [*encoded.closed, *encoded.added])]
+            for data_file, copies in removed:
+                snapshot.delete_data_file(data_file)
+                # Named after the file it replaces: a copy's partition and index are a new file's too.
+                uploads.append((uuid.uuid5(snapshot.commit_uuid, data_file.file_path), copies))
+            for write_id, files in uploads:
+                for data_file in upload(table, txn.table_metadata, files, write_id):
+                    snapshot.append_data_file(data_file)
+
+
+def rewrite_without(table: Table, closed: pl.DataFrame) -> list[tuple[DataFile, list[EncodedFile]]]:
+    """Each data file holding a current version of ``closed``'s ids, with the encoded copy of its other
+    rows (the layout's files, ``encode_partitions``; none when no row is left). Files are read one at a
+    time per thread: memory holds a few files, whatever the lake's size."""
+    view = view_of(table)
+    located = view.locate(closed["violation_id"], current=True, years=closed["event_date"].dt.year())
+    schema, spec = table.schema(), table.spec()
+
+    def copy(file_index: int, rows: pl.DataFrame) -> tuple[DataFile, list[EncodedFile]]:
+        file = view.files[file_index]
+        footer = view.footer(file)
+        every_group = list(range(footer.metadata.num_row_groups))
+        kept = (
+            view.read(file, every_group, VIOLATION_COLUMNS)
+            .with_columns(position(footer, every_group, file_index))
+            .join(rows.select(LOCATION), on=list(LOCATION), how="anti")
+            .select(VIOLATION_COLUMNS)
+        )
+        return file.data_file, encode_partitions(schema, spec, kept) if not kept.is_empty() else []
+
+    parts = [(int(key[0]), rows) for key, rows in located.group_by("_file")]  # type: ignore[call-overload]
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        return list(pool.map(lambda part: copy(*part), parts))
 
 
 # Quarantine -------------------------------------------------------------------------------------

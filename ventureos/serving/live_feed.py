@@ -182,7 +182,11 @@ def refresh_after_load(store: ServingStore, violations: Table, load: Load) -> Li
     violations of their entities take their places (historical versions never enter it).
 
     Compared with silver as it was before this run of the load first committed, so a re-run repairs it.
+    Only a replace can: an append never replaces a live version (a historical record is older than
+    every version with an as-of, ``silver.plan_scd2``), so it reads nothing.
     """
+    if load.mode == "append":
+        return LiveFeedChange(0, 0, 0)
     before = versions_before_load(violations, load, (*ENTITY_COLUMNS, "valid_from", "meta_source_uri"))
     live_before = before.filter(from_live_source())
     still = current_versions(
