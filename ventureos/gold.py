@@ -1,11 +1,30 @@
 """Gold aggregates per entity (company, city, state) and agency, plus ``all``, kept equal to current silver.
 
 How a batch updates gold: the entity keys its SCD2 plan touches (added versions and the versions it
-closes, so an UPDATE that moves a violation to another company changes both companies) are recomputed
-from the *current* silver rows of exactly those entities. Counts and penalty totals could be patched by
-adding and subtracting deltas, but first/last event dates cannot (a delete of the earliest violation
-needs the next one), and a delta applied twice by a retried task would drift. Recomputing the touched
-entities is exact, idempotent under retries and costs the rows of the touched entities, not the table.
+closes, so an UPDATE that moves a violation to another company changes both companies; and records it
+left unchanged, so the re-run of a run that crashed between its silver and gold commits repairs gold)
+are recomputed from the *current* silver rows of exactly those entities. Counts and penalty totals
+could be patched by adding and subtracting deltas, but first/last event dates, the latest industry and
+the most frequent spelling cannot (a delete of the earliest violation needs the next one), and a delta
+applied twice by a retried task would drift. Recomputing the touched entities is exact and idempotent.
+
+What a recompute reads and does, so that it costs the touched entities' rows once (``aggregate_tables``
+with ``keys``):
+
+- Silver is one Polars scan of the current rows (10 columns) filtered to the touched companies and
+  states in Polars, not pyiceberg: an ``In`` over many values costs Python time per value per data file.
+- The rows are grouped once by everything a key or display name derives from (``row_groups``); every
+  table rolls up from those groups, so a city's slug (a chain of regexes) and a clean spelling are
+  computed per group, not per row, and the rows are never held in memory.
+- Company tables roll up only the touched companies' groups. ``place_companies`` too: a batch replaces
+  only the (touched place, touched company) rows, and a company's own rows hold all of its rows in any
+  place; the other companies of a touched place keep their rows. City and state tables roll up the
+  groups of the touched states: a city's rows are found only through its key, and a touched state is
+  read whole (the cost that only deltas with a batch marker would remove, see docs/serving.md).
+
+Measured on the 2,000,000-row growth lake (65 companies, 18 cities, 16 states, so a daily batch of
+2,000 records touches nearly all of them and every level reads nearly the whole lake): the gold step
+of one daily-ingest took 9.1 s before, 2.5 s after; a rebuild's aggregation 14.8 s before, 3.1 s after.
 
 Rows keep their ``updated_at`` when the recomputed stats are unchanged, so ``gold-sync`` pushes only what
 really changed. An (entity, agency) that loses its last current violation leaves gold (gold stays the
@@ -475,8 +494,8 @@ def aggregate_tables(
 ) -> dict[str, pl.DataFrame]:
     """Rows of each gold table of ``specs`` (by identifier) from current silver rows.
 
-    Silver is read once, streamed into its groups (``row_groups``: memory holds groups, not rows);
-    the tables roll up from those. With ``keys`` (the touched entities per level), only the rows of
+    Silver is streamed into its groups (``row_groups``: memory holds groups, not rows); the tables
+    roll up from those. With ``keys`` (the touched entities per level), only the rows of
     the touched companies and states are read, and each table rolls up only the groups it needs
     (``groups_for``); the result still holds other entities of those groups, the caller filters.
     """
@@ -486,7 +505,9 @@ def aggregate_tables(
             pl.col("company_slug").is_in(_slugs(keys))
             | pl.col("state").str.to_lowercase().is_in(_states(keys))
         )
-    names, years = (g.lazy() for g in pl.collect_all(row_groups(lazy), engine="streaming"))
+    # One streamed query per grouping: collected together, Polars caches the shared scan whole
+    # (2M rows: 813 MB peak against 488 MB, for 0.2 s less).
+    names, years = (groups.collect(engine="streaming").lazy() for groups in row_groups(lazy))
     plans = [_plan(spec, groups_for(spec, names, keys), groups_for(spec, years, keys), now) for spec in specs]
     return {spec.identifier: frame for spec, frame in zip(specs, pl.collect_all(plans), strict=True)}
 
