@@ -650,11 +650,13 @@ def refresh_gold(
 
     ``silver`` must hold every current row of those entities and of their states (``aggregate_tables``
     reads only those). Place companies: only the rows of a touched place *and* a touched company are
-    replaced. Unchanged rows keep their ``updated_at``; a
-    table whose rows did not change gets no commit. Returns the changes of the stats tables.
+    replaced. Unchanged rows keep their ``updated_at``; a table whose rows did not change gets no
+    commit. Returns the changes of the stats tables.
     """
     results, writes, removals = [], [], []
     specs = [spec for spec in SPECS if keys is None or spec.keys(keys)]
+    if not specs:  # records of no entity (no company, no state): nothing to read
+        return []
     for spec, recomputed in zip(specs, aggregate_tables(silver, specs, now, keys).values(), strict=True):
         table = spec.table(catalog)
         spec_keys = None if keys is None else spec.keys(keys)
