@@ -445,3 +445,20 @@ def test_a_rerun_after_a_crash_before_the_gold_commit_repairs_gold(home: Path) -
     before = {level: commits(level) for level in LEVELS}
     apply(delivered, datetime(2024, 1, 4, tzinfo=UTC))
     assert {level: commits(level) for level in LEVELS} == before
+
+
+def test_a_batch_of_records_of_no_entity_changes_no_gold_table(home: Path) -> None:
+    rows = real_rows(3)
+    apply(rows, T1)
+    before = {level: commits(level) for level in LEVELS}
+    nobody = edit(rows.head(1), rows["source_id"][0], company_slug=None, state=None)
+    # The record's old version still had a company and a state: that first batch touches them.
+    apply(nobody, T2)
+    assert_gold_equals_current_silver()
+    after_move = {level: commits(level) for level in LEVELS}
+    assert after_move != before
+    again = edit(nobody, rows["source_id"][0], penalty_amount=Decimal("9.99"))
+    plan = apply(again, T3)
+    assert plan.counts["updated"].sum() == 1
+    assert update_gold_tables(current_lakehouse().catalog, current_lakehouse().violations(), plan, T3) == []
+    assert {level: commits(level) for level in LEVELS} == after_move
