@@ -18,6 +18,7 @@ from ventureos.gold import (
     YEAR_SPECS,
     aggregate_levels,
     aggregate_tables,
+    entity_rows,
     gold_table,
     read_gold,
     read_removals,
@@ -352,6 +353,32 @@ def test_year_stats_and_place_companies_follow_updates_moves_and_deletes(home: P
     assert_gold_equals_current_silver()
 
 
+def plain_totals(level: str) -> dict[str, tuple[int, Decimal, date | None, date | None]]:
+    """Per entity of ``level`` (agency ``all``): count, penalty total and date bounds of the current
+    silver rows, summed row by row here, apart from gold's grouped rollups."""
+    totals: dict[str, tuple[int, Decimal, date | None, date | None]] = {}
+    for row in entity_rows(current_silver(), level).iter_rows(named=True):
+        n, penalty, first, last = totals.get(row["entity_key"], (0, Decimal("0.00"), None, None))
+        firsts = [d for d in (first, row["event_date"]) if d is not None]
+        lasts = [d for d in (last, row["event_date"]) if d is not None]
+        penalty += row["penalty_amount"] or 0
+        totals[row["entity_key"]] = (n + 1, penalty, min(firsts, default=None), max(lasts, default=None))
+    return totals
+
+
+def gold_totals(level: str) -> dict[str, tuple[int, Decimal, date | None, date | None]]:
+    rows = read_gold(current_lakehouse().catalog, level).filter(pl.col("agency") == "all")
+    return {
+        r["entity_key"]: (
+            r["violation_count"],
+            r["penalty_total"],
+            r["first_event_date"],
+            r["last_event_date"],
+        )
+        for r in rows.iter_rows(named=True)
+    }
+
+
 def city_stats(key: str) -> dict[str, tuple[int, Decimal]]:
     return {a: (s["violation_count"], s["penalty_total"]) for a, s in stats("city", key).items()}
 
@@ -383,6 +410,8 @@ def test_a_partial_batch_refreshes_exactly_its_entities_and_place_company_pairs(
     moved = edit(delivered, ids[0], company_slug="globex", company_name="Globex", city="QUUXTON", **yy)
     apply(moved.with_columns(is_deleted=pl.col("source_id") == ids[2]), T2)
     assert_gold_equals_current_silver()
+    for level in LEVELS:
+        assert gold_totals(level) == plain_totals(level)
 
     acme, globex = stats("company", "COMPANY#acme")["all"], stats("company", "COMPANY#globex")["all"]
     assert (acme["violation_count"], acme["penalty_total"], acme["first_event_date"]) == (
