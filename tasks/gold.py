@@ -23,7 +23,13 @@ def update_gold(plan: Scd2Plan) -> list[dict[str, Any]]:
     """
     lakehouse = current_lakehouse()
     with iceberg_commit_slot(*COMMIT_TABLES):
-        changes = update_gold_tables(lakehouse.catalog, lakehouse.violations(), plan, datetime.now(UTC))
+        changes = update_gold_tables(
+            lakehouse.catalog,
+            lakehouse.violations(),
+            plan,
+            datetime.now(UTC),
+            lakehouse.storage.polars_storage_options,
+        )
     return [asdict(change) for change in changes]
 
 

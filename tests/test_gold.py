@@ -18,6 +18,7 @@ from ventureos.gold import (
     YEAR_SPECS,
     aggregate_levels,
     aggregate_tables,
+    entity_rows,
     gold_table,
     read_gold,
     read_removals,
@@ -350,3 +351,143 @@ def test_year_stats_and_place_companies_follow_updates_moves_and_deletes(home: P
     changes = rebuild_gold_tables(current_lakehouse().catalog, current_lakehouse().violations(), T3)
     assert all(c.changed == 0 and c.removed == 0 for c in changes)
     assert_gold_equals_current_silver()
+
+
+def plain_totals(level: str) -> dict[str, tuple[int, Decimal, date | None, date | None]]:
+    """Per entity of ``level`` (agency ``all``): count, penalty total and date bounds of the current
+    silver rows, summed row by row here, apart from gold's grouped rollups."""
+    totals: dict[str, tuple[int, Decimal, date | None, date | None]] = {}
+    for row in entity_rows(current_silver(), level).iter_rows(named=True):
+        n, penalty, first, last = totals.get(row["entity_key"], (0, Decimal("0.00"), None, None))
+        firsts = [d for d in (first, row["event_date"]) if d is not None]
+        lasts = [d for d in (last, row["event_date"]) if d is not None]
+        penalty += row["penalty_amount"] or 0
+        totals[row["entity_key"]] = (n + 1, penalty, min(firsts, default=None), max(lasts, default=None))
+    return totals
+
+
+def gold_totals(level: str) -> dict[str, tuple[int, Decimal, date | None, date | None]]:
+    rows = read_gold(current_lakehouse().catalog, level).filter(pl.col("agency") == "all")
+    return {
+        r["entity_key"]: (
+            r["violation_count"],
+            r["penalty_total"],
+            r["first_event_date"],
+            r["last_event_date"],
+        )
+        for r in rows.iter_rows(named=True)
+    }
+
+
+def city_stats(key: str) -> dict[str, tuple[int, Decimal]]:
+    return {a: (s["violation_count"], s["penalty_total"]) for a, s in stats("city", key).items()}
+
+
+def test_a_partial_batch_refreshes_exactly_its_entities_and_place_company_pairs(home: Path) -> None:
+    """A batch of two records (a move to another company, city and state; a delete) replaces only the
+    rows of its entities: other companies of a touched place, and a touched company's other places,
+    keep their rows and stamps; a company that left a place leaves its top-company list."""
+    base = real_rows(8)
+    ids = base["source_id"].to_list()
+    zz, yy = {"state": "ZZ"}, {"state": "YY"}
+    base = edit(base, ids[0], company_slug="acme", company_name="Acme", city="ZEDVILLE", **zz,
+                event_date=date(2015, 1, 5), penalty_amount=Decimal("100.00"))  # fmt: skip
+    base = edit(base, ids[1], company_slug="acme", company_name="Acme", city="FOOBURG", **zz,
+                event_date=date(2016, 2, 10), penalty_amount=Decimal("200.00"))  # fmt: skip
+    base = edit(base, ids[2], company_slug="acme", company_name="Acme", city="QUUXTON", **yy,
+                event_date=date(2017, 3, 1), penalty_amount=Decimal("300.00"))  # fmt: skip
+    base = edit(base, ids[3], company_slug="globex", company_name="Globex", city="ZEDVILLE", **zz,
+                event_date=date(2018, 1, 1), penalty_amount=Decimal("50.00"))  # fmt: skip
+    base = edit(base, ids[4], company_slug="initech", company_name="Initech", city="FOOBURG", **zz,
+                event_date=date(2019, 1, 1), penalty_amount=Decimal("70.00"))  # fmt: skip
+    apply(base, T1)
+    assert_gold_equals_current_silver()
+    assert place_rows("STATE#zz")[("COMPANY#acme", "all")] == ("Acme", 2, Decimal("300.00"))
+    assert place_rows("CITY#quuxton-yy")[("COMPANY#acme", "osha")] == ("Acme", 1, Decimal("300.00"))
+
+    # Only two records delivered: ids[0] moves to Globex in Quuxton, YY; ids[2] is withdrawn.
+    delivered = base.filter(pl.col("source_id").is_in([ids[0], ids[2]]))
+    moved = edit(delivered, ids[0], company_slug="globex", company_name="Globex", city="QUUXTON", **yy)
+    apply(moved.with_columns(is_deleted=pl.col("source_id") == ids[2]), T2)
+    assert_gold_equals_current_silver()
+    for level in LEVELS:
+        assert gold_totals(level) == plain_totals(level)
+
+    acme, globex = stats("company", "COMPANY#acme")["all"], stats("company", "COMPANY#globex")["all"]
+    assert (acme["violation_count"], acme["penalty_total"], acme["first_event_date"]) == (
+        1, Decimal("200.00"), date(2016, 2, 10),
+    )  # fmt: skip
+    assert (globex["violation_count"], globex["penalty_total"]) == (2, Decimal("150.00"))
+    assert (globex["first_event_date"], globex["last_event_date"]) == (date(2015, 1, 5), date(2018, 1, 1))
+    assert city_stats("CITY#zedville-zz")["all"] == (1, Decimal("50.00"))
+    assert city_stats("CITY#quuxton-yy")["all"] == (1, Decimal("100.00"))
+    assert city_stats("CITY#fooburg-zz")["all"] == (2, Decimal("270.00"))
+    assert {a: s["violation_count"] for a, s in stats("state", "STATE#zz").items()} == {"osha": 3, "all": 3}
+    assert stats("state", "STATE#yy")["all"]["penalty_total"] == Decimal("100.00")
+
+    def pairs(place: str) -> dict[str, tuple[int, Decimal, datetime]]:
+        rows = read_table(current_lakehouse().catalog, PLACE_SPEC, [place]).filter(pl.col("agency") == "all")
+        return {c: (n, p, at) for _, c, _, _, n, p, at in rows.iter_rows()}
+
+    # Acme left Zedville and Quuxton; Globex's Zedville row is the same, so it keeps its stamp.
+    assert pairs("CITY#zedville-zz") == {"COMPANY#globex": (1, Decimal("50.00"), T1)}
+    assert pairs("CITY#quuxton-yy") == {"COMPANY#globex": (1, Decimal("100.00"), T2)}
+    assert pairs("STATE#yy") == {"COMPANY#globex": (1, Decimal("100.00"), T2)}
+    # Fooburg was not touched: its rows, Acme's included, are as they were.
+    assert pairs("CITY#fooburg-zz") == {
+        "COMPANY#acme": (1, Decimal("200.00"), T1),
+        "COMPANY#initech": (1, Decimal("70.00"), T1),
+    }
+    # ZZ was touched, Initech was not: Initech's row there stays; Acme's lost one violation.
+    assert pairs("STATE#zz") == {
+        "COMPANY#acme": (1, Decimal("200.00"), T2),
+        "COMPANY#globex": (1, Decimal("50.00"), T1),
+        "COMPANY#initech": (1, Decimal("70.00"), T1),
+    }
+
+
+def test_a_rerun_after_a_crash_before_the_gold_commit_repairs_gold(home: Path) -> None:
+    base = real_rows(6)
+    ids = base["source_id"].to_list()
+    place = {"company_slug": "acme", "company_name": "Acme", "city": "FOOBURG", "state": "ZZ"}
+    base = edit(base, ids[0], **place, event_date=date(2016, 2, 10), penalty_amount=Decimal("200.00"))
+    base = edit(base, ids[1], **place, event_date=date(2017, 2, 10), penalty_amount=Decimal("5.00"))
+    apply(base, T1)
+    # The run commits silver, then crashes before gold: the penalty is 999 in silver, 200 in gold.
+    delivered = edit(base.filter(pl.col("source_id") == ids[0]), ids[0], penalty_amount=Decimal("999.00"))
+    table = current_lakehouse().violations()
+    lost = plan_scd2(delivered, current_versions(table, delivered["violation_id"].to_list()), T2, "run")
+    commit_scd2(table, lost, encode_versions(table, lost))
+    assert stats("company", "COMPANY#acme")["all"]["penalty_total"] == Decimal("205.00")
+
+    # Its re-run changes nothing in silver; the record's entities are recomputed all the same.
+    rerun = apply(delivered, T3)
+    assert rerun.is_noop
+    assert_gold_equals_current_silver()
+    acme = stats("company", "COMPANY#acme")["all"]
+    assert (acme["violation_count"], acme["penalty_total"], acme["updated_at"]) == (2, Decimal("1004.00"), T3)
+    assert city_stats("CITY#fooburg-zz")["all"] == (2, Decimal("1004.00"))
+    assert stats("state", "STATE#zz")["all"]["penalty_total"] == Decimal("1004.00")
+    assert place_rows("STATE#zz")[("COMPANY#acme", "all")] == ("Acme", 2, Decimal("1004.00"))
+    assert year_rows("company", "COMPANY#acme")[("all", 2016, "serious")] == (1, Decimal("999.00"))
+    # A second re-run finds gold right: no commit.
+    before = {level: commits(level) for level in LEVELS}
+    apply(delivered, datetime(2024, 1, 4, tzinfo=UTC))
+    assert {level: commits(level) for level in LEVELS} == before
+
+
+def test_a_batch_of_records_of_no_entity_changes_no_gold_table(home: Path) -> None:
+    rows = real_rows(3)
+    apply(rows, T1)
+    before = {level: commits(level) for level in LEVELS}
+    nobody = edit(rows.head(1), rows["source_id"][0], company_slug=None, state=None)
+    # The record's old version still had a company and a state: that first batch touches them.
+    apply(nobody, T2)
+    assert_gold_equals_current_silver()
+    after_move = {level: commits(level) for level in LEVELS}
+    assert after_move != before
+    again = edit(nobody, rows["source_id"][0], penalty_amount=Decimal("9.99"))
+    plan = apply(again, T3)
+    assert plan.counts["updated"].sum() == 1
+    assert update_gold_tables(current_lakehouse().catalog, current_lakehouse().violations(), plan, T3) == []
+    assert {level: commits(level) for level in LEVELS} == after_move

@@ -1,11 +1,30 @@
 """Gold aggregates per entity (company, city, state) and agency, plus ``all``, kept equal to current silver.
 
 How a batch updates gold: the entity keys its SCD2 plan touches (added versions and the versions it
-closes, so an UPDATE that moves a violation to another company changes both companies) are recomputed
-from the *current* silver rows of exactly those entities. Counts and penalty totals could be patched by
-adding and subtracting deltas, but first/last event dates cannot (a delete of the earliest violation
-needs the next one), and a delta applied twice by a retried task would drift. Recomputing the touched
-entities is exact, idempotent under retries and costs the rows of the touched entities, not the table.
+closes, so an UPDATE that moves a violation to another company changes both companies; and records it
+left unchanged, so the re-run of a run that crashed between its silver and gold commits repairs gold)
+are recomputed from the *current* silver rows of exactly those entities. Counts and penalty totals
+could be patched by adding and subtracting deltas, but first/last event dates, the latest industry and
+the most frequent spelling cannot (a delete of the earliest violation needs the next one), and a delta
+applied twice by a retried task would drift. Recomputing the touched entities is exact and idempotent.
+
+What a recompute reads and does, so that it costs the touched entities' rows once (``aggregate_tables``
+with ``keys``):
+
+- Silver is one Polars scan of the current rows (10 columns) filtered to the touched companies and
+  states in Polars, not pyiceberg: an ``In`` over many values costs Python time per value per data file.
+- The rows are grouped once by everything a key or display name derives from (``row_groups``); every
+  table rolls up from those groups, so a city's slug (a chain of regexes) and a clean spelling are
+  computed per group, not per row, and the rows are never held in memory.
+- Company tables roll up only the touched companies' groups. ``place_companies`` too: a batch replaces
+  only the (touched place, touched company) rows, and a company's own rows hold all of its rows in any
+  place; the other companies of a touched place keep their rows. City and state tables roll up the
+  groups of the touched states: a city's rows are found only through its key, and a touched state is
+  read whole (the cost that only deltas with a batch marker would remove, see docs/serving.md).
+
+Measured on the 2,000,000-row growth lake (65 companies, 18 cities, 16 states, so a daily batch of
+2,000 records touches nearly all of them and every level reads nearly the whole lake): the gold step
+of one daily-ingest took 9.1 s before, 2.5 s after; a rebuild's aggregation 14.8 s before, 3.1 s after.
 
 Rows keep their ``updated_at`` when the recomputed stats are unchanged, so ``gold-sync`` pushes only what
 really changed. An (entity, agency) that loses its last current violation leaves gold (gold stays the
@@ -73,6 +92,10 @@ STAT_COLUMNS = (
     "aliases",
 )  # fmt: skip
 MAX_ALIASES = 20
+# The prefixes of company and state keys (``ventureos.entities``): a key less its prefix is the
+# company slug, or the lowercase state.
+COMPANY_PREFIX = pl.select(company_key(pl.lit(""))).item()
+STATE_PREFIX = pl.select(state_key(pl.lit(""))).item()
 # The silver columns gold needs: reads of silver project to these.
 SILVER_COLUMNS = (
     "violation_id", "agency", "event_date", "company_name", "company_slug", "city", "state", "naics_code",
@@ -148,6 +171,9 @@ class GoldSpec:
     levels: tuple[str, ...]
     stats_level: str | None = None
     """The level of a stats table (its removals are logged; its changes are reported)."""
+    company_column: str | None = None
+    """A table whose rows also belong to a company (place companies): a batch replaces only the rows
+    of its touched places *and* touched companies, computed from those companies' rows alone."""
 
     @property
     def arrow(self) -> pa.Schema:
@@ -163,7 +189,17 @@ class GoldSpec:
         return ensure_table(catalog, self.identifier, self.schema)
 
     def keys(self, touched: dict[str, list[str]]) -> list[str]:
+        """The entity keys whose rows a batch with ``touched`` replaces; none when it replaces no row."""
+        if self.company_column and not touched["company"]:
+            return []
         return sorted({key for level in self.levels for key in touched[level]})
+
+    def key_filter(self, touched: dict[str, list[str]]) -> BooleanExpression:
+        """The rows of this table a batch with ``touched`` replaces."""
+        match = In(self.entity_column, set(self.keys(touched)))
+        if self.company_column:
+            return And(match, In(self.company_column, set(touched["company"])))
+        return match
 
 
 STATS_SPECS = [
@@ -177,7 +213,12 @@ YEAR_SPECS = [
     for level in LEVELS
 ]
 PLACE_SPEC = GoldSpec(
-    PLACE_COMPANIES, PLACE_SCHEMA, ("place_key", "company_key", "agency"), "place_key", PLACE_LEVELS
+    PLACE_COMPANIES,
+    PLACE_SCHEMA,
+    ("place_key", "company_key", "agency"),
+    "place_key",
+    PLACE_LEVELS,
+    company_column="company_key",
 )
 SPECS = [*STATS_SPECS, *YEAR_SPECS, PLACE_SPEC]
 COMMIT_TABLES = (*(spec.identifier for spec in SPECS), REMOVALS)
@@ -225,15 +266,21 @@ def entity_rows(silver: Frame, level: str) -> Frame:
 _LATEST = "\x1f"
 
 
-def _latest_key(value: pl.Expr) -> pl.Expr:
-    """One string that sorts like (event date, violation id) and carries ``value``: its max over a group
-    is the value of the group's latest row that has one. Streamable, where ``sort_by().last()`` needs
-    every row of a group in memory (3 GB for a rebuild over 8M rows). ISO dates sort as text; a
+def _row_order() -> pl.Expr:
+    """One string per row that sorts like (event date, violation id): ISO dates sort as text, a
     missing date sorts first, and the separator (below every printable character) keeps ``id-1``
-    before ``id-10``.
-    """
-    parts = [pl.col("event_date").cast(pl.String).fill_null(""), pl.col("violation_id"), value]
-    return pl.concat_str(parts, separator=_LATEST)
+    before ``id-10``."""
+    return pl.concat_str(
+        [pl.col("event_date").cast(pl.String).fill_null(""), pl.col("violation_id")], separator=_LATEST
+    )
+
+
+def _latest_key(order: pl.Expr, value: pl.Expr) -> pl.Expr:
+    """``order`` (a ``_row_order``) followed by ``value``: its max over a group is the value of the group's
+    latest row that has one (null ``value``: null). Streamable, where ``sort_by().last()`` needs every
+    row of a group in memory (3 GB for a rebuild over 8M rows). Rows sharing ``value`` may first be
+    reduced to their max ``order``: the separator sorts below any character, so the max commutes."""
+    return pl.concat_str([order, value], separator=_LATEST)
 
 
 def _value_of(latest_key: pl.Expr) -> pl.Expr:
@@ -253,28 +300,20 @@ def _chosen_name(choice: pl.Expr) -> pl.Expr:
     return choice.str.splitn(_LATEST, 4).struct.field("field_3")
 
 
-# Silver rows are grouped once, per (entity, agency, spelling); those groups roll up per (entity,
-# agency) and, through (entity, spelling), per entity as ``all``: sums, min/max and the latest keys
-# combine, and memory holds one group per distinct spelling, never the rows.
-# What every rollup needs (counts, penalties, the name choice), then what only stats tables need.
-_NAMED_FROM_ROWS = [
-    pl.col("_latest_name").max(),
-    pl.len().cast(pl.Int64).alias("violation_count"),
-    pl.col("penalty_amount").sum().cast(GOLD_POLARS["penalty_total"]).alias("penalty_total"),
-]
-_FROM_ROWS = [
-    *_NAMED_FROM_ROWS,
-    pl.col("_latest_industry").max(),
-    pl.col("event_date").min().alias("first_event_date"),
-    pl.col("event_date").max().alias("last_event_date"),
-]
-_NAMED_FROM_GROUPS = [
-    pl.col("_latest_name").max(),
-    pl.col("violation_count").sum(),
-    pl.col("penalty_total").sum(),
-]
-_FROM_GROUPS = [
-    *_NAMED_FROM_GROUPS,
+# Silver rows are grouped once by everything an entity key or display name of any level derives
+# from (``row_groups``); every table rolls up from those groups, so the per-row work is one group-by
+# and the key and spelling rules (chains of regexes) run once per group, not per row. Groups roll
+# up per (entity, agency, spelling), then per (entity, agency) and, through (entity, spelling), per
+# entity as ``all``: sums, min/max and the latest keys combine, so every step is exact.
+NAME_GROUP = ("agency", "company_slug", "company_name", "city", "state")
+"""What a stats or place row's entity and display name derive from."""
+YEAR_GROUP = ("agency", "company_slug", "city", "state", "year", "violation_type")
+"""What a year-stats row's entity, year and severity class derive from."""
+
+_SUMS = [pl.col("violation_count").sum(), pl.col("penalty_total").sum()]
+_NAMED = [pl.col("_latest_name").max(), *_SUMS]
+_FULL = [
+    *_NAMED,
     pl.col("_latest_industry").max(),
     pl.col("first_event_date").min(),
     pl.col("last_event_date").max(),
@@ -291,21 +330,50 @@ _ALIASES = (
 )
 
 
-def _keyed_rows(silver: pl.LazyFrame, level: str, keys: dict[str, pl.Expr] | None = None) -> pl.LazyFrame:
-    """Rows of entities of ``level`` with what the rollups need; ``keys`` adds grouping columns."""
+def _counted(rows: pl.LazyFrame, by: Sequence[str], *aggs: pl.Expr) -> pl.LazyFrame:
+    return rows.group_by(*by).agg(
+        pl.len().cast(pl.Int64).alias("violation_count"),
+        pl.col("penalty_amount").sum().cast(GOLD_POLARS["penalty_total"]).alias("penalty_total"),
+        *aggs,
+    )
+
+
+def row_groups(silver: pl.DataFrame | pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Current silver rows (``SILVER_COLUMNS``) grouped by ``NAME_GROUP`` (counts, penalties, dates,
+    the latest row's order and the latest industry) and by ``YEAR_GROUP`` (counts, penalties)."""
+    rows = silver.lazy()
+    names = _counted(
+        rows,
+        NAME_GROUP,
+        pl.col("event_date").min().alias("first_event_date"),
+        pl.col("event_date").max().alias("last_event_date"),
+        _row_order().max().alias("_latest_row"),
+        # The industry of the latest violation that has one.
+        _latest_key(_row_order(), pl.col("naics_code")).max().alias("_latest_industry"),
+    )
+    years = _counted(
+        rows.with_columns(pl.col("event_date").dt.year().cast(pl.Int32).alias("year")),
+        YEAR_GROUP,
+    ).with_columns(company_name=pl.lit(None, pl.String))  # series have no display names
+    return names, years
+
+
+def _keyed_groups(names: pl.LazyFrame, level: str, keys: dict[str, pl.Expr] | None = None) -> pl.LazyFrame:
+    """Name groups of entities of ``level`` with what the rollups need; ``keys`` adds grouping columns."""
     return (
-        entity_rows(silver, level)
+        entity_rows(names, level)
         .with_columns(clean_spelling(pl.col("entity_name")).alias("_spelling"))
         .select(
             "entity_key",
             *(expr.alias(name) for name, expr in (keys or {}).items()),
             "agency",
-            "event_date",
-            "penalty_amount",
+            "violation_count",
+            "penalty_total",
+            "first_event_date",
+            "last_event_date",
             "_spelling",
-            _latest_key(pl.col("_spelling")).alias("_latest_name"),
-            # The industry of the latest violation that has one.
-            _latest_key(pl.col("naics_code")).alias("_latest_industry"),
+            _latest_key(pl.col("_latest_row"), pl.col("_spelling")).alias("_latest_name"),
+            "_latest_industry",
         )
     )
 
@@ -313,15 +381,15 @@ def _keyed_rows(silver: pl.LazyFrame, level: str, keys: dict[str, pl.Expr] | Non
 def _rollup(keyed: pl.LazyFrame, by: list[str], full: bool = True) -> pl.LazyFrame:
     """Per (``by``, agency) and per ``by`` as agency ``all``: counts, penalties and the name choice, and
     when ``full`` also the dates, industry and aliases (stats tables; place companies need none of them)."""
-    from_rows, from_groups = (_FROM_ROWS, _FROM_GROUPS) if full else (_NAMED_FROM_ROWS, _NAMED_FROM_GROUPS)
+    aggs = _FULL if full else _NAMED
     extra = [_CHOICE, _ALIASES] if full else [_CHOICE]
-    per_spelling = keyed.group_by(*by, "agency", "_spelling").agg(from_rows)
-    per_agency = per_spelling.group_by(*by, "agency").agg(*from_groups, *extra)
+    per_spelling = keyed.group_by(*by, "agency", "_spelling").agg(aggs)
+    per_agency = per_spelling.group_by(*by, "agency").agg(*aggs, *extra)
     overall = (
         per_spelling.group_by(*by, "_spelling")
-        .agg(from_groups)
+        .agg(aggs)
         .group_by(*by)
-        .agg(*from_groups, *extra)
+        .agg(*aggs, *extra)
         .with_columns(agency=pl.lit(ALL))
     )
     return pl.concat([per_agency, overall], how="diagonal").with_columns(
@@ -345,10 +413,10 @@ def _now(now: datetime) -> pl.Expr:
     return pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("updated_at")
 
 
-def _aggregate_plan(silver: pl.LazyFrame, level: str, now: datetime) -> pl.LazyFrame:
+def _aggregate_plan(names: pl.LazyFrame, level: str, now: datetime) -> pl.LazyFrame:
     """Gold rows of ``level``. The display name is the curated parent's for a company whose slug is a
     curated parent, else the most frequent clean spelling among the rows (ties: the latest row's)."""
-    stats = _rollup(_keyed_rows(silver, level), ["entity_key"])
+    stats = _rollup(_keyed_groups(names, level), ["entity_key"])
     if level == "company":
         stats = _with_curated_names(stats, "entity_key")
     return (
@@ -362,21 +430,12 @@ YEAR_POLARS = polars_schema(YEAR_SCHEMA.as_arrow())
 PLACE_POLARS = polars_schema(PLACE_SCHEMA.as_arrow())
 
 
-def _year_plan(silver: pl.LazyFrame, level: str, now: datetime) -> pl.LazyFrame:
+def _year_plan(years: pl.LazyFrame, level: str, now: datetime) -> pl.LazyFrame:
     """Rows of ``gold.{level}_year_stats``: per (entity, agency, event year, severity), and agency ``all``."""
-    rows = entity_rows(silver, level).select(
-        "entity_key",
-        "agency",
-        pl.col("event_date").dt.year().cast(pl.Int32).alias("year"),
-        severity_expr(),
-        "penalty_amount",
-    )
+    rows = entity_rows(years, level).with_columns(severity_expr())
     by = ["entity_key", "year", "severity"]
-    per_agency = rows.group_by(*by, "agency").agg(
-        pl.len().cast(pl.Int64).alias("violation_count"),
-        pl.col("penalty_amount").sum().cast(YEAR_POLARS["penalty_total"]).alias("penalty_total"),
-    )
-    overall = per_agency.group_by(by).agg(pl.col("violation_count", "penalty_total").sum())
+    per_agency = rows.group_by(*by, "agency").agg(_SUMS)
+    overall = per_agency.group_by(by).agg(_SUMS)
     return (
         pl.concat([per_agency, overall.with_columns(agency=pl.lit(ALL))], how="diagonal")
         .with_columns(_now(now))
@@ -385,7 +444,7 @@ def _year_plan(silver: pl.LazyFrame, level: str, now: datetime) -> pl.LazyFrame:
     )
 
 
-def _place_plan(silver: pl.LazyFrame, now: datetime) -> pl.LazyFrame:
+def _place_plan(names: pl.LazyFrame, now: datetime) -> pl.LazyFrame:
     """Rows of ``gold.place_companies``: each company of each city and state, per agency and ``all``."""
     city, state = pl.col("city"), pl.col("state")
     places = {
@@ -394,7 +453,7 @@ def _place_plan(silver: pl.LazyFrame, now: datetime) -> pl.LazyFrame:
         ),
         "_state": state_key(state),
     }
-    companies = _keyed_rows(silver, "company", places)
+    companies = _keyed_groups(names, "company", places)
     in_places = pl.concat(
         companies.filter(pl.col(column).is_not_null())
         .rename({column: "place_key"})
@@ -410,33 +469,69 @@ def _place_plan(silver: pl.LazyFrame, now: datetime) -> pl.LazyFrame:
     )
 
 
-def _plan(spec: GoldSpec, silver: pl.LazyFrame, now: datetime) -> pl.LazyFrame:
+def _plan(spec: GoldSpec, names: pl.LazyFrame, years: pl.LazyFrame, now: datetime) -> pl.LazyFrame:
     if spec.stats_level:
-        return _aggregate_plan(silver, spec.stats_level, now)
+        return _aggregate_plan(names, spec.stats_level, now)
     if spec is PLACE_SPEC:
-        return _place_plan(silver, now)
-    return _year_plan(silver, spec.levels[0], now)
+        return _place_plan(names, now)
+    return _year_plan(years, spec.levels[0], now)
 
 
 def aggregate_levels(
     silver: pl.DataFrame | pl.LazyFrame, levels: Sequence[str], now: datetime
 ) -> dict[str, pl.DataFrame]:
-    """Gold rows of each level from current silver rows: per (entity, agency) and per entity as ``all``.
-
-    One streaming query for all levels: a lazy scan of all of silver is read once, and memory
-    holds the groups, not the rows.
-    """
-    plans = [_aggregate_plan(silver.lazy(), level, now) for level in levels]
-    return dict(zip(levels, pl.collect_all(plans, engine="streaming"), strict=True))
+    """Gold rows of each level from current silver rows: per (entity, agency) and per entity as ``all``."""
+    names = row_groups(silver)[0].collect(engine="streaming").lazy()
+    frames = pl.collect_all([_aggregate_plan(names, level, now) for level in levels])
+    return dict(zip(levels, frames, strict=True))
 
 
 def aggregate_tables(
-    silver: pl.DataFrame | pl.LazyFrame, specs: Sequence[GoldSpec], now: datetime
+    silver: pl.DataFrame | pl.LazyFrame,
+    specs: Sequence[GoldSpec],
+    now: datetime,
+    keys: dict[str, list[str]] | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """Rows of each gold table of ``specs`` (by identifier) from current silver rows, in one streaming query."""
-    plans = [_plan(spec, silver.lazy(), now) for spec in specs]
-    frames = pl.collect_all(plans, engine="streaming")
-    return {spec.identifier: frame for spec, frame in zip(specs, frames, strict=True)}
+    """Rows of each gold table of ``specs`` (by identifier) from current silver rows.
+
+    Silver is streamed into its groups (``row_groups``: memory holds groups, not rows); the tables
+    roll up from those. With ``keys`` (the touched entities per level), only the rows of
+    the touched companies and states are read, and each table rolls up only the groups it needs
+    (``groups_for``); the result still holds other entities of those groups, the caller filters.
+    """
+    lazy = silver.lazy()
+    if keys is not None:
+        lazy = lazy.filter(
+            pl.col("company_slug").is_in(_slugs(keys))
+            | pl.col("state").str.to_lowercase().is_in(_states(keys))
+        )
+    # One streamed query per grouping: collected together, Polars caches the shared scan whole
+    # (2M rows: 813 MB peak against 488 MB, for 0.2 s less).
+    names, years = (groups.collect(engine="streaming").lazy() for groups in row_groups(lazy))
+    plans = [_plan(spec, groups_for(spec, names, keys), groups_for(spec, years, keys), now) for spec in specs]
+    return {spec.identifier: frame for spec, frame in zip(specs, pl.collect_all(plans), strict=True)}
+
+
+def _slugs(keys: dict[str, list[str]]) -> list[str]:
+    return [key.removeprefix(COMPANY_PREFIX) for key in keys["company"]]
+
+
+def _states(keys: dict[str, list[str]]) -> list[str]:
+    return [key.removeprefix(STATE_PREFIX) for key in keys["state"]]
+
+
+def groups_for(spec: GoldSpec, groups: pl.LazyFrame, keys: dict[str, list[str]] | None) -> pl.LazyFrame:
+    """The groups (``row_groups``) that recomputing ``spec``'s rows of the touched entities ``keys`` needs.
+
+    Company tables and place companies: the touched companies' groups (a place's row of a company
+    counts that company's violations there, so the company's rows hold all of it). City and state
+    tables: the groups of the touched states (every touched city lies in a touched state).
+    """
+    if keys is None:
+        return groups
+    if spec.company_column or spec.levels == ("company",):
+        return groups.filter(pl.col("company_slug").is_in(_slugs(keys)))
+    return groups.filter(pl.col("state").str.to_lowercase().is_in(_states(keys)))
 
 
 def touched_keys(plan: Scd2Plan, level: str) -> list[str]:
@@ -499,23 +594,42 @@ def current_silver_of(
     return read_frame(violations, And(EqualTo("is_current", True), match), columns).cast(schema)
 
 
+def current_silver(violations: Table, storage_options: dict[str, str] | None = None) -> pl.LazyFrame:
+    """Every current silver row, ``SILVER_COLUMNS`` only, as a lazy scan that Polars reads itself.
+
+    Polars reads the data files natively (2M rows: 0.7 s, against 4 s through pyiceberg's
+    ``to_arrow``), and filters given to the frame stay Polars filters: pyiceberg's ``In`` over many
+    values binds each value for each data file in Python. ``storage_options`` are Polars'
+    object-store options (``Storage.polars_storage_options``): Polars does not see pyiceberg's S3
+    endpoint.
+    """
+    # Plan with pyiceberg (what Polars falls back to anyway) without warning that the optional
+    # polars_iceberg planner is not installed; an operator's choice wins.
+    os.environ.setdefault("POLARS_ICEBERG_PLANNER", "pyiceberg")
+    return (
+        pl.scan_iceberg(violations, storage_options=storage_options)
+        .filter(pl.col("is_current"))
+        .select(SILVER_COLUMNS)
+    )
+
+
 def update_gold_tables(
-    catalog: Catalog, violations: Table, plan: Scd2Plan, now: datetime
+    catalog: Catalog,
+    violations: Table,
+    plan: Scd2Plan,
+    now: datetime,
+    storage_options: dict[str, str] | None = None,
 ) -> list[GoldChange]:
     """Recompute the entities of a committed batch's records; one commit per gold table that changed.
 
     Records the batch left unchanged count too: their entities are already right, unless the run
     that changed them crashed before this step, which their re-run repairs here.
+    ``storage_options``: see ``current_silver``.
     """
-    touched = plan.touched
-    if touched.is_empty():
+    if plan.touched.is_empty():
         return []
-    silver = current_silver_of(
-        violations,
-        touched["company_slug"].drop_nulls().unique().to_list(),
-        touched["state"].drop_nulls().unique().to_list(),
-    )
-    return refresh_gold(catalog, silver, {level: touched_keys(plan, level) for level in LEVELS}, now)
+    keys = {level: touched_keys(plan, level) for level in LEVELS}
+    return refresh_gold(catalog, current_silver(violations, storage_options), keys, now)
 
 
 def rebuild_gold_tables(
@@ -524,18 +638,9 @@ def rebuild_gold_tables(
     """Every entity recomputed from all current silver rows (a streamed scan of 10 columns): after a bulk
     load or swap of silver, or to repair a crash between a silver and its gold commit.
 
-    ``storage_options`` are Polars' object-store options (``Storage.polars_storage_options``): Polars
-    reads the data files itself and does not see pyiceberg's S3 endpoint.
+    ``storage_options``: see ``current_silver``.
     """
-    # Plan with pyiceberg (what Polars falls back to anyway) without warning that the optional
-    # polars_iceberg planner is not installed; an operator's choice wins.
-    os.environ.setdefault("POLARS_ICEBERG_PLANNER", "pyiceberg")
-    silver = (
-        pl.scan_iceberg(violations, storage_options=storage_options)
-        .filter(pl.col("is_current"))
-        .select(SILVER_COLUMNS)
-    )
-    return refresh_gold(catalog, silver, None, now)
+    return refresh_gold(catalog, current_silver(violations, storage_options), None, now)
 
 
 def refresh_gold(
@@ -543,16 +648,19 @@ def refresh_gold(
 ) -> list[GoldChange]:
     """Replace the rows of ``keys`` per level (``None``: all) in every gold table by the aggregate of ``silver``.
 
-    ``silver`` must hold every current row of those entities (for places: of their whole state).
-    Unchanged rows keep their ``updated_at``; a table whose rows did not change gets no commit.
-    Returns the changes of the stats tables.
+    ``silver`` must hold every current row of those entities and of their states (``aggregate_tables``
+    reads only those). Place companies: only the rows of a touched place *and* a touched company are
+    replaced. Unchanged rows keep their ``updated_at``; a table whose rows did not change gets no
+    commit. Returns the changes of the stats tables.
     """
     results, writes, removals = [], [], []
     specs = [spec for spec in SPECS if keys is None or spec.keys(keys)]
-    for spec, recomputed in zip(specs, aggregate_tables(silver, specs, now).values(), strict=True):
+    if not specs:  # records of no entity (no company, no state): nothing to read
+        return []
+    for spec, recomputed in zip(specs, aggregate_tables(silver, specs, now, keys).values(), strict=True):
         table = spec.table(catalog)
         spec_keys = None if keys is None else spec.keys(keys)
-        key_filter = AlwaysTrue() if spec_keys is None else In(spec.entity_column, set(spec_keys))
+        key_filter = AlwaysTrue() if keys is None else spec.key_filter(keys)
         existing = read_frame(table, key_filter).cast(spec.polars)
         if spec_keys is not None:
             recomputed = recomputed.filter(pl.col(spec.entity_column).is_in(spec_keys))
