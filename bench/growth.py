@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -149,12 +150,30 @@ def inputs(work: Path, updates_from: Path) -> Path:
     return folder
 
 
+def prepare(work: Path, sizes: list[int]) -> None:
+    """Each lake's generated source and step inputs (cached under ``work``)."""
+    for rows in sizes:
+        source = work / f"source-{rows}"
+        if not (source / "osha_violation.csv").exists():
+            print(f"generating {rows:,} violations under {source} ...", flush=True)
+            generate_osha_enforcement(rows, source)
+        inputs(work, source)
+
+
+def prepared(work: Path, sizes: list[int]) -> None:
+    """``prepare`` in a spawned process. On Linux a child's peak RSS (``wait4``) starts at its parent's
+    resident size when it forked (exec keeps the old high-water mark), so the process that starts the
+    measured ones must never hold a lake's worth of generated rows itself."""
+    child = multiprocessing.get_context("spawn").Process(target=prepare, args=(work, sizes))
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise SystemExit(f"preparing the inputs failed ({child.exitcode})")
+
+
 def grow(rows: int, work: Path) -> tuple[Path, Path, Timed]:
     """A lake of ``rows`` generated violations (replace load); returns home, source and the load's time."""
     source = work / f"source-{rows}"
-    if not (source / "osha_violation.csv").exists():
-        print(f"generating {rows:,} violations under {source} ...", flush=True)
-        generate_osha_enforcement(rows, source)
     home = work / f"home-{rows}"
     shutil.rmtree(home, ignore_errors=True)
     print(f"loading the {rows:,}-row lake (replace) ...", flush=True)
@@ -200,6 +219,7 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="ventureos-growth-"))
     result: dict[str, float | int] = {"small_rows": args.small, "big_rows": args.big}
     measured: dict[str, dict[str, Timed]] = {}
+    prepared(work, [args.small, args.big])
     for size, rows in (("small", args.small), ("big", args.big)):
         home, source, load = grow(rows, work)
         folder = inputs(work, source)
