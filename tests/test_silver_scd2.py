@@ -250,3 +250,21 @@ def test_within_a_batch_the_latest_as_of_of_an_id_wins(home: Path) -> None:
         "inserted": 1, "updated": 0, "deleted": 0, "unchanged": 0, "stale": 0, "duplicates": 1
     }  # fmt: skip
     assert plan.added["company_name"].to_list() == ["NEWER"]
+
+
+def test_an_update_that_moves_the_event_year_closes_the_version_in_the_old_year(home: Path) -> None:
+    """The lookup searches an id first in its incoming row's event-year partition: a correction that
+    moves the date to another year must still find (and close) the version filed under the old year."""
+    first = sample().head(2)
+    assert merge(first, T1, uri=daily("2024-03-01")) == counts_of(inserted=2)
+    moved = first.with_columns(
+        pl.when(pl.col("ID") == first["ID"][0])
+        .then(pl.lit("6/30/2019"))
+        .otherwise("EventDate")
+        .alias("EventDate")
+    )
+    assert merge(moved, T2, uri=daily("2024-03-02")) == counts_of(updated=1, unchanged=1)
+    rows = silver().filter(pl.col("source_id") == first["ID"][0])
+    assert rows["is_current"].to_list() == [False, True]
+    assert [d.year for d in rows["event_date"]] == [2015, 2019]
+    assert rows["valid_to"].to_list() == [T2, None]
