@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -264,11 +265,12 @@ def test_rerun_after_a_crash_past_the_silver_commit_repairs_gold_and_the_feed(
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_rebuild_gold_repairs_a_crash_that_another_run_followed(
+def test_the_next_run_repairs_a_crash_between_silver_and_gold_and_rebuild_gold_agrees(
     home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A run dies between its silver and gold commits and another day runs before any re-run: the
-    renamed company never reaches gold until ``ventureos run rebuild-gold``."""
+    """A run dies between its silver and gold commits and another day runs before any re-run: that
+    day's gold step applies silver's whole change since gold's groups, the crashed run's rename too;
+    ``ventureos run rebuild-gold`` then finds nothing to change."""
     store = open_store(load_settings())
     reports = sample_reports()
     stage_day(DAY1, reports.slice(0, 30))
@@ -281,10 +283,17 @@ def test_rebuild_gold_repairs_a_crash_that_another_run_followed(
     renamed = current_silver().filter(pl.col("company_name") == "Brand New Employer LLC")
     key = f"COMPANY#{renamed['company_slug'].item()}"
     catalog = current_lakehouse().catalog
-    assert read_gold(catalog, "company").filter(pl.col("entity_key") == key).is_empty()  # stale for good
+    assert read_gold(catalog, "company").filter(pl.col("entity_key") == key)["violation_count"].to_list() == [
+        1,
+        1,
+    ]
+    assert_gold_equals_current_silver()
 
+    capsys.readouterr()
     assert run_cli("run", "rebuild-gold") == 0
-    assert "rebuilt gold.company_stats: " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    for level in ("company", "city", "state"):
+        assert re.search(rf"rebuilt gold\.{level}_stats: [1-9]\d* entities, 0 rows changed, 0 removed", out)
     assert_gold_equals_current_silver()
     assert store.get_item(ENTITIES, key, "STATS#all")["total_violations"] == 1
 

@@ -1,30 +1,20 @@
 """Gold aggregates per entity (company, city, state) and agency, plus ``all``, kept equal to current silver.
 
-How a batch updates gold: the entity keys its SCD2 plan touches (added versions and the versions it
-closes, so an UPDATE that moves a violation to another company changes both companies; and records it
-left unchanged, so the re-run of a run that crashed between its silver and gold commits repairs gold)
-are recomputed from the *current* silver rows of exactly those entities. Counts and penalty totals
-could be patched by adding and subtracting deltas, but first/last event dates, the latest industry and
-the most frequent spelling cannot (a delete of the earliest violation needs the next one), and a delta
-applied twice by a retried task would drift. Recomputing the touched entities is exact and idempotent.
+Every gold table rolls up from current silver's *groups* (``ventureos.gold_groups``): silver's current
+rows grouped once by everything a key or display name derives from, so a city's slug (a chain of
+regexes) and a clean spelling are computed per group, not per row. The groups are stored with the
+silver snapshot they equal, and moved to the current snapshot by silver's net change since
+(what its commits wrote), so a batch's gold step costs the batch and the groups, not the lake's rows.
 
-What a recompute reads and does, so that it costs the touched entities' rows once (``aggregate_tables``
-with ``keys``):
+How a batch updates gold (``update_gold_tables``): the groups move; the entities of the groups that
+changed, and of the batch's records (also those it left unchanged, so a re-run repairs what an
+earlier crash lost), are rolled up again from the groups; the groups are stored last.
 
-- Silver is one Polars scan of the current rows (10 columns) filtered to the touched companies and
-  states in Polars, not pyiceberg: an ``In`` over many values costs Python time per value per data file.
-- The rows are grouped once by everything a key or display name derives from (``row_groups``); every
-  table rolls up from those groups, so a city's slug (a chain of regexes) and a clean spelling are
-  computed per group, not per row, and the rows are never held in memory.
 - Company tables roll up only the touched companies' groups. ``place_companies`` too: a batch replaces
-  only the (touched place, touched company) rows, and a company's own rows hold all of its rows in any
+  only the (touched place, touched company) rows, and a company's groups hold all of its rows in any
   place; the other companies of a touched place keep their rows. City and state tables roll up the
-  groups of the touched states: a city's rows are found only through its key, and a touched state is
-  read whole (the cost that only deltas with a batch marker would remove, see docs/serving.md).
-
-Measured on the 2,000,000-row growth lake (65 companies, 18 cities, 16 states, so a daily batch of
-2,000 records touches nearly all of them and every level reads nearly the whole lake): the gold step
-of one daily-ingest took 9.1 s before, 2.5 s after; a rebuild's aggregation 14.8 s before, 3.1 s after.
+  groups of the touched states (a city's groups are found only through its key).
+- A rebuild (``rebuild_gold_tables``) groups a scan of all current silver instead.
 
 Rows keep their ``updated_at`` when the recomputed stats are unchanged, so ``gold-sync`` pushes only what
 really changed. An (entity, agency) that loses its last current violation leaves gold (gold stays the
@@ -39,7 +29,6 @@ items are rebuilt whole whenever any of its gold rows changes (``ventureos.servi
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -73,6 +62,16 @@ from pyiceberg.types import (
 
 from ventureos.catalog import ensure_table
 from ventureos.entities import city_key, clean_spelling, company_key, curated_parents, slugify, state_key
+from ventureos.gold_groups import (
+    GROUPS,
+    LATEST,
+    SILVER_COLUMNS,
+    Groups,
+    advance_groups,
+    latest_key,
+    rebuild_groups,
+    row_groups,
+)
 from ventureos.schemas import MONEY, polars_schema, to_arrow, violations_schema
 from ventureos.severity import severity_expr
 from ventureos.silver import Scd2Plan
@@ -96,11 +95,6 @@ MAX_ALIASES = 20
 # company slug, or the lowercase state.
 COMPANY_PREFIX = pl.select(company_key(pl.lit(""))).item()
 STATE_PREFIX = pl.select(state_key(pl.lit(""))).item()
-# The silver columns gold needs: reads of silver project to these.
-SILVER_COLUMNS = (
-    "violation_id", "agency", "event_date", "company_name", "company_slug", "city", "state", "naics_code",
-    "penalty_amount", "violation_type",
-)  # fmt: skip
 
 GOLD_SCHEMA = Schema(
     NestedField(1, "entity_key", StringType(), required=True),
@@ -221,7 +215,7 @@ PLACE_SPEC = GoldSpec(
     company_column="company_key",
 )
 SPECS = [*STATS_SPECS, *YEAR_SPECS, PLACE_SPEC]
-COMMIT_TABLES = (*(spec.identifier for spec in SPECS), REMOVALS)
+COMMIT_TABLES = (*(spec.identifier for spec in SPECS), REMOVALS, GROUPS)
 """Every table a gold update commits to (their commit slots are held together)."""
 
 
@@ -263,41 +257,21 @@ def entity_rows(silver: Frame, level: str) -> Frame:
     )
 
 
-_LATEST = "\x1f"
-
-
-def _row_order() -> pl.Expr:
-    """One string per row that sorts like (event date, violation id): ISO dates sort as text, a
-    missing date sorts first, and the separator (below every printable character) keeps ``id-1``
-    before ``id-10``."""
-    return pl.concat_str(
-        [pl.col("event_date").cast(pl.String).fill_null(""), pl.col("violation_id")], separator=_LATEST
-    )
-
-
-def _latest_key(order: pl.Expr, value: pl.Expr) -> pl.Expr:
-    """``order`` (a ``_row_order``) followed by ``value``: its max over a group is the value of the group's
-    latest row that has one (null ``value``: null). Streamable, where ``sort_by().last()`` needs every
-    row of a group in memory (3 GB for a rebuild over 8M rows). Rows sharing ``value`` may first be
-    reduced to their max ``order``: the separator sorts below any character, so the max commutes."""
-    return pl.concat_str([order, value], separator=_LATEST)
-
-
-def _value_of(latest_key: pl.Expr) -> pl.Expr:
-    return latest_key.str.splitn(_LATEST, 3).struct.field("field_2")
+def _value_of(latest: pl.Expr) -> pl.Expr:
+    return latest.str.splitn(LATEST, 3).struct.field("field_2")
 
 
 _COUNT_DIGITS = 12
 
 
-def _name_choice(count: pl.Expr, latest_key: pl.Expr) -> pl.Expr:
+def _name_choice(count: pl.Expr, latest: pl.Expr) -> pl.Expr:
     """One string whose max over an entity's spellings is the most frequent one, ties the latest:
-    the zero-padded count, then the spelling's ``_latest_key``."""
-    return pl.concat_str([count.cast(pl.String).str.zfill(_COUNT_DIGITS), latest_key], separator=_LATEST)
+    the zero-padded count, then the spelling's ``latest_key``."""
+    return pl.concat_str([count.cast(pl.String).str.zfill(_COUNT_DIGITS), latest], separator=LATEST)
 
 
 def _chosen_name(choice: pl.Expr) -> pl.Expr:
-    return choice.str.splitn(_LATEST, 4).struct.field("field_3")
+    return choice.str.splitn(LATEST, 4).struct.field("field_3")
 
 
 # Silver rows are grouped once by everything an entity key or display name of any level derives
@@ -305,11 +279,6 @@ def _chosen_name(choice: pl.Expr) -> pl.Expr:
 # and the key and spelling rules (chains of regexes) run once per group, not per row. Groups roll
 # up per (entity, agency, spelling), then per (entity, agency) and, through (entity, spelling), per
 # entity as ``all``: sums, min/max and the latest keys combine, so every step is exact.
-NAME_GROUP = ("agency", "company_slug", "company_name", "city", "state")
-"""What a stats or place row's entity and display name derive from."""
-YEAR_GROUP = ("agency", "company_slug", "city", "state", "year", "violation_type")
-"""What a year-stats row's entity, year and severity class derive from."""
-
 _SUMS = [pl.col("violation_count").sum(), pl.col("penalty_total").sum()]
 _NAMED = [pl.col("_latest_name").max(), *_SUMS]
 _FULL = [
@@ -330,34 +299,6 @@ _ALIASES = (
 )
 
 
-def _counted(rows: pl.LazyFrame, by: Sequence[str], *aggs: pl.Expr) -> pl.LazyFrame:
-    return rows.group_by(*by).agg(
-        pl.len().cast(pl.Int64).alias("violation_count"),
-        pl.col("penalty_amount").sum().cast(GOLD_POLARS["penalty_total"]).alias("penalty_total"),
-        *aggs,
-    )
-
-
-def row_groups(silver: pl.DataFrame | pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """Current silver rows (``SILVER_COLUMNS``) grouped by ``NAME_GROUP`` (counts, penalties, dates,
-    the latest row's order and the latest industry) and by ``YEAR_GROUP`` (counts, penalties)."""
-    rows = silver.lazy()
-    names = _counted(
-        rows,
-        NAME_GROUP,
-        pl.col("event_date").min().alias("first_event_date"),
-        pl.col("event_date").max().alias("last_event_date"),
-        _row_order().max().alias("_latest_row"),
-        # The industry of the latest violation that has one.
-        _latest_key(_row_order(), pl.col("naics_code")).max().alias("_latest_industry"),
-    )
-    years = _counted(
-        rows.with_columns(pl.col("event_date").dt.year().cast(pl.Int32).alias("year")),
-        YEAR_GROUP,
-    ).with_columns(company_name=pl.lit(None, pl.String))  # series have no display names
-    return names, years
-
-
 def _keyed_groups(names: pl.LazyFrame, level: str, keys: dict[str, pl.Expr] | None = None) -> pl.LazyFrame:
     """Name groups of entities of ``level`` with what the rollups need; ``keys`` adds grouping columns."""
     return (
@@ -372,8 +313,8 @@ def _keyed_groups(names: pl.LazyFrame, level: str, keys: dict[str, pl.Expr] | No
             "first_event_date",
             "last_event_date",
             "_spelling",
-            _latest_key(pl.col("_latest_row"), pl.col("_spelling")).alias("_latest_name"),
-            "_latest_industry",
+            latest_key(pl.col("latest_row"), pl.col("_spelling")).alias("_latest_name"),
+            pl.col("latest_industry").alias("_latest_industry"),
         )
     )
 
@@ -487,28 +428,33 @@ def aggregate_levels(
 
 
 def aggregate_tables(
-    silver: pl.DataFrame | pl.LazyFrame,
+    silver: pl.DataFrame | pl.LazyFrame, specs: Sequence[GoldSpec], now: datetime
+) -> dict[str, pl.DataFrame]:
+    """Rows of each gold table of ``specs`` (by identifier) from current silver rows (streamed into
+    their groups: memory holds groups, not rows). What a refresh must equal."""
+    # One streamed query per grouping: collected together, Polars caches the shared scan whole
+    # (2M rows: 813 MB peak against 488 MB, for 0.2 s less).
+    names, years = (groups.collect(engine="streaming") for groups in row_groups(silver))
+    return aggregate_groups(names, years, specs, now)
+
+
+def aggregate_groups(
+    names: pl.DataFrame,
+    years: pl.DataFrame,
     specs: Sequence[GoldSpec],
     now: datetime,
     keys: dict[str, list[str]] | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """Rows of each gold table of ``specs`` (by identifier) from current silver rows.
+    """Rows of each gold table of ``specs`` (by identifier) from current silver's groups (``row_groups``).
 
-    Silver is streamed into its groups (``row_groups``: memory holds groups, not rows); the tables
-    roll up from those. With ``keys`` (the touched entities per level), only the rows of
-    the touched companies and states are read, and each table rolls up only the groups it needs
+    With ``keys`` (the touched entities per level), each table rolls up only the groups it needs
     (``groups_for``); the result still holds other entities of those groups, the caller filters.
     """
-    lazy = silver.lazy()
-    if keys is not None:
-        lazy = lazy.filter(
-            pl.col("company_slug").is_in(_slugs(keys))
-            | pl.col("state").str.to_lowercase().is_in(_states(keys))
-        )
-    # One streamed query per grouping: collected together, Polars caches the shared scan whole
-    # (2M rows: 813 MB peak against 488 MB, for 0.2 s less).
-    names, years = (groups.collect(engine="streaming").lazy() for groups in row_groups(lazy))
-    plans = [_plan(spec, groups_for(spec, names, keys), groups_for(spec, years, keys), now) for spec in specs]
+    series = years.lazy().with_columns(company_name=pl.lit(None, pl.String))  # series have no names
+    plans = [
+        _plan(spec, groups_for(spec, names.lazy(), keys), groups_for(spec, series, keys), now)
+        for spec in specs
+    ]
     return {spec.identifier: frame for spec, frame in zip(specs, pl.collect_all(plans), strict=True)}
 
 
@@ -594,25 +540,6 @@ def current_silver_of(
     return read_frame(violations, And(EqualTo("is_current", True), match), columns).cast(schema)
 
 
-def current_silver(violations: Table, storage_options: dict[str, str] | None = None) -> pl.LazyFrame:
-    """Every current silver row, ``SILVER_COLUMNS`` only, as a lazy scan that Polars reads itself.
-
-    Polars reads the data files natively (2M rows: 0.7 s, against 4 s through pyiceberg's
-    ``to_arrow``), and filters given to the frame stay Polars filters: pyiceberg's ``In`` over many
-    values binds each value for each data file in Python. ``storage_options`` are Polars'
-    object-store options (``Storage.polars_storage_options``): Polars does not see pyiceberg's S3
-    endpoint.
-    """
-    # Plan with pyiceberg (what Polars falls back to anyway) without warning that the optional
-    # polars_iceberg planner is not installed; an operator's choice wins.
-    os.environ.setdefault("POLARS_ICEBERG_PLANNER", "pyiceberg")
-    return (
-        pl.scan_iceberg(violations, storage_options=storage_options)
-        .filter(pl.col("is_current"))
-        .select(SILVER_COLUMNS)
-    )
-
-
 def update_gold_tables(
     catalog: Catalog,
     violations: Table,
@@ -620,44 +547,52 @@ def update_gold_tables(
     now: datetime,
     storage_options: dict[str, str] | None = None,
 ) -> list[GoldChange]:
-    """Recompute the entities of a committed batch's records; one commit per gold table that changed.
+    """Bring gold to silver's current snapshot after a committed batch; one commit per table that changed.
 
-    Records the batch left unchanged count too: their entities are already right, unless the run
-    that changed them crashed before this step, which their re-run repairs here.
-    ``storage_options``: see ``current_silver``.
+    The stored groups move by silver's net change since they were stored (``advance_groups``); the
+    entities of the changed groups and of the batch's records are rolled up again from them. Records
+    the batch left unchanged count too: their entities are already right, unless an earlier state of
+    gold was lost, which their re-run repairs here. ``storage_options``: see ``current_silver``.
     """
     if plan.touched.is_empty():
         return []
-    keys = {level: touched_keys(plan, level) for level in LEVELS}
-    return refresh_gold(catalog, current_silver(violations, storage_options), keys, now)
+    groups = advance_groups(catalog, violations, storage_options)
+    keys = None
+    if groups.changed is not None:
+        keys = {
+            level: sorted(
+                set(touched_keys(plan, level))
+                | set(entity_rows(groups.changed, level)["entity_key"].to_list())
+            )
+            for level in LEVELS
+        }
+    return refresh_gold(catalog, groups, keys, now)
 
 
 def rebuild_gold_tables(
     catalog: Catalog, violations: Table, now: datetime, storage_options: dict[str, str] | None = None
 ) -> list[GoldChange]:
-    """Every entity recomputed from all current silver rows (a streamed scan of 10 columns): after a bulk
-    load or swap of silver, or to repair a crash between a silver and its gold commit.
-
-    ``storage_options``: see ``current_silver``.
+    """Every entity from a scan of all current silver rows (10 columns): after a bulk load or swap of
+    silver, or to repair gold by hand. ``storage_options``: see ``current_silver``.
     """
-    return refresh_gold(catalog, current_silver(violations, storage_options), None, now)
+    return refresh_gold(catalog, rebuild_groups(violations, storage_options), None, now)
 
 
 def refresh_gold(
-    catalog: Catalog, silver: pl.DataFrame | pl.LazyFrame, keys: dict[str, list[str]] | None, now: datetime
+    catalog: Catalog, groups: Groups, keys: dict[str, list[str]] | None, now: datetime
 ) -> list[GoldChange]:
-    """Replace the rows of ``keys`` per level (``None``: all) in every gold table by the aggregate of ``silver``.
+    """Replace the rows of ``keys`` per level (``None``: all) in every gold table by the rollup of
+    ``groups``, then store ``groups``.
 
-    ``silver`` must hold every current row of those entities and of their states (``aggregate_tables``
-    reads only those). Place companies: only the rows of a touched place *and* a touched company are
-    replaced. Unchanged rows keep their ``updated_at``; a table whose rows did not change gets no
-    commit. Returns the changes of the stats tables.
+    Place companies: only the rows of a touched place *and* a touched company are replaced. Unchanged
+    rows keep their ``updated_at``; a table whose rows did not change gets no commit. The groups are
+    stored last: a crash before leaves their marker behind, and the next refresh recomputes the same
+    entities again. Returns the changes of the stats tables.
     """
     results, writes, removals = [], [], []
     specs = [spec for spec in SPECS if keys is None or spec.keys(keys)]
-    if not specs:  # records of no entity (no company, no state): nothing to read
-        return []
-    for spec, recomputed in zip(specs, aggregate_tables(silver, specs, now, keys).values(), strict=True):
+    aggregates = aggregate_groups(groups.names, groups.years, specs, now, keys) if specs else {}
+    for spec, recomputed in zip(specs, aggregates.values(), strict=True):
         table = spec.table(catalog)
         spec_keys = None if keys is None else spec.keys(keys)
         key_filter = AlwaysTrue() if keys is None else spec.key_filter(keys)
@@ -686,6 +621,7 @@ def refresh_gold(
     # outside the GIL) run side by side. A failed one fails the call; the retry recomputes them all.
     with ThreadPoolExecutor(max_workers=max(len(writes), 1)) as pool:
         list(pool.map(lambda write: _commit(*write), writes))
+    groups.commit(catalog)
     return results
 
 

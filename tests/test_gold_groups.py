@@ -1,0 +1,120 @@
+"""The stored groups gold rolls up from: moved by silver's net change, exact, caught up after lost runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+
+from ventureos.gold import LEVELS, update_gold_tables
+from ventureos.gold_groups import Groups, advance_groups, groups_table, stored_groups
+from ventureos.invariants import groups_are_current_silver, read_silver
+from ventureos.lakehouse import current_lakehouse
+from ventureos.maintenance import compact_table
+from ventureos.silver import Scd2Plan, commit_scd2, current_versions, encode_versions, plan_scd2
+
+from .test_gold import T1, T2, T3, apply, assert_gold_equals_current_silver, commits, edit, real_rows
+
+
+def commit_silver(incoming: pl.DataFrame, now: datetime) -> Scd2Plan:
+    """A run whose silver commit landed and whose gold step never ran (crashed, or still to come)."""
+    table = current_lakehouse().violations()
+    plan = plan_scd2(incoming, current_versions(table, incoming["violation_id"].to_list()), now, "run")
+    commit_scd2(table, plan, encode_versions(table, plan))
+    return plan
+
+
+def group_commits() -> int:
+    return len(groups_table(current_lakehouse().catalog).snapshots())
+
+
+def assert_groups_are_current_silver() -> None:
+    lakehouse = current_lakehouse()
+    assert stored_groups(lakehouse.catalog)[2] == lakehouse.violations().current_snapshot().snapshot_id
+    assert groups_are_current_silver(lakehouse, read_silver(lakehouse)) == []
+
+
+def test_groups_move_by_silvers_net_change_across_commits_gold_never_saw(home: Path) -> None:
+    base = real_rows(40)
+    ids = base["source_id"].to_list()
+    acme = {"company_slug": "acme", "company_name": "Acme", "state": "TX", "city": "AUSTIN"}
+    base = edit(base, ids[1], **acme, event_date=date(2015, 1, 5), penalty_amount=Decimal("1000.00"))
+    base = edit(base, ids[2], **acme, event_date=date(2015, 2, 10), penalty_amount=Decimal("2500.50"))
+    base = edit(base, ids[3], **acme, event_date=date(2015, 3, 15), penalty_amount=Decimal("10.00"))
+    apply(base, T1)  # no stored groups yet: built from a scan of silver
+    assert_groups_are_current_silver()
+    lakehouse = current_lakehouse()
+
+    # Two runs commit silver and neither reaches its gold step: the earliest and the latest Acme
+    # violations withdrawn (the group's first and last dates held by removed rows), a penalty
+    # reduced, and a new company.
+    second = edit(base, ids[2], penalty_amount=Decimal("500.00")).with_columns(
+        is_deleted=pl.col("source_id").is_in([ids[1], ids[3]])
+    )
+    commit_silver(second, T2)
+    third = edit(
+        base.filter(pl.col("source_id") == ids[20]), ids[20], company_slug="initech", company_name="Initech"
+    )
+    third_plan = commit_silver(third, T2)
+
+    groups = advance_groups(lakehouse.catalog, lakehouse.violations())
+    assert groups.changed is not None and not groups.stored
+    moved = groups.changed.filter(pl.col("company_slug").is_in(["acme", "initech"]))
+    assert sorted(moved["company_slug"].to_list()) == ["acme", "initech"]
+    acme_group = groups.names.filter(pl.col("company_slug") == "acme").row(0, named=True)
+    assert (acme_group["violation_count"], acme_group["penalty_total"]) == (1, Decimal("500.00"))
+    assert acme_group["first_event_date"] == acme_group["last_event_date"] == date(2015, 2, 10)
+
+    # The gold step of the last run brings gold and the groups to silver, the lost run included.
+    update_gold_tables(lakehouse.catalog, lakehouse.violations(), third_plan, T3)
+    assert_groups_are_current_silver()
+    assert_gold_equals_current_silver()
+
+    # A retry finds the groups stored for this snapshot: nothing to apply, no commit.
+    commits = group_commits()
+    again = advance_groups(lakehouse.catalog, current_lakehouse().violations())
+    assert again.stored and again.changed is not None and again.changed.is_empty()
+    update_gold_tables(
+        lakehouse.catalog, lakehouse.violations(), third_plan, datetime(2024, 1, 4, tzinfo=UTC)
+    )
+    assert group_commits() == commits
+
+
+def test_groups_stored_for_a_snapshot_silver_no_longer_holds_are_rebuilt(home: Path) -> None:
+    rows = real_rows(20)
+    apply(rows, T1)
+    lakehouse = current_lakehouse()
+    names, years, _ = stored_groups(lakehouse.catalog)
+    # E.g. the snapshot was expired, or a historical load swapped silver: the marker leads nowhere.
+    Groups(names.clear(), years.clear(), snapshot_id=123, changed=None, stored=False).commit(
+        lakehouse.catalog
+    )
+    assert groups_are_current_silver(lakehouse, read_silver(lakehouse)) == []  # not this snapshot's
+
+    plan = commit_silver(edit(rows, rows["source_id"][0], penalty_amount=Decimal("42.00")), T2)
+    rebuilt = advance_groups(lakehouse.catalog, lakehouse.violations())
+    # Compared with the stored state (empty here): every company's groups changed.
+    assert rebuilt.changed is not None and rebuilt.names.height == names.height
+    silver_slugs = set(read_silver(lakehouse).filter("is_current")["company_slug"].drop_nulls())
+    assert set(rebuilt.changed["company_slug"].drop_nulls()) == silver_slugs
+    update_gold_tables(lakehouse.catalog, lakehouse.violations(), plan, T3)
+    assert_groups_are_current_silver()
+    assert_gold_equals_current_silver()
+
+
+def test_a_compaction_changes_no_group_and_no_gold_row(home: Path) -> None:
+    rows = real_rows(30)
+    for day, part in enumerate((rows.head(10), rows.slice(10, 10), rows.slice(20)), start=1):
+        apply(part, datetime(2024, 1, day, tzinfo=UTC))
+    lakehouse = current_lakehouse()
+    assert compact_table(lakehouse.violations(), small_file_bytes=1 << 30, min_files=2) > 0
+    groups = advance_groups(lakehouse.catalog, lakehouse.violations())
+    assert groups.changed is not None and groups.changed.is_empty() and not groups.stored
+    before = {level: commits(level) for level in LEVELS}
+    plan = commit_silver(edit(rows, rows["source_id"][0], penalty_amount=Decimal("7.00")), T3)
+    update_gold_tables(lakehouse.catalog, lakehouse.violations(), plan, T3)
+    assert_groups_are_current_silver()
+    assert_gold_equals_current_silver()
+    assert {level: commits(level) - before[level] for level in LEVELS} == dict.fromkeys(LEVELS, 1)
