@@ -12,10 +12,13 @@ replace`` (setup, timed for the replace rows/s), then four steps, each a whole `
 - ``append``: historical-load ``--mode append`` of 20,000 new violations;
 - ``sync``: gold-sync after them.
 
+Then, not timed, the gold-side invariants on each lake (``check_gold_at_scale``: one current version
+per id; every gold table and the stored groups equal to the aggregate of current silver).
+
 The new rows of a step are the same for both lakes; the updated ones are the newest live violations
 of each lake's source (``lake_rows``: what a source changes). The last line printed is one JSON object: ``small_rows``, ``big_rows`` and per
 step ``<step>_small_s``, ``<step>_big_s``, ``<step>_ratio`` (big / small), ``<step>_big_peak_rss_mb``,
-plus the replace and append rows/s.
+plus the replace and append rows/s, and ``invariants_hold`` (both lakes).
 """
 
 from __future__ import annotations
@@ -210,6 +213,21 @@ def steps(home: Path, folder: Path) -> dict[str, Timed]:
     return timed
 
 
+def _check(home: str) -> list[str]:
+    os.environ["VENTUREOS_HOME"] = home
+    from ventureos.invariants import check_gold_at_scale
+    from ventureos.lakehouse import current_lakehouse
+
+    return check_gold_at_scale(current_lakehouse())
+
+
+def invariants(home: Path) -> list[str]:
+    """``check_gold_at_scale`` on the lake under ``home``, in a spawned process (the scan's memory is
+    not this process's, whose children's peak RSS starts at its own)."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_check, (str(home),))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=100_000)
@@ -224,6 +242,9 @@ def main() -> None:
         home, source, load = grow(rows, work)
         folder = inputs(work, source)
         measured[size] = steps(home, folder)
+        problems = invariants(home)
+        print(f"{size:5} lake invariants: {'hold' if not problems else '; '.join(problems)}", flush=True)
+        result["invariants_hold"] = bool(result.get("invariants_hold", True)) and not problems
         result[f"replace_{size}_rows_per_s"] = round(rows / load.seconds)
         for step, timed in measured[size].items():
             print(f"{size:5} lake of {rows:>10,} rows  {step:6} {timed.seconds:8.1f} s  "

@@ -1,4 +1,4 @@
-"""The stored groups gold rolls up from: moved by silver's net change, exact, caught up after lost runs."""
+"""The partial aggregates gold rolls up from: moved by silver's net change, exact, caught up after lost runs."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import polars as pl
 
-from ventureos.gold import LEVELS, update_gold_tables
-from ventureos.gold_groups import Groups, advance_groups, groups_table, stored_groups
-from ventureos.invariants import groups_are_current_silver, read_silver
+from ventureos.gold import GOLD_TABLES, LEVELS, Partials, advance_partials, update_gold_tables
+from ventureos.gold_groups import state_table, stored_state
+from ventureos.invariants import check_gold_at_scale, partials_are_current_silver, read_silver
 from ventureos.lakehouse import current_lakehouse
 from ventureos.maintenance import compact_table
 from ventureos.silver import Scd2Plan, commit_scd2, current_versions, encode_versions, plan_scd2
@@ -26,14 +26,14 @@ def commit_silver(incoming: pl.DataFrame, now: datetime) -> Scd2Plan:
     return plan
 
 
-def group_commits() -> int:
-    return len(groups_table(current_lakehouse().catalog).snapshots())
+def state_commits() -> int:
+    return len(state_table(current_lakehouse().catalog).snapshots())
 
 
-def assert_groups_are_current_silver() -> None:
+def assert_partials_are_current_silver() -> None:
     lakehouse = current_lakehouse()
-    assert stored_groups(lakehouse.catalog)[2] == lakehouse.violations().current_snapshot().snapshot_id
-    assert groups_are_current_silver(lakehouse, read_silver(lakehouse)) == []
+    assert stored_state(lakehouse.catalog)[1] == lakehouse.violations().current_snapshot().snapshot_id
+    assert check_gold_at_scale(lakehouse) == []
 
 
 def test_groups_move_by_silvers_net_change_across_commits_gold_never_saw(home: Path) -> None:
@@ -44,7 +44,7 @@ def test_groups_move_by_silvers_net_change_across_commits_gold_never_saw(home: P
     base = edit(base, ids[2], **acme, event_date=date(2015, 2, 10), penalty_amount=Decimal("2500.50"))
     base = edit(base, ids[3], **acme, event_date=date(2015, 3, 15), penalty_amount=Decimal("10.00"))
     apply(base, T1)  # no stored groups yet: built from a scan of silver
-    assert_groups_are_current_silver()
+    assert_partials_are_current_silver()
     lakehouse = current_lakehouse()
 
     # Two runs commit silver and neither reaches its gold step: the earliest and the latest Acme
@@ -59,62 +59,66 @@ def test_groups_move_by_silvers_net_change_across_commits_gold_never_saw(home: P
     )
     third_plan = commit_silver(third, T2)
 
-    groups = advance_groups(lakehouse.catalog, lakehouse.violations())
-    assert groups.changed is not None and not groups.stored
-    moved = groups.changed.filter(pl.col("company_slug").is_in(["acme", "initech"]))
-    assert sorted(moved["company_slug"].to_list()) == ["acme", "initech"]
-    acme_group = groups.names.filter(pl.col("company_slug") == "acme").row(0, named=True)
-    assert (acme_group["violation_count"], acme_group["penalty_total"]) == (1, Decimal("500.00"))
-    assert acme_group["first_event_date"] == acme_group["last_event_date"] == date(2015, 2, 10)
+    partials, changed = advance_partials(lakehouse.catalog, lakehouse.violations())
+    assert changed is not None and not partials.stored
+    moved_from = f"COMPANY#{base.filter(pl.col('source_id') == ids[20])['company_slug'].item()}"
+    assert changed["company"] == {"COMPANY#acme", "COMPANY#initech", moved_from}
+    acme = partials.frames[GOLD_TABLES["company"]].filter(pl.col("entity_key") == "COMPANY#acme")
+    assert acme.select("agency", "violation_count", "penalty_total").rows() == [
+        ("osha", 1, Decimal("500.00"))
+    ]
+    # Its first and last dates were held by withdrawn rows: recomputed from the company's rows.
+    assert acme.select("first_event_date", "last_event_date").row(0) == (date(2015, 2, 10), date(2015, 2, 10))
 
     # The gold step of the last run brings gold and the groups to silver, the lost run included.
+    assert any(problem.startswith("gold.company_stats") for problem in check_gold_at_scale(lakehouse))
     update_gold_tables(lakehouse.catalog, lakehouse.violations(), third_plan, T3)
-    assert_groups_are_current_silver()
+    assert_partials_are_current_silver()
     assert_gold_equals_current_silver()
 
     # A retry finds the groups stored for this snapshot: nothing to apply, no commit.
-    commits = group_commits()
-    again = advance_groups(lakehouse.catalog, current_lakehouse().violations())
-    assert again.stored and again.changed is not None and again.changed.is_empty()
+    commits = state_commits()
+    again, unchanged = advance_partials(lakehouse.catalog, current_lakehouse().violations())
+    assert again.stored and unchanged == {level: set() for level in LEVELS}
     update_gold_tables(
         lakehouse.catalog, lakehouse.violations(), third_plan, datetime(2024, 1, 4, tzinfo=UTC)
     )
-    assert group_commits() == commits
+    assert state_commits() == commits
 
 
-def test_groups_stored_for_a_snapshot_silver_no_longer_holds_are_rebuilt(home: Path) -> None:
+def test_partials_stored_for_a_snapshot_silver_no_longer_holds_are_rescanned(home: Path) -> None:
     rows = real_rows(20)
     apply(rows, T1)
     lakehouse = current_lakehouse()
-    names, years, _ = stored_groups(lakehouse.catalog)
+    stored, _ = advance_partials(lakehouse.catalog, lakehouse.violations())
     # E.g. the snapshot was expired, or a historical load swapped silver: the marker leads nowhere.
-    Groups(names.clear(), years.clear(), snapshot_id=123, changed=None, stored=False).commit(
-        lakehouse.catalog
-    )
-    assert groups_are_current_silver(lakehouse, read_silver(lakehouse)) == []  # not this snapshot's
+    empty = {name: frame.clear() for name, frame in stored.frames.items()}
+    Partials(empty, snapshot_id=123, stored=False).store(lakehouse.catalog)
+    current = read_silver(lakehouse).filter("is_current")
+    assert partials_are_current_silver(lakehouse, current) == []  # not this snapshot's: not checked
 
     plan = commit_silver(edit(rows, rows["source_id"][0], penalty_amount=Decimal("42.00")), T2)
-    rebuilt = advance_groups(lakehouse.catalog, lakehouse.violations())
-    # Compared with the stored state (empty here): every company's groups changed.
-    assert rebuilt.changed is not None and rebuilt.names.height == names.height
-    silver_slugs = set(read_silver(lakehouse).filter("is_current")["company_slug"].drop_nulls())
-    assert set(rebuilt.changed["company_slug"].drop_nulls()) == silver_slugs
+    rescanned, changed = advance_partials(lakehouse.catalog, lakehouse.violations())
+    # Compared with the stored partials (none here): every company changed.
+    assert changed is not None
+    assert changed["company"] == {f"COMPANY#{slug}" for slug in current["company_slug"].drop_nulls()}
+    assert rescanned.frames[GOLD_TABLES["state"]].height > 0
     update_gold_tables(lakehouse.catalog, lakehouse.violations(), plan, T3)
-    assert_groups_are_current_silver()
+    assert_partials_are_current_silver()
     assert_gold_equals_current_silver()
 
 
-def test_a_compaction_changes_no_group_and_no_gold_row(home: Path) -> None:
+def test_a_compaction_changes_no_partial_and_no_gold_row(home: Path) -> None:
     rows = real_rows(30)
     for day, part in enumerate((rows.head(10), rows.slice(10, 10), rows.slice(20)), start=1):
         apply(part, datetime(2024, 1, day, tzinfo=UTC))
     lakehouse = current_lakehouse()
     assert compact_table(lakehouse.violations(), small_file_bytes=1 << 30, min_files=2) > 0
-    groups = advance_groups(lakehouse.catalog, lakehouse.violations())
-    assert groups.changed is not None and groups.changed.is_empty() and not groups.stored
+    partials, changed = advance_partials(lakehouse.catalog, lakehouse.violations())
+    assert changed == {level: set() for level in LEVELS} and not partials.stored
     before = {level: commits(level) for level in LEVELS}
     plan = commit_silver(edit(rows, rows["source_id"][0], penalty_amount=Decimal("7.00")), T3)
     update_gold_tables(lakehouse.catalog, lakehouse.violations(), plan, T3)
-    assert_groups_are_current_silver()
+    assert_partials_are_current_silver()
     assert_gold_equals_current_silver()
     assert {level: commits(level) - before[level] for level in LEVELS} == dict.fromkeys(LEVELS, 1)

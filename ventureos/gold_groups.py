@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -42,7 +41,6 @@ from pyiceberg.types import DateType, IntegerType, LongType, NestedField, String
 from ventureos.catalog import ensure_table
 from ventureos.schemas import MONEY, polars_schema, to_arrow, violations_schema
 
-GROUPS = "gold.silver_groups"
 MARKER = "ventureos.silver-snapshot-id"
 """Snapshot-summary property of the groups' commits: the silver snapshot they equal."""
 SILVER_COLUMNS = (
@@ -51,42 +49,12 @@ SILVER_COLUMNS = (
 )  # fmt: skip
 """The silver columns gold needs: reads of silver project to these."""
 READ_THREADS = 4
+PENALTY = pl.Decimal(MONEY.precision, MONEY.scale)
 
 NAME_GROUP = ("agency", "company_slug", "company_name", "city", "state")
 """What a stats or place row's entity and display name derive from."""
 YEAR_GROUP = ("agency", "company_slug", "city", "state", "year", "violation_type")
 """What a year-stats row's entity, year and severity class derive from."""
-EXTREMES = {
-    "first_event_date": "min",
-    "last_event_date": "max",
-    "latest_row": "max",
-    "latest_industry": "max",
-}
-"""Name groups' values that cannot be subtracted, and how they combine."""
-
-GROUPS_SCHEMA = Schema(
-    # "name" (NAME_GROUP) or "year" (YEAR_GROUP): one table, so both kinds move in one commit.
-    NestedField(1, "grouping", StringType(), required=True),
-    NestedField(2, "agency", StringType(), required=True),
-    NestedField(3, "company_slug", StringType(), required=False),
-    NestedField(4, "company_name", StringType(), required=False),
-    NestedField(5, "city", StringType(), required=False),
-    NestedField(6, "state", StringType(), required=False),
-    NestedField(7, "year", IntegerType(), required=False),
-    NestedField(8, "violation_type", StringType(), required=False),
-    NestedField(9, "violation_count", LongType(), required=True),
-    NestedField(10, "penalty_total", MONEY, required=True),
-    NestedField(11, "first_event_date", DateType(), required=False),
-    NestedField(12, "last_event_date", DateType(), required=False),
-    # ``row_order`` of the group's latest row, and the same followed by that row's NAICS code.
-    NestedField(13, "latest_row", StringType(), required=False),
-    NestedField(14, "latest_industry", StringType(), required=False),
-)
-GROUPS_ARROW = GROUPS_SCHEMA.as_arrow()
-GROUPS_POLARS = polars_schema(GROUPS_ARROW)
-NAME_COLUMNS = (*NAME_GROUP, "violation_count", "penalty_total", *EXTREMES)
-YEAR_COLUMNS = (*YEAR_GROUP, "violation_count", "penalty_total")
-
 LATEST = "\x1f"
 
 
@@ -110,7 +78,7 @@ def latest_key(order: pl.Expr, value: pl.Expr) -> pl.Expr:
 def _counted(rows: pl.LazyFrame, by: Sequence[str], *aggs: pl.Expr) -> pl.LazyFrame:
     return rows.group_by(*by).agg(
         pl.len().cast(pl.Int64).alias("violation_count"),
-        pl.col("penalty_amount").sum().cast(GROUPS_POLARS["penalty_total"]).alias("penalty_total"),
+        pl.col("penalty_amount").sum().cast(PENALTY).alias("penalty_total"),
         *aggs,
     )
 
@@ -153,122 +121,86 @@ def current_silver(violations: Table, storage_options: dict[str, str] | None = N
     )
 
 
-@dataclass
-class Groups:
-    """Current silver grouped (``row_groups``), as of silver snapshot ``snapshot_id``."""
+STATE = "gold.rollup_state"
+STATE_SCHEMA = Schema(
+    # The gold table (identifier) whose partial aggregates a row holds: one table for all, so every
+    # part moves in one commit with one marker.
+    NestedField(1, "gold_table", StringType(), required=True),
+    NestedField(2, "entity_key", StringType(), required=True),
+    NestedField(3, "place_key", StringType(), required=False),
+    NestedField(4, "agency", StringType(), required=True),
+    NestedField(5, "spelling", StringType(), required=False),
+    NestedField(6, "year", IntegerType(), required=False),
+    NestedField(7, "severity", StringType(), required=False),
+    NestedField(8, "violation_count", LongType(), required=True),
+    NestedField(9, "penalty_total", MONEY, required=True),
+    NestedField(10, "first_event_date", DateType(), required=False),
+    NestedField(11, "last_event_date", DateType(), required=False),
+    NestedField(12, "latest_name", StringType(), required=False),
+    NestedField(13, "latest_industry", StringType(), required=False),
+)
+STATE_ARROW = STATE_SCHEMA.as_arrow()
+STATE_POLARS = polars_schema(STATE_ARROW)
+STATE_COLUMNS = {
+    "spelling": "_spelling",
+    "latest_name": "_latest_name",
+    "latest_industry": "_latest_industry",
+}
+"""Stored column -> the name the rollups (``ventureos.gold``) give it."""
+STATE_NAMES = {rollup: stored for stored, rollup in STATE_COLUMNS.items()}
+EXTREMES = {
+    "first_event_date": "min",
+    "last_event_date": "max",
+    "_latest_name": "max",
+    "_latest_industry": "max",
+}
+"""Partial aggregates that cannot be subtracted, and how they combine."""
 
-    names: pl.DataFrame
-    years: pl.DataFrame
-    snapshot_id: int | None
-    changed: pl.DataFrame | None
-    """``NAME_GROUP`` columns of the groups that changed since the stored state (which gold rows to
-    recompute); None: rebuilt without a stored state to compare with, so every entity may have changed."""
-    stored: bool
-    """Whether the table already holds exactly this state (nothing to commit)."""
 
-    def commit(self, catalog: Catalog) -> None:
-        """Store this state with its marker (one commit), unless it is stored already."""
-        if self.stored:
-            return
-        rows = pl.concat(
-            [
-                self.names.with_columns(grouping=pl.lit("name")),
-                self.years.with_columns(grouping=pl.lit("year")),
-            ],
-            how="diagonal",
-        ).select(pl.col(c).cast(t) for c, t in GROUPS_POLARS.items())
-        marker = {MARKER: str(self.snapshot_id)} if self.snapshot_id is not None else {}
-        groups_table(catalog).overwrite(to_arrow(rows, GROUPS_ARROW), snapshot_properties=marker)
-        self.stored = True
+def state_table(catalog: Catalog) -> Table:
+    return ensure_table(catalog, STATE, STATE_SCHEMA)
 
 
-def groups_table(catalog: Catalog) -> Table:
-    return ensure_table(catalog, GROUPS, GROUPS_SCHEMA)
-
-
-def stored_groups(catalog: Catalog) -> tuple[pl.DataFrame, pl.DataFrame, int | None]:
-    """The stored name and year groups and the silver snapshot they equal (None: no stored state)."""
-    table = groups_table(catalog)
+def stored_state(catalog: Catalog) -> tuple[pl.DataFrame, int | None]:
+    """The stored partial aggregates (rollup names) and the silver snapshot they equal (None: none)."""
+    table = state_table(catalog)
     snapshot = table.current_snapshot()
     marker = snapshot.summary[MARKER] if snapshot is not None and snapshot.summary is not None else None
     rows = pl.from_arrow(table.scan().to_arrow())
     assert isinstance(rows, pl.DataFrame)
-    rows = rows.cast(GROUPS_POLARS)  # type: ignore[arg-type]
-    names = rows.filter(pl.col("grouping") == "name").select(NAME_COLUMNS)
-    years = rows.filter(pl.col("grouping") == "year").select(YEAR_COLUMNS)
-    return names, years, None if marker is None else int(marker)
+    return rows.cast(STATE_POLARS).rename(STATE_COLUMNS), None if marker is None else int(marker)  # type: ignore[arg-type]
 
 
-def rebuild_groups(violations: Table, storage_options: dict[str, str] | None = None) -> Groups:
-    """Groups of every current silver row (a streamed scan of ``SILVER_COLUMNS``)."""
-    snapshot = violations.current_snapshot()
-    names, years = (
-        g.collect(engine="streaming") for g in row_groups(current_silver(violations, storage_options))
+def store_state(catalog: Catalog, partials: pl.DataFrame, snapshot_id: int | None) -> None:
+    """Replace the stored partial aggregates (rollup names, ``gold_table`` set) in one commit."""
+    rows = partials.rename({v: k for k, v in STATE_COLUMNS.items()}).select(
+        pl.col(c).cast(t) if c in partials.columns or c in STATE_COLUMNS else pl.lit(None, t).alias(c)
+        for c, t in STATE_POLARS.items()
     )
-    return Groups(
-        names.select(NAME_COLUMNS),
-        years.select(YEAR_COLUMNS),
-        snapshot.snapshot_id if snapshot else None,
-        None,
-        stored=False,
-    )
+    marker = {MARKER: str(snapshot_id)} if snapshot_id is not None else {}
+    state_table(catalog).overwrite(to_arrow(rows, STATE_ARROW), snapshot_properties=marker)
 
 
-def advance_groups(
-    catalog: Catalog, violations: Table, storage_options: dict[str, str] | None = None
-) -> Groups:
-    """The stored groups moved to silver's current snapshot (not yet committed: see ``Groups.commit``)."""
-    names, years, marker = stored_groups(catalog)
-    snapshot = violations.current_snapshot()
-    current = snapshot.snapshot_id if snapshot else None
-    if marker is not None and marker == current:
-        return Groups(names, years, current, names.clear().select(NAME_GROUP), stored=True)
-    change = silver_changes(violations, marker) if marker is not None else None
+def net_change(violations: Table, since: int) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """Current silver rows (``SILVER_COLUMNS``) added and removed since snapshot ``since``; None when
+    ``since`` is not an ancestor of the current snapshot. Copies of untouched rows (a copy-on-write
+    rewrite deletes a file and adds its other rows again) cancel."""
+    change = silver_changes(violations, since)
     if change is None:
-        rebuilt = rebuild_groups(violations, storage_options)
-        if marker is not None:
-            rebuilt.changed = _differing(names, years, rebuilt)
-        return rebuilt
+        return None
     added, removed = (_current_rows(violations, files) for files in change)
-    # Copies of untouched rows (a copy-on-write rewrite deletes a file and adds them again) cancel.
-    added, removed = (
-        mine.join(other, on=list(SILVER_COLUMNS), how="anti", nulls_equal=True)
-        for mine, other in ((added, removed), (removed, added))
+    on = list(SILVER_COLUMNS)
+    return (
+        added.join(removed, on=on, how="anti", nulls_equal=True),
+        removed.join(added, on=on, how="anti", nulls_equal=True),
     )
-    (added_names, added_years), (removed_names, removed_years) = (
-        tuple(g.collect() for g in row_groups(rows)) for rows in (added, removed)
-    )
-    new_names, stale = _merge(names, added_names, removed_names, NAME_GROUP)
-    new_years, _ = _merge(years, added_years, removed_years, YEAR_GROUP)
-    if not stale.is_empty():
-        new_names = pl.concat(
-            [
-                new_names.join(stale, on=list(NAME_GROUP), how="anti", nulls_equal=True),
-                recompute(violations, stale, storage_options),
-            ]
-        )
-    changed = pl.concat([g.select(NAME_GROUP) for g in (added_names, removed_names)]).unique()
-    return Groups(new_names, new_years, current, changed, stored=False)
 
 
-def _differing(names: pl.DataFrame, years: pl.DataFrame, rebuilt: Groups) -> pl.DataFrame:
-    """``NAME_GROUP`` columns of the groups that differ between a stored state and ``rebuilt`` (year
-    groups name no company spelling: null, which still keys their entities)."""
-    parts = [
-        mine.join(other, on=mine.columns, how="anti", nulls_equal=True).select(
-            [pl.col(c) if c in mine.columns else pl.lit(None, pl.String).alias(c) for c in NAME_GROUP]
-        )
-        for stored, new in ((names, rebuilt.names), (years, rebuilt.years))
-        for mine, other in ((stored, new), (new, stored))
-    ]
-    return pl.concat(parts).unique()
-
-
-def _merge(
+def merge(
     stored: pl.DataFrame, added: pl.DataFrame, removed: pl.DataFrame, by: Sequence[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``stored`` groups plus ``added`` minus ``removed`` (groups of rows), and the groups whose extremes
-    a removed row held (``by`` columns only): their merged extremes are not known."""
+    """``stored`` partial aggregates plus ``added`` minus ``removed`` (partials of rows, keyed by ``by``),
+    and the keys (``by``) whose extremes a removed row held: their merged extremes are not known."""
     by = list(by)
     if added.is_empty() and removed.is_empty():
         return stored, stored.clear().select(by)
@@ -278,11 +210,11 @@ def _merge(
     values = [c for c in stored.columns if c not in by]
     merged = (
         keys.join(touched, on=by, how="left", nulls_equal=True)
-        .join(added.rename({c: f"_a_{c}" for c in values}), on=by, how="left", nulls_equal=True)
-        .join(removed.rename({c: f"_r_{c}" for c in values}), on=by, how="left", nulls_equal=True)
+        .join(added.rename({c: f"_a{c}" for c in values}), on=by, how="left", nulls_equal=True)
+        .join(removed.rename({c: f"_r{c}" for c in values}), on=by, how="left", nulls_equal=True)
     )
     sums = [
-        (pl.col(c).fill_null(0) + pl.col(f"_a_{c}").fill_null(0) - pl.col(f"_r_{c}").fill_null(0)).cast(
+        (pl.col(c).fill_null(0) + pl.col(f"_a{c}").fill_null(0) - pl.col(f"_r{c}").fill_null(0)).cast(
             stored.schema[c]
         )
         for c in ("violation_count", "penalty_total")
@@ -291,7 +223,7 @@ def _merge(
     for c, how in EXTREMES.items():
         if c not in values:
             continue
-        old, new, gone = pl.col(c), pl.col(f"_a_{c}"), pl.col(f"_r_{c}")
+        old, new, gone = pl.col(c), pl.col(f"_a{c}"), pl.col(f"_r{c}")
         if how == "min":
             extremes.append(pl.min_horizontal(old, new).alias(c))
             beaten = new.is_null() | (new > gone)
@@ -305,22 +237,6 @@ def _merge(
         pl.concat([kept, merged.drop("_stale").select(stored.columns)]),
         merged.filter("_stale").select(by),
     )
-
-
-def recompute(
-    violations: Table, groups: pl.DataFrame, storage_options: dict[str, str] | None
-) -> pl.DataFrame:
-    """Name groups of ``groups`` (``NAME_GROUP`` columns) from current silver: their companies' rows."""
-    slugs = groups["company_slug"].drop_nulls().unique().to_list()
-    of_companies = pl.col("company_slug").is_in(slugs)
-    if groups["company_slug"].null_count():
-        of_companies = of_companies | pl.col("company_slug").is_null()
-    rows = (
-        current_silver(violations, storage_options)
-        .filter(of_companies)
-        .join(groups.lazy(), on=list(NAME_GROUP), how="semi", nulls_equal=True)
-    )
-    return row_groups(rows)[0].collect().select(NAME_COLUMNS)
 
 
 def silver_changes(violations: Table, since: int) -> tuple[list[DataFile], list[DataFile]] | None:
