@@ -242,6 +242,7 @@ PLACE_SPEC = GoldSpec(
     company_column="company_key",
 )
 SPECS = [*STATS_SPECS, *YEAR_SPECS, PLACE_SPEC]
+SPECS_BY_ID = {spec.identifier: spec for spec in SPECS}
 COMMIT_TABLES = (*(spec.identifier for spec in SPECS), REMOVALS, STATE)
 """Every table a gold update commits to (their commit slots are held together)."""
 
@@ -639,47 +640,56 @@ def advance_partials(
     (added_names, added_years), (removed_names, removed_years) = (
         tuple(g.collect().lazy() for g in row_groups(rows)) for rows in change
     )
-    frames = {}
+    frames, stale = {}, {}
     for spec in SPECS:
         plus, minus = pl.collect_all(
             [partial(spec, added_names, added_years), partial(spec, removed_names, removed_years)]
         )
-        merged, stale = merge(stored[spec.identifier], plus, minus, spec.partial_key)
-        if not stale.is_empty():
-            merged = pl.concat(
-                [
-                    merged.join(stale, on=list(spec.partial_key), how="anti", nulls_equal=True),
-                    _recomputed(spec, stale, removed, violations, storage_options),
-                ]
-            )
-        frames[spec.identifier] = merged
+        frames[spec.identifier], stale[spec.identifier] = merge(
+            stored[spec.identifier], plus, minus, spec.partial_key
+        )
+    for name, recomputed in _recomputed(stale, removed, violations, storage_options).items():
+        on = list(SPECS_BY_ID[name].partial_key)
+        frames[name] = pl.concat(
+            [frames[name].join(recomputed, on=on, how="anti", nulls_equal=True), recomputed]
+        )
     rows = pl.concat([added, removed])
     changed = {level: set(entity_rows(rows, level)["entity_key"].to_list()) for level in LEVELS}
     return Partials(frames, current, stored=False), changed
 
 
 def _recomputed(
-    spec: GoldSpec,
-    stale: pl.DataFrame,
+    stale: dict[str, pl.DataFrame],
     removed: pl.DataFrame,
     violations: Table,
     storage_options: dict[str, str] | None,
-) -> pl.DataFrame:
-    """The ``stale`` partials (keys) of ``spec`` from current silver: the rows of their companies (a
-    bounded read of the lookup layout), or for a city or state, of its state."""
-    owners = entity_rows(removed, spec.level).join(
-        stale.select("entity_key").unique(), on="entity_key", how="semi"
-    )
-    column = "company_slug" if spec.level == "company" else "state"
+) -> dict[str, pl.DataFrame]:
+    """The ``stale`` partials (keys, by table) from current silver, in one streamed scan: the rows of
+    their companies (a bounded read of the lookup layout), and for a city or state, of its state."""
+    slugs: set[str] = set()
+    states: set[str] = set()
+    for name, keys in stale.items():
+        if keys.is_empty():
+            continue
+        level = SPECS_BY_ID[name].level
+        owners = entity_rows(removed, level).join(
+            keys.select("entity_key").unique(), on="entity_key", how="semi"
+        )
+        (slugs if level == "company" else states).update(
+            owners["company_slug" if level == "company" else "state"].drop_nulls().to_list()
+        )
+    if not slugs and not states:
+        return {}
     rows = current_silver(violations, storage_options).filter(
-        pl.col(column).is_in(owners[column].drop_nulls().unique().implode())
+        pl.col("company_slug").is_in(sorted(slugs)) | pl.col("state").is_in(sorted(states))
     )
-    names, years = (g.collect().lazy() for g in row_groups(rows))
-    return (
-        partial(spec, names, years)
-        .collect()
-        .join(stale, on=list(spec.partial_key), how="semi", nulls_equal=True)
-    )
+    names, years = (g.collect(engine="streaming").lazy() for g in row_groups(rows))
+    wanted = [(name, keys) for name, keys in stale.items() if not keys.is_empty()]
+    frames = pl.collect_all([partial(SPECS_BY_ID[name], names, years) for name, _ in wanted])
+    return {
+        name: frame.join(keys, on=list(SPECS_BY_ID[name].partial_key), how="semi", nulls_equal=True)
+        for (name, keys), frame in zip(wanted, frames, strict=True)
+    }
 
 
 def _differing(old: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
