@@ -1,6 +1,6 @@
 """Gold aggregates per entity (company, city, state) and agency, plus ``all``, kept equal to current silver.
 
-Every gold table rolls up from current silver's *groups* (``ventureos.gold_groups``): silver's current
+Every gold table rolls up from current silver's *groups* (``ventureos.gold_state``): silver's current
 rows grouped once by everything a key or display name derives from, so a city's slug (a chain of
 regexes) and a clean spelling are computed per group, not per row. The groups are stored with the
 silver snapshot they equal, and moved to the current snapshot by silver's net change since
@@ -62,7 +62,7 @@ from pyiceberg.types import (
 
 from ventureos.catalog import ensure_table
 from ventureos.entities import city_key, clean_spelling, company_key, curated_parents, slugify, state_key
-from ventureos.gold_groups import (
+from ventureos.gold_state import (
     LATEST,
     SILVER_COLUMNS,
     STATE,
@@ -189,9 +189,13 @@ class GoldSpec:
 
     @property
     def partial_key(self) -> tuple[str, ...]:
-        """What a stored partial aggregate (``gold_groups.STATE``) of this table is keyed by."""
-        if self.stats_level:
+        """What a stored partial aggregate (``gold_state.STATE``) of this table is keyed by."""
+        if self.stats_level == "company":
             return ("entity_key", "agency", "_spelling")
+        if self.stats_level:
+            # Per company too: a city's or state's extreme held by a removed row is then recomputed
+            # from that company's rows, not the whole state's.
+            return ("entity_key", "agency", "_spelling", "company_slug")
         if self.company_column:
             return ("place_key", "entity_key", "agency", "_spelling")
         return ("entity_key", "agency", "year", "severity")
@@ -352,11 +356,14 @@ def _per_spelling(keyed: pl.LazyFrame, by: list[str], full: bool = True) -> pl.L
     return keyed.group_by(*by, "agency", "_spelling").agg(_FULL if full else _NAMED)
 
 
-def _rollup(per_spelling: pl.LazyFrame, by: list[str], full: bool = True) -> pl.LazyFrame:
+def _rollup(partials: pl.LazyFrame, by: list[str], full: bool = True) -> pl.LazyFrame:
     """Per (``by``, agency) and per ``by`` as agency ``all``: counts, penalties and the name choice, and
-    when ``full`` also the dates, industry and aliases (stats tables; place companies need none of them)."""
+    when ``full`` also the dates, industry and aliases (stats tables; place companies need none of them).
+    ``partials`` may be finer than per spelling (a place's, per company): they are summed per spelling
+    first, since the name choice counts spellings."""
     aggs = _FULL if full else _NAMED
     extra = [_CHOICE, _ALIASES] if full else [_CHOICE]
+    per_spelling = partials.group_by(*by, "agency", "_spelling").agg(aggs)
     per_agency = per_spelling.group_by(*by, "agency").agg(*aggs, *extra)
     overall = (
         per_spelling.group_by(*by, "_spelling")
@@ -451,9 +458,11 @@ def _place_plan(per_spelling: pl.LazyFrame, now: datetime) -> pl.LazyFrame:
 
 def partial(spec: GoldSpec, names: pl.LazyFrame, years: pl.LazyFrame) -> pl.LazyFrame:
     """The partial aggregates of ``spec``'s table from silver's groups (``row_groups``): what its rows
-    roll up from, keyed by ``spec.partial_key``; sums and extremes, so they add up (``gold_groups.merge``)."""
+    roll up from, keyed by ``spec.partial_key``; sums and extremes, so they add up (``gold_state.merge``)."""
     if spec.stats_level:
-        rows = _per_spelling(_keyed_groups(names, spec.stats_level), ["entity_key"])
+        by = [c for c in spec.partial_key if c not in ("agency", "_spelling")]
+        extra = {c: pl.col(c) for c in by if c != "entity_key"}
+        rows = _per_spelling(_keyed_groups(names, spec.stats_level, extra), by)
     elif spec is PLACE_SPEC:
         rows = _place_partial(names)
     else:
@@ -594,7 +603,7 @@ class Partials:
     frames: dict[str, pl.DataFrame]
     snapshot_id: int | None
     stored: bool
-    """Whether ``gold_groups.STATE`` already holds exactly these (nothing to store)."""
+    """Whether ``gold_state.STATE`` already holds exactly these (nothing to store)."""
 
     def store(self, catalog: Catalog) -> None:
         if not self.stored:
@@ -617,7 +626,7 @@ def advance_partials(
     catalog: Catalog, violations: Table, storage_options: dict[str, str] | None = None
 ) -> tuple[Partials, dict[str, set[str]] | None]:
     """The stored partials moved to silver's current snapshot by its net change since their marker
-    (``ventureos.gold_groups``), and the entity keys per level whose rows changed (None: no stored
+    (``ventureos.gold_state``), and the entity keys per level whose rows changed (None: no stored
     partials to compare with, every entity may have)."""
     state, marker = stored_state(catalog)
     stored = {
@@ -664,24 +673,26 @@ def _recomputed(
     violations: Table,
     storage_options: dict[str, str] | None,
 ) -> dict[str, pl.DataFrame]:
-    """The ``stale`` partials (keys, by table) from current silver, in one streamed scan: the rows of
-    their companies (a bounded read of the lookup layout), and for a city or state, of its state."""
+    """The ``stale`` partials (keys, by table) from current silver, in one streamed scan of their
+    companies' rows (a bounded read of the lookup layout); a city's or state's partial of rows without
+    a company, from the state's rows without one."""
     slugs: set[str] = set()
-    states: set[str] = set()
+    states: set[str] = set()  # of stale partials of rows without a company
     for name, keys in stale.items():
         if keys.is_empty():
             continue
-        level = SPECS_BY_ID[name].level
-        owners = entity_rows(removed, level).join(
-            keys.select("entity_key").unique(), on="entity_key", how="semi"
+        spec = SPECS_BY_ID[name]
+        on = [c for c in ("entity_key", "company_slug") if c in spec.partial_key]
+        owners = entity_rows(removed, spec.level).join(
+            keys.select(on).unique(), on=on, how="semi", nulls_equal=True
         )
-        (slugs if level == "company" else states).update(
-            owners["company_slug" if level == "company" else "state"].drop_nulls().to_list()
-        )
+        slugs.update(owners["company_slug"].drop_nulls().to_list())
+        states.update(owners.filter(pl.col("company_slug").is_null())["state"].drop_nulls().to_list())
     if not slugs and not states:
         return {}
+    company, state = pl.col("company_slug"), pl.col("state")
     rows = current_silver(violations, storage_options).filter(
-        pl.col("company_slug").is_in(sorted(slugs)) | pl.col("state").is_in(sorted(states))
+        company.is_in(sorted(slugs)) | (company.is_null() & state.is_in(sorted(states)))
     )
     names, years = (g.collect(engine="streaming").lazy() for g in row_groups(rows))
     wanted = [(name, keys) for name, keys in stale.items() if not keys.is_empty()]

@@ -5,7 +5,7 @@
 1. at most one current version per ``violation_id`` in ``silver.violations``;
 2. every gold table (stats, year stats, place companies) is exactly the aggregate of current silver
    (``gold.aggregate_tables``; ``updated_at`` aside), and the stored partial aggregates gold rolls up
-   from (``gold_groups``) are exactly current silver's when their marker names its snapshot;
+   from (``gold_state``) are exactly current silver's when their marker names its snapshot;
 3. the versions in the buffer, the archive and the late area are exactly silver's versions
    (``archive.VERSION_KEY``): none silver never held, none missing;
 4. the serving Entities items (METADATA, STATS, SERIES, TOP, SEARCH, leaderboards) are exactly those
@@ -27,7 +27,7 @@ import polars as pl
 
 from ventureos.archive import VERSION_KEY
 from ventureos.gold import LEVELS, SPECS, aggregate_tables, partials_of, read_table
-from ventureos.gold_groups import SILVER_COLUMNS, STATE, current_silver, stored_state
+from ventureos.gold_state import SILVER_COLUMNS, STATE, current_silver, stored_state
 from ventureos.lakehouse import Lakehouse
 from ventureos.layout import ARCHIVE_PREFIX, BUFFER_PREFIX, LATE_PREFIX, source_as_of
 from ventureos.serving.base import ENTITIES, LIVE_FEED, ServingStore, from_wire, item_key, to_wire

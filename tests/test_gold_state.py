@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from ventureos.gold import GOLD_TABLES, LEVELS, Partials, advance_partials, update_gold_tables
-from ventureos.gold_groups import state_table, stored_state
+from ventureos.gold_state import state_table, stored_state
 from ventureos.invariants import check_gold_at_scale, partials_are_current_silver, read_silver
 from ventureos.lakehouse import current_lakehouse
 from ventureos.maintenance import compact_table

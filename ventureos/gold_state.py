@@ -1,27 +1,23 @@
-"""Current silver, grouped and kept: what every gold table rolls up from (``gold.silver_groups``).
+"""What gold is computed from: silver's rows grouped (``row_groups``), each gold table's stored partial
+aggregates (``STATE``), and silver's net change since they were stored (``net_change``).
 
-Silver's current rows are grouped once by everything a gold key or display name derives from
-(``row_groups``): per (agency, company slug and name, city, state) the count, penalty total, first and
-last event date, the latest row and its industry; per (agency, company slug, city, state, event year,
-violation type) the count and penalty total. Every gold table rolls up from those groups.
+The partials (``ventureos.gold.partial`` says what each table keeps) are stored in one table, whose
+commit names the silver snapshot they equal (``MARKER`` in the snapshot summary). A gold step moves them
+to silver's current snapshot by the net change in between, read from Iceberg's own manifests
+(``silver_changes``): the current rows of the data files the snapshots since the marker added, minus
+those of the files they deleted. That is what those commits wrote, so a step costs its batch, not the
+lake, and it is exact whoever committed:
 
-The groups are stored, and each stored state names the silver snapshot it equals (``MARKER`` in the
-snapshot summary). A refresh moves them to silver's current snapshot by the *net change* of silver
-in between, read from Iceberg's own manifests (``silver_changes``): the current rows of the data files
-the snapshots since the marker added, minus those of the files they deleted. That is what the commits
-since then wrote, so a refresh costs the batch, not the lake, and it is exact whoever committed:
-
-- a retried refresh finds the marker already moved and applies nothing twice;
-- a run that crashed after its silver commit is caught up by the next refresh (its files are in the
+- a retried step finds the marker already moved and applies nothing twice;
+- a run that crashed after its silver commit is caught up by the next step (its files are in the
   change), and several commits (a daily run and a feed-poll) are applied together;
-- a marker silver no longer holds (snapshots expired, a historical load swapped the table) or no
-  stored state: the groups are rebuilt from a scan of current silver.
+- a marker silver no longer holds (snapshots expired, a historical load swapped the table), or no
+  stored partials: they are computed from a scan of current silver.
 
-Counts and penalty totals add and subtract. A first/last date, the latest row or the latest industry
-cannot be subtracted: where a removed row held the group's extreme and no added row reaches it, the
-group is recomputed from its company's current rows (``recompute``; a company is a bounded read of the
-lookup layout). Copy-on-write copies (a rewritten file's untouched rows, deleted and added again)
-cancel out before grouping.
+Counts and penalty totals add and subtract (``merge``). A first/last date or a latest row cannot be
+subtracted: where a removed row held a partial's extreme and no added row reaches it, ``merge``
+reports the partial stale and it is recomputed from current silver. Copies of untouched rows (a
+copy-on-write rewrite deletes a file and adds them again) cancel out first.
 """
 
 from __future__ import annotations
@@ -42,7 +38,7 @@ from ventureos.catalog import ensure_table
 from ventureos.schemas import MONEY, polars_schema, to_arrow, violations_schema
 
 MARKER = "ventureos.silver-snapshot-id"
-"""Snapshot-summary property of the groups' commits: the silver snapshot they equal."""
+"""Snapshot-summary property of the partials' commits: the silver snapshot they equal."""
 SILVER_COLUMNS = (
     "violation_id", "agency", "event_date", "company_name", "company_slug", "city", "state", "naics_code",
     "penalty_amount", "violation_type",
@@ -138,6 +134,8 @@ STATE_SCHEMA = Schema(
     NestedField(11, "last_event_date", DateType(), required=False),
     NestedField(12, "latest_name", StringType(), required=False),
     NestedField(13, "latest_industry", StringType(), required=False),
+    # A city's or state's partials are per company too (None: rows without one).
+    NestedField(14, "company_slug", StringType(), required=False),
 )
 STATE_ARROW = STATE_SCHEMA.as_arrow()
 STATE_POLARS = polars_schema(STATE_ARROW)
