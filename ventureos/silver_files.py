@@ -66,13 +66,6 @@ class SilverFile:
         # the lower one and increments the truncated upper one.
         return (lower is None or lower <= value) and (upper is None or value <= upper)
 
-    def may_hold_any(self, column: str, values: pl.Series) -> bool:
-        """``values`` sorted: whether any lies within the file's bounds of ``column``."""
-        lower, upper = self.bounds.get(column, (None, None))
-        start = 0 if lower is None else int(values.search_sorted(lower, side="left"))
-        end = values.len() if upper is None else int(values.search_sorted(upper, side="right"))
-        return start < end
-
 
 @dataclass
 class Footer:
@@ -221,15 +214,20 @@ class SilverView:
         self, ids_of: Callable[[SilverFile], pl.Series | None], current: bool | None
     ) -> list[pl.DataFrame]:
         """Rows of the ids ``ids_of(file)`` (sorted; None or empty: skip the file), file by file."""
-        candidates = []
+        # Files given the same ids (one year's, or all) of the same agency are matched against them
+        # in one vectorized search of their id bounds: a Python test per file costs seconds at
+        # thousands of files.
+        shared: dict[tuple[int, str | None], tuple[pl.Series, list[int]]] = {}
         for index, file in enumerate(self.files):
             ids = ids_of(file)
-            if ids is None or ids.is_empty():
-                continue
-            if file.agency is not None:
-                ids = ids.filter(ids.str.starts_with(f"{file.agency}:"))
-            if file.may_hold_any("violation_id", ids):
-                candidates.append((index, file, ids))
+            if ids is not None and not ids.is_empty():
+                shared.setdefault((id(ids), file.agency), (ids, []))[1].append(index)
+        candidates = []
+        for (_, agency), (ids, indexes) in shared.items():
+            if agency is not None:
+                ids = ids.filter(ids.str.starts_with(f"{agency}:"))
+            for index in self._within_bounds(ids, indexes):
+                candidates.append((index, self.files[index], ids))
         columns = ("violation_id",) if current is None else ("violation_id", "is_current")
 
         def rows_of(index: int, file: SilverFile, ids: pl.Series) -> pl.DataFrame | None:
@@ -245,6 +243,21 @@ class SilverView:
 
         with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
             return [rows for rows in pool.map(lambda c: rows_of(*c), candidates) if rows is not None]
+
+    def _within_bounds(self, ids: pl.Series, indexes: list[int]) -> list[int]:
+        """The files of ``indexes`` whose ``violation_id`` bounds hold one of ``ids`` (sorted)."""
+        if ids.is_empty():
+            return []
+        bounds = [self.files[i].bounds.get("violation_id", (None, None)) for i in indexes]
+        lowers = pl.Series([lower or "" for lower, _ in bounds], dtype=pl.String)
+        uppers = pl.Series([upper or "" for _, upper in bounds], dtype=pl.String)
+        starts = ids.search_sorted(lowers, side="left").to_list()
+        ends = ids.search_sorted(uppers, side="right").to_list()
+        return [
+            index
+            for index, (_, upper), start, end in zip(indexes, bounds, starts, ends, strict=True)
+            if start < (ids.len() if upper is None else end)
+        ]
 
     def read_located(self, located: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
         """``columns`` of the rows ``located`` (``LOCATION``), with their location."""
