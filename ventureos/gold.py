@@ -1,20 +1,19 @@
 """Gold aggregates per entity (company, city, state) and agency, plus ``all``, kept equal to current silver.
 
-Every gold table rolls up from current silver's *groups* (``ventureos.gold_state``): silver's current
-rows grouped once by everything a key or display name derives from, so a city's slug (a chain of
-regexes) and a clean spelling are computed per group, not per row. The groups are stored with the
-silver snapshot they equal, and moved to the current snapshot by silver's net change since
-(what its commits wrote), so a batch's gold step costs the batch and the groups, not the lake's rows.
+Every gold table rolls up from its *partial aggregates* (``partial``): per company, agency and clean
+spelling of its name (a city's or state's also per company); per place, company, agency and spelling
+(place companies); per entity, agency, event year and severity (the series). They are what silver's
+rows sum to, so they are few (thousands on an 8M-row generated lake), and they add and subtract. They
+are stored with the silver snapshot they equal and moved by silver's net change since
+(``ventureos.gold_state``), so a batch's gold step costs the batch, not the lake.
 
-How a batch updates gold (``update_gold_tables``): the groups move; the entities of the groups that
-changed, and of the batch's records (also those it left unchanged, so a re-run repairs what an
-earlier crash lost), are rolled up again from the groups; the groups are stored last.
-
-- Company tables roll up only the touched companies' groups. ``place_companies`` too: a batch replaces
-  only the (touched place, touched company) rows, and a company's groups hold all of its rows in any
-  place; the other companies of a touched place keep their rows. City and state tables roll up the
-  groups of the touched states (a city's groups are found only through its key).
-- A rebuild (``rebuild_gold_tables``) groups a scan of all current silver instead.
+How a batch updates gold (``update_gold_tables``): the partials move (``advance_partials``); the
+rows of the entities of silver's net change and of the batch's records (also those it left unchanged,
+so a re-run repairs what an earlier crash lost) are rolled up again; the partials are stored last.
+``place_companies`` replaces only (touched place, touched company) rows. A rebuild
+(``rebuild_gold_tables``) computes the partials from a scan of all current silver: its rows grouped
+once (``gold_state.row_groups``), so a city's slug and a clean spelling are computed per group, not
+per row.
 
 Rows keep their ``updated_at`` when the recomputed stats are unchanged, so ``gold-sync`` pushes only what
 really changed. An (entity, agency) that loses its last current violation leaves gold (gold stays the
