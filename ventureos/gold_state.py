@@ -171,8 +171,9 @@ def stored_state(catalog: Catalog) -> tuple[pl.DataFrame, int | None]:
 
 def store_state(catalog: Catalog, partials: pl.DataFrame, snapshot_id: int | None) -> None:
     """Replace the stored partial aggregates (rollup names, ``gold_table`` set) in one commit."""
-    rows = partials.rename({v: k for k, v in STATE_COLUMNS.items()}).select(
-        pl.col(c).cast(t) if c in partials.columns or c in STATE_COLUMNS else pl.lit(None, t).alias(c)
+    renamed = partials.rename(STATE_NAMES, strict=False)
+    rows = renamed.select(
+        pl.col(c).cast(t) if c in renamed.columns else pl.lit(None, t).alias(c)
         for c, t in STATE_POLARS.items()
     )
     marker = {MARKER: str(snapshot_id)} if snapshot_id is not None else {}
