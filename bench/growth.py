@@ -13,7 +13,7 @@ replace`` (setup, timed for the replace rows/s), then four steps, each a whole `
 - ``sync``: gold-sync after them.
 
 Then, not timed, the gold-side invariants on each lake (``check_gold_at_scale``: one current version
-per id; every gold table and the stored groups equal to the aggregate of current silver).
+per id; every gold table and the stored partials equal to the aggregate of current silver).
 
 The new rows of a step are the same for both lakes; the updated ones are the newest live violations
 of each lake's source (``lake_rows``: what a source changes). The last line printed is one JSON object: ``small_rows``, ``big_rows`` and per

@@ -18,8 +18,9 @@ from ventureos.silver import Scd2Plan
 def update_gold(plan: Scd2Plan) -> list[dict[str, Any]]:
     """Call after ``write_silver`` with its plan; one commit per gold table that changed.
 
-    Idempotent: a retry (e.g. after an Iceberg commit conflict) recomputes from current silver again
-    and stamps ``updated_at`` again, so no row lands below a gold table's gold-sync watermark.
+    Idempotent: a retry (e.g. after an Iceberg commit conflict) moves the stored partials from where
+    they were last stored and stamps ``updated_at`` again, so no row lands below a gold table's
+    gold-sync watermark. A silver commit whose gold step never ran is caught up here too.
     """
     lakehouse = current_lakehouse()
     with iceberg_commit_slot(*COMMIT_TABLES):
@@ -35,8 +36,9 @@ def update_gold(plan: Scd2Plan) -> list[dict[str, Any]]:
 
 @task(name="rebuild-gold", **IO_TASK)
 def rebuild_gold() -> list[dict[str, Any]]:
-    """Every entity from all current silver: after a bulk swap of silver (historical replace) or to
-    repair a run that crashed between its silver and gold commits. Unchanged rows are not rewritten."""
+    """Every entity from a scan of all current silver: after a bulk swap of silver (historical replace),
+    or by hand (e.g. after a deploy that changed how spellings or severity classes are derived).
+    Unchanged rows are not rewritten."""
     lakehouse = current_lakehouse()
     with iceberg_commit_slot(*COMMIT_TABLES):
         changes = rebuild_gold_tables(

@@ -36,14 +36,14 @@ def assert_partials_are_current_silver() -> None:
     assert check_gold_at_scale(lakehouse) == []
 
 
-def test_groups_move_by_silvers_net_change_across_commits_gold_never_saw(home: Path) -> None:
+def test_partials_move_by_silvers_net_change_across_commits_gold_never_saw(home: Path) -> None:
     base = real_rows(40)
     ids = base["source_id"].to_list()
     acme = {"company_slug": "acme", "company_name": "Acme", "state": "TX", "city": "AUSTIN"}
     base = edit(base, ids[1], **acme, event_date=date(2015, 1, 5), penalty_amount=Decimal("1000.00"))
     base = edit(base, ids[2], **acme, event_date=date(2015, 2, 10), penalty_amount=Decimal("2500.50"))
     base = edit(base, ids[3], **acme, event_date=date(2015, 3, 15), penalty_amount=Decimal("10.00"))
-    apply(base, T1)  # no stored groups yet: built from a scan of silver
+    apply(base, T1)  # no stored partials yet: computed from a scan of silver
     assert_partials_are_current_silver()
     lakehouse = current_lakehouse()
 
@@ -70,13 +70,13 @@ def test_groups_move_by_silvers_net_change_across_commits_gold_never_saw(home: P
     # Its first and last dates were held by withdrawn rows: recomputed from the company's rows.
     assert acme.select("first_event_date", "last_event_date").row(0) == (date(2015, 2, 10), date(2015, 2, 10))
 
-    # The gold step of the last run brings gold and the groups to silver, the lost run included.
+    # The gold step of the last run brings gold and the partials to silver, the lost run included.
     assert any(problem.startswith("gold.company_stats") for problem in check_gold_at_scale(lakehouse))
     update_gold_tables(lakehouse.catalog, lakehouse.violations(), third_plan, T3)
     assert_partials_are_current_silver()
     assert_gold_equals_current_silver()
 
-    # A retry finds the groups stored for this snapshot: nothing to apply, no commit.
+    # A retry finds the partials stored for this snapshot: nothing to apply, no commit.
     commits = state_commits()
     again, unchanged = advance_partials(lakehouse.catalog, current_lakehouse().violations())
     assert again.stored and unchanged == {level: set() for level in LEVELS}
@@ -122,3 +122,27 @@ def test_a_compaction_changes_no_partial_and_no_gold_row(home: Path) -> None:
     assert_partials_are_current_silver()
     assert_gold_equals_current_silver()
     assert {level: commits(level) - before[level] for level in LEVELS} == dict.fromkeys(LEVELS, 1)
+
+
+def test_partials_that_cannot_hold_the_removed_rows_are_rescanned(home: Path) -> None:
+    """E.g. a deploy changed how spellings are derived: the stored partials name a spelling the rows a
+    change removes no longer map to. Subtracting would lose them; the partials are scanned again."""
+    rows = real_rows(20)
+    apply(rows, T1)
+    lakehouse = current_lakehouse()
+    stored, _ = advance_partials(lakehouse.catalog, lakehouse.violations())
+    company = GOLD_TABLES["company"]
+    renamed = stored.frames[company].with_columns(_spelling=pl.lit("AN OLD SPELLING"))
+    frames = {**stored.frames, company: renamed}
+    Partials(frames, stored.snapshot_id, stored=False).store(lakehouse.catalog)
+
+    first = rows["source_id"][0]
+    plan = commit_silver(edit(rows, first, penalty_amount=Decimal("3.00")), T2)
+    rescanned, changed = advance_partials(lakehouse.catalog, lakehouse.violations())
+    assert "AN OLD SPELLING" not in rescanned.frames[company]["_spelling"].to_list()
+    # Every company's partials differed from the stored ones.
+    assert changed is not None
+    assert changed["company"] == set(stored.frames[company]["entity_key"].to_list())
+    update_gold_tables(lakehouse.catalog, lakehouse.violations(), plan, T3)
+    assert_partials_are_current_silver()
+    assert_gold_equals_current_silver()

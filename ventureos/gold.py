@@ -67,6 +67,7 @@ from ventureos.gold_state import (
     STATE,
     STATE_NAMES,
     STATE_POLARS,
+    Inconsistent,
     current_silver,
     latest_key,
     merge,
@@ -640,13 +641,34 @@ def advance_partials(
         return Partials(stored, current, stored=True), {level: set() for level in LEVELS}
     change = net_change(violations, marker) if marker is not None else None
     if change is None:
-        scanned = scanned_partials(violations, storage_options)
-        if marker is None:
-            return scanned, None
-        return scanned, _keys_of({name: _differing(stored[name], scanned.frames[name]) for name in stored})
-    added, removed = change
+        return _rescanned(stored if marker is not None else None, violations, storage_options)
+    try:
+        return _moved(stored, *change, current, violations, storage_options)
+    except Inconsistent:
+        return _rescanned(stored, violations, storage_options)
+
+
+def _rescanned(
+    stored: dict[str, pl.DataFrame] | None, violations: Table, storage_options: dict[str, str] | None
+) -> tuple[Partials, dict[str, set[str]] | None]:
+    """Partials from a scan of current silver, and the keys whose partials differ from ``stored``."""
+    scanned = scanned_partials(violations, storage_options)
+    if stored is None:
+        return scanned, None
+    return scanned, _keys_of({name: _differing(stored[name], scanned.frames[name]) for name in stored})
+
+
+def _moved(
+    stored: dict[str, pl.DataFrame],
+    added: pl.DataFrame,
+    removed: pl.DataFrame,
+    current: int | None,
+    violations: Table,
+    storage_options: dict[str, str] | None,
+) -> tuple[Partials, dict[str, set[str]]]:
+    """``stored`` plus the rows ``added`` minus those ``removed`` (raises ``Inconsistent``)."""
     (added_names, added_years), (removed_names, removed_years) = (
-        tuple(g.collect().lazy() for g in row_groups(rows)) for rows in change
+        tuple(g.collect().lazy() for g in row_groups(rows)) for rows in (added, removed)
     )
     frames, stale = {}, {}
     for spec in SPECS:
@@ -658,6 +680,8 @@ def advance_partials(
         )
     for name, recomputed in _recomputed(stale, removed, violations, storage_options).items():
         on = list(SPECS_BY_ID[name].partial_key)
+        if recomputed.height != stale[name].height:  # a stale partial silver no longer holds
+            raise Inconsistent(f"{name}: stale partials without current rows")
         frames[name] = pl.concat(
             [frames[name].join(recomputed, on=on, how="anti", nulls_equal=True), recomputed]
         )
@@ -673,8 +697,9 @@ def _recomputed(
     storage_options: dict[str, str] | None,
 ) -> dict[str, pl.DataFrame]:
     """The ``stale`` partials (keys, by table) from current silver, in one streamed scan of their
-    companies' rows (a bounded read of the lookup layout); a city's or state's partial of rows without
-    a company, from the state's rows without one."""
+        companies' rows (a filtered scan: the planner prunes files by their company bounds where the filter
+    reaches it); a city's or state's partial of rows without
+        a company, from the state's rows without one."""
     slugs: set[str] = set()
     states: set[str] = set()  # of stale partials of rows without a company
     for name, keys in stale.items():

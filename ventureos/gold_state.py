@@ -11,8 +11,9 @@ lake, and it is exact whoever committed:
 - a retried step finds the marker already moved and applies nothing twice;
 - a run that crashed after its silver commit is caught up by the next step (its files are in the
   change), and several commits (a daily run and a feed-poll) are applied together;
-- a marker silver no longer holds (snapshots expired, a historical load swapped the table), or no
-  stored partials: they are computed from a scan of current silver.
+- a marker silver no longer holds (snapshots expired, a historical load swapped the table), no
+  stored partials, or partials that cannot hold the rows a change removes (``Inconsistent``): they
+  are computed from a scan of current silver.
 
 Counts and penalty totals add and subtract (``merge``). A first/last date or a latest row cannot be
 subtracted: where a removed row held a partial's extreme and no added row reaches it, ``merge``
@@ -195,11 +196,18 @@ def net_change(violations: Table, since: int) -> tuple[pl.DataFrame, pl.DataFram
     )
 
 
+class Inconsistent(Exception):
+    """The stored partials cannot be the aggregate of the rows a change removes (a removed row's partial
+    is not stored, or a count would go below zero): e.g. a deploy changed how a spelling or a severity
+    class is derived. The partials must be computed again from a scan."""
+
+
 def merge(
     stored: pl.DataFrame, added: pl.DataFrame, removed: pl.DataFrame, by: Sequence[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """``stored`` partial aggregates plus ``added`` minus ``removed`` (partials of rows, keyed by ``by``),
-    and the keys (``by``) whose extremes a removed row held: their merged extremes are not known."""
+    and the keys (``by``) whose extremes a removed row held: their merged extremes are not known.
+    Raises ``Inconsistent`` when ``removed`` cannot have been counted in ``stored``."""
     by = list(by)
     if added.is_empty() and removed.is_empty():
         return stored, stored.clear().select(by)
@@ -231,7 +239,12 @@ def merge(
             beaten = new.is_null() | (new < gone)
         # The removed rows held the extreme (theirs equals the stored one) and no added row reaches it.
         stale = stale | (gone.is_not_null() & gone.eq_missing(old) & beaten)
-    merged = merged.select(*by, *sums, *extremes, stale.alias("_stale")).filter(pl.col("violation_count") > 0)
+    unknown = pl.col("_rviolation_count").is_not_null() & pl.col("violation_count").is_null()
+    merged = merged.select(*by, *sums, *extremes, stale.alias("_stale"), unknown.alias("_unknown"))
+    count, penalty = pl.col("violation_count"), pl.col("penalty_total")
+    if not merged.filter(pl.col("_unknown") | (count < 0) | ((count == 0) & (penalty != 0))).is_empty():
+        raise Inconsistent(f"removed rows not counted in the stored partials (keys {', '.join(by)})")
+    merged = merged.drop("_unknown").filter(count > 0)
     return (
         pl.concat([kept, merged.drop("_stale").select(stored.columns)]),
         merged.filter("_stale").select(by),
