@@ -20,6 +20,23 @@ from normalizers.osha import enforcement, severe_injury
 
 
 @dataclass(frozen=True)
+class Recall:
+    """How a record that arrives without its lookup row gets that row back: rebuilt from the current
+    silver version of the same violation. Sources re-send a changed violation without the table it
+    was joined to (an OSHA penalty settled, a feed message of one violation row); without this, the
+    new version would lose what only the lookup gave it (company, site) and leave its company."""
+
+    lookup: str
+    """The lookup table the record lacked (a key of ``Dataset.lookups``)."""
+    flag: str
+    """The quality flag the normalizer sets on a record whose lookup row was absent."""
+    rows: Callable[[pl.DataFrame], pl.DataFrame]
+    """``rows(current) -> lookup rows``: from current versions (silver's columns) that had their lookup
+    row, that lookup's rows as the source spells them, such that normalizing a record again with them
+    gives exactly what normalizing it with the original lookup row gave. Pure Polars."""
+
+
+@dataclass(frozen=True)
 class Dataset:
     agency: str
     dataset: str
@@ -33,6 +50,8 @@ class Dataset:
     and record hash. Pure Polars: no I/O, deterministic."""
     lookups: Mapping[str, str] = field(default_factory=dict)
     """Lookup table name -> the column it is joined on."""
+    recall: Recall | None = None
+    """How a record re-sent without its lookup row gets it back from silver (None: it stays flagged)."""
     id_columns: tuple[str, ...] = ()
     """Columns every record file has (a bulk file without them is the wrong file, not bad rows)."""
     absent: tuple[str, ...] = ()
@@ -64,6 +83,7 @@ REGISTRY: dict[str, Dataset] = {
             "enforcement",
             enforcement.normalize,
             lookups={"inspection": enforcement.KEY},
+            recall=Recall("inspection", enforcement.MISSING_INSPECTION, enforcement.recalled_inspections),
             id_columns=(enforcement.KEY, "citation_id"),
             absent=enforcement.ABSENT,
             cadence_days=1,

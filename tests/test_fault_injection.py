@@ -29,7 +29,7 @@ from ventureos.bronze import read_raw_batch
 from ventureos.buffer import encode_buffer_files, write_buffer_files
 from ventureos.feed import envelope_json
 from ventureos.gold import update_gold_tables
-from ventureos.ingest import SilverTarget, SilverWrite, incoming_rows, plan_batches, write_silver
+from ventureos.ingest import SilverTarget, SilverWrite, plan_batches, write_silver
 from ventureos.invariants import check_invariants, read_silver, versions_in_source_order
 from ventureos.lakehouse import current_lakehouse
 from ventureos.layout import ARCHIVE_PREFIX, BUFFER_PREFIX, HISTORICAL_PREFIX
@@ -84,9 +84,7 @@ def test_sweep_archives_only_silver_versions(
     monkeypatch.setattr(archive, "ID_FILTER_LIMIT", id_filter_limit)
     lakehouse, rows = current_lakehouse(), reports()
     table = lakehouse.violations()
-    plan = plan_batches(
-        table, incoming_rows(delivery(rows.slice(0, 4), "crashed")), "run-crashed", CRASHED_AT
-    )
+    plan = plan_batches(table, delivery(rows.slice(0, 4), "crashed"), "run-crashed", CRASHED_AT)
     files = encode_buffer_files(table.schema(), plan.added)
     [orphan] = write_buffer_files(lakehouse.storage, files, DAY1, content_id(plan))
     write_silver(lakehouse, delivery(rows.slice(2, 4), "next"), SilverTarget(table, DAY1), "run-next", RAN_AT)

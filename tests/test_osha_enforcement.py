@@ -21,7 +21,8 @@ from normalizers import get_dataset, normalize
 from normalizers.common import finalize
 from normalizers.osha import enforcement
 from ventureos.bronze import read_raw_batch
-from ventureos.schemas import ROW, SOURCE_URI
+from ventureos.generate import generate_osha_enforcement
+from ventureos.schemas import LINEAGE, ROW, SOURCE_URI
 
 from .conftest import BUNDLED_SAMPLES
 
@@ -246,3 +247,33 @@ def test_a_column_declared_absent_must_be_null() -> None:
     ).with_columns(latitude=pl.lit(41.5))
     with pytest.raises(ValueError, match="declares latitude absent but has values"):
         finalize(frame, "osha", "enforcement", enforcement.ABSENT)
+
+
+def test_a_violation_normalized_with_its_recalled_inspection_is_the_same_record(tmp_path: Path) -> None:
+    """``Recall``: the inspection rebuilt from a violation's silver version gives, normalized again,
+    exactly the record its real inspection gave (hash included), over the generator's quirks (blank
+    states, ZIPs that lost a zero, padded and title-cased names, blank NAICS, ISO and missing issuance
+    dates) and the fixture's (a lowercase state, ``452311.0``, an unreadable state and ZIP)."""
+    spec = get_dataset("osha", "enforcement")
+    generated = generate_osha_enforcement(3000, tmp_path, seed=11)
+    files = [(str(p), p.read_bytes()) for p in (*generated.inspection_files, *generated.violation_files)]
+    raw = read_raw_batch(files, spec.lookup_of)
+    unreadable_site = INSPECTIONS.head(1).with_columns(
+        activity_nr=pl.lit("77"), site_state=pl.lit("XX"), site_zip=pl.lit("ABC")
+    )
+    fixture = raw_violations(
+        [{"activity_nr": nr, "citation_id": "01001", "issuance_date": "20160201", "current_penalty": "10"}
+         for nr in ("1553019", "1553109", "77")]
+    )  # fmt: skip
+    assert raw.frame.height == 3000
+    cases = [
+        (raw.frame, raw.lookups["inspection"]),
+        (fixture, pl.concat([INSPECTIONS, unreadable_site], how="diagonal")),
+    ]
+    for violations, inspections in cases:
+        first = normalize(violations, "osha", "enforcement", {"inspection": inspections})
+        had = first.filter(~pl.col("quality_issues").list.contains(enforcement.MISSING_INSPECTION))
+        assert spec.recall is not None and spec.recall.flag == enforcement.MISSING_INSPECTION
+        again = normalize(violations, "osha", "enforcement", {"inspection": spec.recall.rows(had)})
+        assert_frame_equal(again.join(had.select(LINEAGE), on=list(LINEAGE), how="semi"), had)
+    assert had.height == 3 and had["state"].to_list() == ["TN", "NJ", None]

@@ -322,6 +322,12 @@ def test_envelopes_feed_records_and_withdrawn_deletes() -> None:
     ]
     enforcement = by_dataset["enforcement"]
     assert enforcement.batch.valid["is_deleted"].to_list() == [True, True]
+    # Arrived without their inspections: recalled from silver by the lineage the valid rows carry.
+    lineage = ["__ventureos_source_uri", "__ventureos_row"]
+    assert (
+        enforcement.batch.incomplete.select(lineage).rows() == enforcement.batch.valid.select(lineage).rows()
+    )
+    assert enforcement.batch.incomplete["__ventureos_source_uri"].to_list() == ["feed://q/m2", "feed://q/m3"]
     assert replay.not_replayable() == {}
     # The plan finds both deletes withdrawn (silver holds neither violation).
     plan = Scd2Plan.empty()

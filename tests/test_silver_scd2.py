@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 
-from normalizers import normalize
+from normalizers import get_dataset, normalize
+from ventureos.batch import NormalizedBatch
 from ventureos.bronze import read_raw_batch
+from ventureos.feed import envelope_json
 from ventureos.lakehouse import current_lakehouse
 from ventureos.layout import feed_record_uri, message_uri, source_as_of
 from ventureos.schemas import ROW, SOURCE_URI
@@ -268,3 +271,68 @@ def test_an_update_that_moves_the_event_year_closes_the_version_in_the_old_year(
     assert rows["is_current"].to_list() == [False, True]
     assert [d.year for d in rows["event_date"]] == [2015, 2019]
     assert rows["valid_to"].to_list() == [T2, None]
+
+
+def test_a_violation_re_sent_without_its_inspection_keeps_its_company_and_site(
+    home: Path, tmp_path: Path
+) -> None:
+    """A feed message carries one osha_violation row, never its inspection: the new version takes the
+    site from the current one (``normalizers.Recall``), so a settled penalty does not move the
+    violation away from its company, city and state; a resent unchanged one stays unchanged."""
+    from ventureos.batch import normalize_raw_batch
+    from ventureos.feed import parse_envelope, raw_batch
+    from ventureos.generate import generate_osha_enforcement
+    from ventureos.ingest import SilverTarget, write_silver
+
+    spec = get_dataset("osha", "enforcement")
+    generated = generate_osha_enforcement(40, tmp_path, seed=5)
+    files = [(str(p), p.read_bytes()) for p in (*generated.inspection_files, *generated.violation_files)]
+    daily_raw = read_raw_batch(files, spec.lookup_of)
+    lakehouse = current_lakehouse()
+
+    def write(batch: NormalizedBatch, now: datetime) -> dict[str, int]:
+        target = SilverTarget(lakehouse.violations(), now.date().isoformat())
+        counts = write_silver(lakehouse, [batch], target, "run", now).plan.counts
+        return {k: v for k, v in counts.drop("agency", "dataset").row(0, named=True).items() if v}
+
+    loaded = write(normalize_raw_batch(daily_raw, "osha", "enforcement"), T1)
+    before = (
+        silver()
+        .filter("is_current")
+        .filter(
+            pl.col("penalty_amount").is_not_null(),
+            pl.col("company_name").is_not_null(),
+            pl.col("state").is_not_null(),
+        )
+    )
+    same, settled = before.row(0, named=True), before.row(1, named=True)
+    raw_rows = pl.read_csv(generated.violation_files[0], infer_schema=False)
+
+    def record(source_id: str, **changed: str) -> dict[str, str | None]:
+        activity_nr, citation_id = source_id.split("-", 1)
+        row = raw_rows.filter(activity_nr=activity_nr, citation_id=citation_id).row(0, named=True)
+        return row | changed
+
+    unknown = {"activity_nr": "999", "citation_id": "01001", "issuance_date": "20240301", "viol_type": "S"}
+    records = [record(same["source_id"]), record(settled["source_id"], current_penalty="1.00"), unknown]
+    envelopes = [
+        parse_envelope(
+            envelope_json("osha", "enforcement", r, sent_at=T2, message_id=f"m{i}"), f"q{i}", 10_000
+        )
+        for i, r in enumerate(records)
+    ]
+    feed = normalize_raw_batch(
+        raw_batch(envelopes, "s3://lake/bronze/feed/osha/enforcement/x.jsonl"), "osha", "enforcement"
+    )
+    assert feed.valid["quality_issues"].list.contains("missing_inspection").all()  # as the message came
+
+    assert write(feed, T3) == {"updated": 1, "unchanged": 1, "inserted": 1}
+    now = silver().filter("is_current")
+    site = ["company_name", "company_slug", "address", "city", "state", "zip", "naics_code"]
+    new = now.filter(source_id=settled["source_id"]).row(0, named=True)
+    assert {c: new[c] for c in site} == {c: settled[c] for c in site}
+    assert (new["penalty_amount"], new["quality_issues"]) == (Decimal("1.00"), settled["quality_issues"])
+    assert now.filter(source_id=same["source_id"])["valid_from"].item() == T1
+    fresh = now.filter(source_id="999-01001").row(0, named=True)
+    assert (fresh["company_name"], fresh["quality_issues"][0]) == (None, "missing_inspection")
+    assert loaded["inserted"] == now.height - 1

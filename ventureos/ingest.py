@@ -98,13 +98,16 @@ def incoming_rows(batches: list[NormalizedBatch]) -> pl.DataFrame:
 
 def plan_batches(
     table: Table,
-    incoming: pl.DataFrame,
+    batches: list[NormalizedBatch],
     run_id: str,
     now: datetime,
     candidates: Callable[[pl.Series], pl.Series] | None = None,
 ) -> Scd2Plan:
-    """The SCD2 plan of the valid rows against ``table``'s current versions (read for the candidates
-    only), with the entities of versions that unchanged records' current UPDATEs closed."""
+    """The SCD2 plan of the batches' valid rows against ``table``'s current versions (read for the
+    candidates only), records re-sent without their lookup row completed from those versions
+    (``NormalizedBatch.recalled``), with the entities of versions that unchanged records' current
+    UPDATEs closed."""
+    incoming = incoming_rows(batches)
     if incoming.is_empty():
         return Scd2Plan.empty()
     ids = incoming["violation_id"].unique()
@@ -112,6 +115,10 @@ def plan_batches(
     # Each id first in its incoming row's partition (an id repeated in a batch: any of its rows').
     hints = incoming.filter(pl.col("violation_id").is_in(maybe_known.implode())).unique("violation_id")
     current = current_versions(table, hints["violation_id"], years=hints["event_date"].dt.year())
+    if any(not b.incomplete.is_empty() for b in batches):
+        incoming = pl.concat(
+            [b.recalled(current) for b in batches if not b.valid.is_empty()], how="vertical_relaxed"
+        )
     # Only an id with some version can have been deleted before (the others have none at all).
     maybe_closed = incoming.filter(pl.col("violation_id").is_in(maybe_known.implode()))
     plan = plan_scd2(incoming, current, now, run_id, deleted_before(table, maybe_closed, current))
@@ -164,7 +171,7 @@ def write_silver(
     table = target.table
     for attempt in itertools.count(1):
         table.refresh()
-        plan = plan_batches(table, incoming_rows(batches), run_id, now, target.candidates)
+        plan = plan_batches(table, batches, run_id, now, target.candidates)
         quarantined = write_quarantine(lakehouse, batches, plan, target.withdrawn_reason, run_id, now, slot)
         marks = dict(target.marks(plan)) if target.marks else {}
         if plan.is_noop and not marks:

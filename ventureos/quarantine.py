@@ -205,12 +205,14 @@ def replay_dataset(agency: str, dataset: str, rows: pl.DataFrame) -> DatasetRepl
         replayable, pl.concat([reserved_rejects, normalized.rejects.select("source_uri", "reason")])
     )
     lineage = replayable.select("quarantine_id", "source_uri", "raw_payload")
-    valid = normalized.valid
+    valid, incomplete = normalized.valid, normalized.incomplete
     row_ids = pl.DataFrame(schema={ROW: pl.UInt32, "quarantine_id": pl.String})
     if not valid.is_empty():
         row_ids = valid.select(pl.col(ROW).cast(pl.UInt32), pl.col(SOURCE_URI).alias("quarantine_id"))
         uri_of = pl.col(SOURCE_URI).replace_strict(lineage["quarantine_id"], lineage["source_uri"])
         valid = valid.with_columns(uri_of)
+        if not incomplete.is_empty():
+            incomplete = incomplete.with_columns(uri_of)
     deleted = (
         normalized.deleted.rename({"source_uri": "quarantine_id"})
         .drop("raw_payload")
@@ -225,6 +227,7 @@ def replay_dataset(agency: str, dataset: str, rows: pl.DataFrame) -> DatasetRepl
         pl.concat([kept, failing.select(REJECT_SCHEMA.names())]),
         rows.height,
         deleted,
+        incomplete,
     )
     superseded = failing.filter(pl.col("reason") != pl.col("old_reason"))["quarantine_id"].to_list()
     return DatasetReplay(

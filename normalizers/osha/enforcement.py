@@ -37,6 +37,7 @@ INSPECTION_MAPPED = (
 )  # fmt: skip
 # Inspection fields kept in violation_details next to the violation's own unmapped fields.
 INSPECTION_DETAILS = ("open_date", "insp_type", "insp_scope", "owner_type", "sic_code", "reporting_id")
+MISSING_INSPECTION = "missing_inspection"
 
 
 def _with_columns(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
@@ -133,7 +134,7 @@ def normalize(raw: pl.DataFrame, inspection: pl.DataFrame | None = None) -> pl.D
         quality_flags(
             {
                 "event_date_fallback": issued.is_null() & opened.is_not_null(),
-                "missing_inspection": ~has_inspection,
+                MISSING_INSPECTION: ~has_inspection,
                 "unknown_violation_type": violation_type.is_null(),
                 "invalid_penalty": unreadable(pl.col("current_penalty"), current_penalty)
                 | unreadable(pl.col("initial_penalty"), initial_penalty),
@@ -152,3 +153,22 @@ def normalize(raw: pl.DataFrame, inspection: pl.DataFrame | None = None) -> pl.D
         *LINEAGE,
     )
     return conform(normalized)
+
+
+def recalled_inspections(current: pl.DataFrame) -> pl.DataFrame:
+    """``osha_inspection`` rows rebuilt from current violations that had theirs (``normalizers.Recall``).
+
+    Everything ``normalize`` takes from an inspection is in the violation: the site in its columns, the
+    detail fields and a state or ZIP it could not read in ``violation_details`` under the source's names.
+    """
+    detail = pl.col("violation_details").str.json_path_match
+    return current.select(
+        pl.col("source_id").str.split("-").list.first().alias(KEY),
+        pl.col("company_name").alias("estab_name"),
+        pl.col("address").alias("site_address"),
+        pl.col("city").alias("site_city"),
+        pl.coalesce(detail("$.site_state"), pl.col("state")).alias("site_state"),
+        pl.coalesce(detail("$.site_zip"), pl.col("zip")).alias("site_zip"),
+        pl.col("naics_code"),
+        *(detail(f"$.{name}").alias(name) for name in INSPECTION_DETAILS),
+    )
