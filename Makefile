@@ -68,7 +68,7 @@ clean:
 
 # Run cost against lake size (bench/growth.py): daily, feed, append and sync on a SMALL and a BIG lake.
 bench-growth: $(VENV)/.installed-dev
-	$(BIN)/python -m bench.growth --small $(SMALL) --big $(BIG)
+	$(BIN)/python -m bench.growth --small $(SMALL) --big $(BIG) $(if $(MAINTAIN),--maintain)
 
 bench-cli: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.cli_startup --runs $(or $(RUNS),5)

@@ -3,7 +3,9 @@
     python -m bench.growth --small 100000 --big 8000000      (``make bench-growth SMALL=... BIG=...``)
 
 For each lake size: generated OSHA enforcement violations loaded with ``historical-load --mode
-replace`` (setup, timed for the replace rows/s), then four steps, each a whole ``ventureos`` process
+replace`` (setup, timed for the replace rows/s; with ``--maintain`` then compacted by ``ventureos
+maintain``, the state monthly-consolidate leaves: the default measures the lake of many small files a
+load leaves), then four steps, each a whole ``ventureos`` process
 (own wall time and peak RSS from ``wait4``), in this order:
 
 - ``daily``: daily-ingest of one bronze date folder with 2,000 violations: 1,000 of the lake's with a
@@ -178,14 +180,18 @@ def prepared(work: Path, sizes: list[int]) -> None:
         raise SystemExit(f"preparing the inputs failed ({child.exitcode})")
 
 
-def grow(rows: int, work: Path) -> tuple[Path, Path, Timed]:
-    """A lake of ``rows`` generated violations (replace load); returns home, source and the load's time."""
+def grow(rows: int, work: Path, maintain: bool) -> tuple[Path, Path, Timed]:
+    """A lake of ``rows`` generated violations (replace load, then ``ventureos maintain`` when asked);
+    returns home, source and the load's time."""
     source = work / f"source-{rows}"
     home = work / f"home-{rows}"
     shutil.rmtree(home, ignore_errors=True)
     print(f"loading the {rows:,}-row lake (replace) ...", flush=True)
     load = run(home, "run", "historical-load", "--agency", "osha", "--dataset", "enforcement",
                "--source", str(source), "--mode", "replace")  # fmt: skip
+    if maintain:
+        print(f"maintaining the {rows:,}-row lake ...", flush=True)
+        run(home, "maintain")
     return home, source, load
 
 
@@ -237,13 +243,19 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--big", type=int, default=8_000_000)
     parser.add_argument("--work", type=Path, help="Scratch folder (default: a new temporary one).")
+    parser.add_argument(
+        "--maintain",
+        action="store_true",
+        help="Compact each lake after its load (as monthly-consolidate does), before the steps.",
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="ventureos-growth-"))
-    result: dict[str, float | int] = {"small_rows": args.small, "big_rows": args.big}
+    result: dict[str, float | int | bool] = {"small_rows": args.small, "big_rows": args.big}
+    result["maintained"] = args.maintain
     measured: dict[str, dict[str, Timed]] = {}
     prepared(work, [args.small, args.big])
     for size, rows in (("small", args.small), ("big", args.big)):
-        home, source, load = grow(rows, work)
+        home, source, load = grow(rows, work, args.maintain)
         folder = inputs(work, source)
         measured[size] = steps(home, folder)
         problems = invariants(home)
