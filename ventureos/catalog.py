@@ -10,6 +10,7 @@ from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, 
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Operation, Snapshot
 
 from ventureos.lookup_layout import SILVER_LAYOUT_PROPERTIES
 from ventureos.registry import Registry
@@ -28,6 +29,20 @@ SILVER_PROPERTIES = TABLE_PROPERTIES | {COMMIT_RETRIES: "0"} | SILVER_LAYOUT_PRO
 """A concurrent commit to silver fails ours instead of being rebased onto it: pyiceberg's rebase does
 not re-check an append, so two writers could each insert the same new violation. Writers of silver plan
 again against the new state instead (``ventureos.ingest``), or their task retries."""
+
+
+# Snapshot summary property naming what wrote a snapshot, where Iceberg's operation does not say it.
+OPERATION_PROPERTY = "ventureos.operation"
+COMPACTION = "compaction"
+
+
+def rewrites_only(snapshot: Snapshot) -> bool:
+    """The snapshot rewrote data files without changing the table's rows: a compaction (``ventureos
+    maintain``'s, or any writer's ``replace`` operation, e.g. S3 Tables' own compaction)."""
+    summary = snapshot.summary
+    if summary is None:
+        return False
+    return summary.operation == Operation.REPLACE or summary.get(OPERATION_PROPERTY) == COMPACTION
 
 
 CATALOGS = Registry[Catalog]("catalog type")

@@ -35,7 +35,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.types import DateType, IntegerType, LongType, NestedField, StringType
 
-from ventureos.catalog import ensure_table
+from ventureos.catalog import ensure_table, rewrites_only
 from ventureos.schemas import MONEY, polars_schema, to_arrow, violations_schema
 
 MARKER = "ventureos.silver-snapshot-id"
@@ -254,7 +254,12 @@ def merge(
 def silver_changes(violations: Table, since: int) -> tuple[list[DataFile], list[DataFile]] | None:
     """The data files added and deleted by the snapshots after ``since`` up to the current one (net: a
     file added then deleted in between is in neither), from the manifests those snapshots wrote.
-    None when ``since`` is not an ancestor of the current snapshot (expired, or the table replaced)."""
+    None when ``since`` is not an ancestor of the current snapshot (expired, or the table replaced).
+
+    A compaction (``catalog.rewrites_only``) is left out: its new files hold exactly the rows of the
+    files it removed, so those rows stay counted, and a later change to a compacted file is a deletion
+    of that file like any other. Reading it instead would read every file it rewrote, twice: the whole
+    lake after ``ventureos maintain``."""
     chain = []
     snapshot = violations.current_snapshot()
     while snapshot is not None and snapshot.snapshot_id != since:
@@ -267,6 +272,8 @@ def silver_changes(violations: Table, since: int) -> tuple[list[DataFile], list[
     added: dict[str, DataFile] = {}
     deleted: dict[str, DataFile] = {}
     for snapshot in reversed(chain):
+        if rewrites_only(snapshot):
+            continue
         for manifest in snapshot.manifests(io):
             if manifest.added_snapshot_id != snapshot.snapshot_id:
                 continue  # written by an earlier snapshot: its entries are not this one's changes

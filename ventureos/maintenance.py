@@ -38,7 +38,7 @@ from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.table.snapshots import Snapshot
 
-from ventureos.catalog import is_s3_tables
+from ventureos.catalog import COMPACTION, OPERATION_PROPERTY, is_s3_tables
 from ventureos.datafiles import encode_partitions, upload
 from ventureos.historical import STAGING_NAMESPACE
 from ventureos.ingest import CommitSlot, no_slot
@@ -49,7 +49,6 @@ from ventureos.storage import Storage, open_storage
 log = logging.getLogger(__name__)
 
 MAINTAINED_NAMESPACES = ("silver", "gold")
-COMPACTION_PROPERTY = "ventureos.operation"
 
 
 class MaintenanceError(RuntimeError):
@@ -107,7 +106,7 @@ def compact_table(table: Table, small_file_bytes: int, min_files: int) -> int:
     name, metadata = ".".join(table.name()), table.metadata
     schema, spec = metadata.schema(), metadata.spec()
     with table.transaction() as txn:
-        snapshot = txn.update_snapshot(snapshot_properties={COMPACTION_PROPERTY: "compaction"}).overwrite()
+        snapshot = txn.update_snapshot(snapshot_properties={OPERATION_PROPERTY: COMPACTION}).overwrite()
         with snapshot:
             for tasks in groups:
                 rows = ArrowScan(metadata, table.io, schema, AlwaysTrue()).to_table(tasks)
