@@ -127,6 +127,21 @@ def test_a_compaction_changes_no_partial_and_no_gold_row(home: Path) -> None:
     assert {level: commits(level) - before[level] for level in LEVELS} == dict.fromkeys(LEVELS, 1)
 
 
+def test_a_compaction_of_files_added_since_the_partials_is_read_as_a_change(home: Path) -> None:
+    """Rows committed after the stored partials (their gold step never ran), compacted, then a row of
+    the compacted file edited: the compaction is read, or those rows would be added twice (from their
+    own file and the compacted one) and cancel against one removal."""
+    rows = real_rows(30)
+    apply(rows.head(10), T1)
+    commit_silver(rows.slice(10, 20), T2)
+    lakehouse = current_lakehouse()
+    assert compact_table(lakehouse.violations(), small_file_bytes=1 << 30, min_files=2) > 0
+    plan = commit_silver(edit(rows, rows["source_id"][12], penalty_amount=Decimal("7.00")), T3)
+    update_gold_tables(lakehouse.catalog, lakehouse.violations(), plan, T3)
+    assert_partials_are_current_silver()
+    assert_gold_equals_current_silver()
+
+
 def test_partials_that_cannot_hold_the_removed_rows_are_rescanned(home: Path) -> None:
     """E.g. a deploy changed how spellings are derived: the stored partials name a spelling the rows a
     change removes no longer map to. Subtracting would lose them; the partials are scanned again."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -274,6 +274,25 @@ def test_a_violation_normalized_with_its_recalled_inspection_is_the_same_record(
         first = normalize(violations, "osha", "enforcement", {"inspection": inspections})
         had = first.filter(~pl.col("quality_issues").list.contains(enforcement.MISSING_INSPECTION))
         assert spec.recall is not None and spec.recall.flag == enforcement.MISSING_INSPECTION
-        again = normalize(violations, "osha", "enforcement", {"inspection": spec.recall.rows(had)})
+        versions = had.with_columns(valid_from=pl.lit(datetime(2024, 3, 1, tzinfo=UTC)))
+        again = normalize(violations, "osha", "enforcement", {"inspection": spec.recall.rows(versions)})
         assert_frame_equal(again.join(had.select(LINEAGE), on=list(LINEAGE), how="semi"), had)
     assert had.height == 3 and had["state"].to_list() == ["TN", "NJ", None]
+
+
+def test_violations_of_one_inspection_that_disagree_recall_the_newest_version() -> None:
+    """The inspection was re-delivered with one of its violations only: both get the newest site."""
+    raw = raw_violations(
+        [
+            {"activity_nr": "1553019", "citation_id": c, "issuance_date": "20160201"}
+            for c in ("01001", "01002")
+        ]
+    )
+    first = normalize(raw, "osha", "enforcement", {"inspection": INSPECTIONS})
+    newest, older = datetime(2024, 3, 2, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC)
+    current = first.with_columns(
+        company_name=pl.Series(["KROGER CO", "KROGER CO (THE)"]), valid_from=pl.Series([newest, older])
+    )
+    for frame in (current, current.reverse()):
+        again = normalize(raw, "osha", "enforcement", {"inspection": enforcement.recalled_inspections(frame)})
+        assert again["company_name"].to_list() == ["KROGER CO", "KROGER CO"]

@@ -256,10 +256,12 @@ def silver_changes(violations: Table, since: int) -> tuple[list[DataFile], list[
     file added then deleted in between is in neither), from the manifests those snapshots wrote.
     None when ``since`` is not an ancestor of the current snapshot (expired, or the table replaced).
 
-    A compaction (``catalog.rewrites_only``) is left out: its new files hold exactly the rows of the
-    files it removed, so those rows stay counted, and a later change to a compacted file is a deletion
-    of that file like any other. Reading it instead would read every file it rewrote, twice: the whole
-    lake after ``ventureos maintain``."""
+    A compaction (``catalog.rewrites_only``) of files that predate ``since`` is left out: its new files
+    hold exactly the rows of the files it removed, which stay counted, and a later change to a compacted
+    file is a deletion of that file like any other. Reading it instead would read every file it
+    rewrote, twice: the whole lake after ``ventureos maintain``. One that rewrote a file added since
+    ``since`` is read like any snapshot: left out, that file's rows would be added both from it and
+    from the compacted file, and cancel against one removal of the latter."""
     chain = []
     snapshot = violations.current_snapshot()
     while snapshot is not None and snapshot.snapshot_id != since:
@@ -272,19 +274,23 @@ def silver_changes(violations: Table, since: int) -> tuple[list[DataFile], list[
     added: dict[str, DataFile] = {}
     deleted: dict[str, DataFile] = {}
     for snapshot in reversed(chain):
-        if rewrites_only(snapshot):
+        entries = [
+            entry
+            for manifest in snapshot.manifests(io)
+            # A manifest written by an earlier snapshot: its entries are not this one's changes.
+            if manifest.added_snapshot_id == snapshot.snapshot_id
+            for entry in manifest.fetch_manifest_entry(io, discard_deleted=False)
+            if entry.snapshot_id == snapshot.snapshot_id
+        ]
+        gone = [e.data_file.file_path for e in entries if e.status == ManifestEntryStatus.DELETED]
+        if rewrites_only(snapshot) and not any(path in added for path in gone):
             continue
-        for manifest in snapshot.manifests(io):
-            if manifest.added_snapshot_id != snapshot.snapshot_id:
-                continue  # written by an earlier snapshot: its entries are not this one's changes
-            for entry in manifest.fetch_manifest_entry(io, discard_deleted=False):
-                if entry.snapshot_id != snapshot.snapshot_id:
-                    continue
-                path = entry.data_file.file_path
-                if entry.status == ManifestEntryStatus.ADDED:
-                    added[path] = entry.data_file
-                elif entry.status == ManifestEntryStatus.DELETED and added.pop(path, None) is None:
-                    deleted[path] = entry.data_file
+        for entry in entries:
+            path = entry.data_file.file_path
+            if entry.status == ManifestEntryStatus.ADDED:
+                added[path] = entry.data_file
+            elif entry.status == ManifestEntryStatus.DELETED and added.pop(path, None) is None:
+                deleted[path] = entry.data_file
     return list(added.values()), list(deleted.values())
 
 

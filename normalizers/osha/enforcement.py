@@ -160,9 +160,11 @@ def recalled_inspections(current: pl.DataFrame) -> pl.DataFrame:
 
     Everything ``normalize`` takes from an inspection is in the violation: the site in its columns, the
     detail fields and a state or ZIP it could not read in ``violation_details`` under the source's names.
+    Violations of one inspection that disagree (it was re-delivered with only some of them) get the
+    newest version's: ordered by ``valid_from``, the last row of an activity number wins the join.
     """
     detail = pl.col("violation_details").str.json_path_match
-    return current.select(
+    return current.sort("valid_from", maintain_order=True).select(
         pl.col("source_id").str.split("-").list.first().alias(KEY),
         pl.col("company_name").alias("estab_name"),
         pl.col("address").alias("site_address"),
