@@ -73,6 +73,7 @@ bench-growth: $(VENV)/.installed-dev
 bench-cli: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.cli_startup --runs $(or $(RUNS),5)
 
-# The read API under load (bench/api.py): ROWS generated violations, 50 clients; WORK=dir reuses a built lake.
+# The read API under load (bench/api.py): ROWS generated violations, 50 clients; WORK=dir reuses a built lake;
+# WORKERS=n server processes (default one per CPU).
 bench-api: $(VENV)/.installed-dev
-	$(BIN)/python -m bench.api --rows $(ROWS) $(if $(WORK),--work $(WORK)) $(if $(DURATION),--seconds $(DURATION))
+	$(BIN)/python -m bench.api --rows $(ROWS) $(if $(WORK),--work $(WORK)) $(if $(DURATION),--seconds $(DURATION)) $(if $(WORKERS),--workers $(WORKERS))

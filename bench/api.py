@@ -5,7 +5,8 @@
 1. Build (skipped when ``--work`` already holds a finished lake of that size): generate OSHA enforcement
    CSVs (``ventureos generate``), ``historical-load --mode replace``, ``maintain`` (compaction writes
    silver's lookup layout: ``ventureos.lookup_layout``) and ``gold-sync``, each as its own process.
-2. Start ``ventureos serve`` on 127.0.0.1 as a subprocess (one uvicorn worker, SQLite serving store).
+2. Start ``ventureos serve --workers N`` on 127.0.0.1 as a subprocess (``--workers``, default one per
+   CPU as deployed; SQLite serving store).
 3. For each endpoint in turn (the trivial ``/ping``, company answers, search type-ahead, history pages of
    companies with at most 1,000 violations and their records by id), ``--clients`` concurrent clients
    (one async httpx client, one connection each) for ``--seconds`` in two phases: back to back
@@ -121,10 +122,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(home: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     env = os.environ | {"VENTUREOS_HOME": str(home)}
     server = subprocess.Popen(
-        [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     deadline = time.monotonic() + 120
@@ -204,6 +205,10 @@ def main() -> None:
         "--rate", type=float, default=50.0,
         help="Requests/s of all clients together in the latency phase (default 50: one per client per second).",
     )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1,
+        help="Server worker processes (default: one per CPU, as deployed).",
+    )  # fmt: skip
     parser.add_argument("--work", type=Path, help="Scratch folder, reused across runs (default: a new one).")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="ventureos-bench-api-"))
@@ -211,7 +216,7 @@ def main() -> None:
     home = build(args.rows, work)
     paths = targets(home)
     port = free_port()
-    server = start_server(home, port)
+    server = start_server(home, port, args.workers)
     base = f"http://127.0.0.1:{port}"
     results: dict[str, dict[str, Any]] = {}
     run: Callable[[str, int, float | None], dict[str, Any]] = lambda name, clients, rate: asyncio.run(  # noqa: E731
@@ -237,7 +242,7 @@ def main() -> None:
         server.wait(timeout=30)
     print(
         f"\nrows {args.rows:,}, {args.clients} clients, {args.seconds:.0f} s per endpoint and phase, "
-        f"latency phase at {args.rate:g} req/s, {os.cpu_count()} CPUs"
+        f"latency phase at {args.rate:g} req/s, {args.workers} server workers, {os.cpu_count()} CPUs"
     )
     print(
         f"{'endpoint':<20}{'requests':>10}{'errors':>8}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"
@@ -255,6 +260,7 @@ def main() -> None:
             {
                 "rows": args.rows,
                 "rate": args.rate,
+                "workers": args.workers,
                 "company_rps": round(saturated["company"]["rps"], 1),
                 "trivial_rps": round(saturated["trivial"]["rps"], 1),
                 "ratio_company_vs_trivial": round(

@@ -546,9 +546,13 @@ def test_entity_answer_reads_the_contract_items(empty_app: TestClient) -> None:
 
 
 @pytest.mark.slow
-def test_ventureos_serve_answers_ping_then_stops(home: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ventureos_serve_answers_ping_then_stops(home: Path, workers: int) -> None:
     port = _free_port()
-    command = [sys.executable, "-c", "from ventureos.cli import main; main()", "serve", "--port", str(port)]
+    command = [
+        sys.executable, "-c", "from ventureos.cli import main; main()",
+        "serve", "--port", str(port), "--workers", str(workers),
+    ]  # fmt: skip
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy()
     )
@@ -568,7 +572,10 @@ def test_ventureos_serve_answers_ping_then_stops(home: Path) -> None:
         # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal as its exit status.
         assert process.wait(timeout=30) in (0, -signal.SIGTERM)
     assert process.stdout is not None
-    assert "Finished server process" in process.stdout.read().decode()
+    log = process.stdout.read().decode()
+    # Each worker process served and stopped.
+    assert log.count("Started server process") == workers, log
+    assert log.count("Finished server process") == workers, log
 
 
 # The API's IAM policy (static) ---------------------------------------------------------------------------

@@ -21,6 +21,8 @@ import binascii
 import json
 import threading
 import time
+from array import array
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -30,7 +32,7 @@ import polars as pl
 from ventureos.entities import slugify
 from ventureos.lakehouse import Lakehouse
 from ventureos.schemas import VIOLATION_COLUMNS, VIOLATIONS_POLARS
-from ventureos.silver_files import Footer, SilverFile, SilverView, position
+from ventureos.silver_files import LOCATION, Footer, SilverFile, SilverView, position
 
 LEVELS = ("company", "city", "state")
 MAX_LIMIT = 500
@@ -187,9 +189,14 @@ def entity_violations(
     wanted = match.rows & pl.col("is_current") & _after(after)
     if year is not None:
         wanted &= pl.col("event_date").dt.year() == year
-    # Two passes: the few columns that decide which rows a page holds, for every candidate row group;
-    # then the page's columns, only of the row groups that hold the page's rows.
+    # A company's rows are one run of each of its files (``lookup_layout``: one or two row groups), so
+    # its page's columns are read with the columns that decide the page, in one pass. Cities and states
+    # hold many rows of each file: two passes, the few columns that decide which rows a page holds for
+    # every candidate row group, then the page's columns of only the row groups holding its rows.
+    one_pass = level == "company"
     keys = sorted({"event_date", "violation_id", "is_current", *match.columns})
+    if one_pass:
+        keys = [*PAGE_COLUMNS, "is_current"]
     found: list[pl.DataFrame] = []
     count = 0
     current_year: object = object()
@@ -213,26 +220,30 @@ def entity_violations(
         )
         if not groups:
             continue
-        rows = view.read(file, groups, keys).with_columns(position(footer, groups, index)).filter(wanted)
+        rows = view.read(file, groups, keys)
+        if not one_pass:
+            rows = rows.with_columns(position(footer, groups, index))
+        rows = rows.filter(wanted)
         if not rows.is_empty():
             found.append(rows)
             count += rows.height
     if not found:
         return Page(pl.DataFrame(schema={c: VIOLATIONS_POLARS[c] for c in PAGE_COLUMNS}), None)
-    chosen = (
-        pl.concat(found)
-        .sort(["event_date", "violation_id"], descending=True, nulls_last=True)
-        .head(limit + 1)
-        .select("_file", "_group", "_row")
-    )
-    page_rows = []
-    for (file_index,), rows in chosen.group_by("_file"):
-        file = view.files[int(file_index)]  # type: ignore[call-overload]
-        groups = sorted(rows["_group"].unique().to_list())
-        footer = view.footer(file)
-        read = view.read(file, groups, PAGE_COLUMNS).with_columns(position(footer, groups, int(file_index)))  # type: ignore[call-overload]
-        page_rows.append(read.join(rows, on=["_file", "_group", "_row"], how="semi").select(PAGE_COLUMNS))
-    ordered = pl.concat(page_rows).sort(["event_date", "violation_id"], descending=True, nulls_last=True)
+    order = {"by": ["event_date", "violation_id"], "descending": True, "nulls_last": True}
+    chosen = pl.concat(found).sort(**order).head(limit + 1)
+    if one_pass:
+        ordered = chosen.select(PAGE_COLUMNS)
+    else:
+        page_rows = []
+        for (file_index,), rows in chosen.select(LOCATION).group_by("_file"):
+            file = view.files[int(file_index)]  # type: ignore[call-overload]
+            groups = sorted(rows["_group"].unique().to_list())
+            footer = view.footer(file)
+            read = view.read(file, groups, PAGE_COLUMNS).with_columns(
+                position(footer, groups, int(file_index))
+            )  # type: ignore[call-overload]
+            page_rows.append(read.join(rows, on=list(LOCATION), how="semi").select(PAGE_COLUMNS))
+        ordered = pl.concat(page_rows).sort(**order)
     page = ordered.head(limit)
     last = page.row(-1, named=True)
     next_cursor = encode_cursor(last["event_date"], last["violation_id"]) if ordered.height > limit else None
@@ -288,7 +299,7 @@ def violation_versions(lakehouse: Lakehouse, violation_id: str, max_age: float =
     """Every version of one violation (current, closed and delete tombstones), oldest first.
 
     Within the partitions of the id's agency, only files whose id hashes (``Footer.id_hashes``) hold
-    it are read: the one row group whose id range holds it.
+    it are read: the row groups the digest gives for its hash.
     """
     view = silver_view(lakehouse, max_age)
     agency = violation_id.split(":", 1)[0]
@@ -302,13 +313,17 @@ def violation_versions(lakehouse: Lakehouse, violation_id: str, max_age: float =
         footer = view.footer(file)
         if footer.id_hashes is None:
             every_group = list(range(footer.metadata.num_row_groups))
-            footer.id_hashes = _id_hash(
-                view.read(file, every_group, ("violation_id",))["violation_id"]
-            ).sort()
-        at = int(footer.id_hashes.search_sorted(wanted))
-        if at == footer.id_hashes.len() or footer.id_hashes[at] != wanted:
+            ids = view.read(file, every_group, ("violation_id",)).with_columns(
+                position(footer, every_group, 0)
+            )
+            digest = ids.select(hash=_id_hash(ids["violation_id"]), group=pl.col("_group").cast(pl.Int32))
+            digest = digest.sort("hash")
+            footer.id_hashes = (array("Q", digest["hash"].to_list()), array("i", digest["group"].to_list()))
+        hashes, hash_groups = footer.id_hashes
+        start, end = bisect_left(hashes, wanted), bisect_right(hashes, wanted)
+        if start == end:
             continue
-        groups = footer.groups("violation_id", violation_id)
+        groups = sorted(set(hash_groups[start:end]))
         rows = view.read(file, groups, VIOLATION_COLUMNS).filter(pl.col("violation_id") == violation_id)
         if not rows.is_empty():
             found.append(rows)

@@ -1,16 +1,18 @@
 """Silver's physical layout for lookups by entity and by violation id: one design for both.
 
-Within each partition (agency, event year) the rows of one write are ordered by ``company_slug`` and cut
-into files of at most ``FILE_ROWS`` rows, so each file holds a narrow range of companies; inside a file
-the rows are ordered by ``violation_id`` and written in row groups of ``ROW_GROUP_ROWS``, so each row
-group holds a narrow range of ids. Then:
+Within each partition (agency, event year) the rows of one write are ordered by ``company_slug``, then
+``violation_id``, cut into files of at most ``FILE_ROWS`` rows and written in row groups of
+``ROW_GROUP_ROWS``. Then:
 
 - a company's rows sit in about one file per event year, which the manifests' ``company_slug`` bounds
   find without opening any other file (``write.metadata.metrics.column.company_slug=full``, see
-  ``SILVER_LAYOUT_PROPERTIES``);
-- a violation id sits in exactly one row group of each file whose id range holds it: the row-group
-  statistics of the footers (read once per immutable file and cached by readers) find it, and only
-  that row group's id column is read;
+  ``SILVER_LAYOUT_PROPERTIES``), and inside that file in one or two neighbouring row groups: an
+  entity's history page decodes only those (the row group is the unit Parquet decodes; a company's
+  rows spread over every row group of its files would cost a page the whole files);
+- a violation id: each company's run inside a file is in id order, so a row group's id range is
+  narrow where the file holds few companies and wide where it holds many small ones. The write path
+  reads the id column of the row groups whose range holds a wanted id (``silver_files.SilverView.
+  locate``); the API's one-id lookup keeps a per-file digest of id hashes with their row group;
 - cities and states are large: their newest page lies in the newest event years, read first.
 
 Every silver data file goes through ``datafiles.encode_partitions``, which applies ``cluster`` when the
@@ -29,8 +31,8 @@ from pyiceberg.schema import Schema
 FILE_ROWS = 32_768
 """Rows per file of one partition of one write: small enough that a file spans few companies, large
 enough that a 8M-row lake holds a few hundred files (each id lookup probes one row group per file)."""
-ROW_GROUP_ROWS = 4_096
-"""Rows per row group: the unit an id lookup reads (one column of it)."""
+ROW_GROUP_ROWS = 1_024
+"""Rows per row group: the unit a lookup decodes (an id lookup one column of it, a page a few)."""
 FILE_KEY = "_key__lookup_file"
 """The split key numbering a partition's files; named like ``encode_partitions``' key columns so the
 Parquet sink leaves it out of the files."""
@@ -58,21 +60,20 @@ def cluster(rows: pl.DataFrame, partition_keys: list[pl.Expr]) -> tuple[pl.DataF
     """``rows`` ordered for the layout, plus the split key that numbers each partition's files.
 
     ``partition_keys`` are the expressions that split rows into partitions (and any extra keys of the
-    caller, e.g. dataset). Rows are ordered by those keys and ``company_slug`` (nulls last), numbered
-    within their partition and cut every ``FILE_ROWS``; each file's rows are then ordered by
-    ``violation_id``. The returned frame carries the file number in ``FILE_KEY``.
+    caller, e.g. dataset). Rows are ordered by those keys and ``CLUSTER_COLUMNS`` (nulls last),
+    numbered within their partition and cut every ``FILE_ROWS``. The returned frame carries the file
+    number in ``FILE_KEY``.
     """
     keys = [key.alias(f"_lookup_part_{i}") for i, key in enumerate(partition_keys)]
     part = [f"_lookup_part_{i}" for i in range(len(keys))]
     ordered = (
         rows.with_columns(keys)
-        .sort([*part, "company_slug", "violation_id"], nulls_last=True)
+        .sort([*part, *CLUSTER_COLUMNS], nulls_last=True)
         .with_columns(
             (pl.int_range(pl.len()).over(part) // FILE_ROWS if part else pl.int_range(pl.len()) // FILE_ROWS)
             .cast(pl.Int64)
             .alias(FILE_KEY)
         )
-        .sort([*part, FILE_KEY, "violation_id"], nulls_last=True)
         .drop(part)
     )
     return ordered, pl.col(FILE_KEY)

@@ -50,6 +50,8 @@ def money(value: Any) -> str | None:
     """Money as text with two decimals (``125000.00``): exact, never a float; None stays None."""
     if value is None:
         return None
+    if type(value) is int:
+        return f"{value}.00"
     return str(Decimal(str(value)).quantize(Decimal("0.01")))
 
 

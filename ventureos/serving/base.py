@@ -64,6 +64,8 @@ def wire_value(value: Any) -> dict[str, Any]:
 
 def _number(text: str) -> int | Decimal:
     """A DynamoDB number: ``int`` when whole, else an exact ``Decimal``."""
+    if text.isdigit() or (text[:1] == "-" and text[1:].isdigit()):
+        return int(text)  # most numbers (counts, years, whole dollars): no Decimal needed
     value = Decimal(text)
     return int(value) if value == value.to_integral_value() else value
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,23 +29,45 @@ class SqliteStore(ServingStore):
     def __init__(self, path: Path, prefix: str) -> None:
         super().__init__(prefix)
         self.path = path
+        self._readers = threading.local()
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        return conn
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        """A short-lived connection per call: safe across Prefect's task threads and processes."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        """A short-lived connection per write: safe across Prefect's task threads and processes."""
+        conn = self._open()
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            with self._tables_named():
+                yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection for reads, kept open (an API process reads per request; opening a
+        connection costs more than the query). Autocommit: each read sees the latest commit."""
+        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if conn is None or self._readers.pid != os.getpid():
+            conn = self._readers.conn = self._open()
+            self._readers.pid = os.getpid()
+        with self._tables_named():
             yield conn
+
+    @contextmanager
+    def _tables_named(self) -> Iterator[None]:
+        try:
+            yield
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 raise MissingServingTable(
                     f"{exc} in {self.path}: create it with `ventureos serving init`"
                 ) from None
             raise
-        finally:
-            conn.close()
 
     def _name(self, table: str) -> str:
         return '"' + self.table_name(table).replace('"', '""') + '"'
@@ -79,7 +103,7 @@ class SqliteStore(ServingStore):
         return len(unique)
 
     def get_item(self, table: str, pk: str, sk: str) -> Item | None:
-        with self._connect() as conn:
+        with self._reader() as conn:
             row = conn.execute(
                 f"SELECT item FROM {self._name(table)} WHERE pk = ? AND sk = ?", (pk, sk)
             ).fetchone()
@@ -87,7 +111,7 @@ class SqliteStore(ServingStore):
 
     def query(self, table: str, pk: str, sk_prefix: str = "") -> list[Item]:
         # BINARY collation compares UTF-8 bytes, the order DynamoDB sorts string keys in.
-        with self._connect() as conn:
+        with self._reader() as conn:
             rows = conn.execute(
                 f"SELECT item FROM {self._name(table)} WHERE pk = ? AND substr(sk, 1, ?) = ? ORDER BY sk",
                 (pk, len(sk_prefix), sk_prefix),
@@ -95,7 +119,7 @@ class SqliteStore(ServingStore):
         return [from_wire(json.loads(r[0])) for r in rows]
 
     def scan(self, table: str) -> list[Item]:
-        with self._connect() as conn:
+        with self._reader() as conn:
             rows = conn.execute(f"SELECT item FROM {self._name(table)} ORDER BY pk, sk").fetchall()
         return [from_wire(json.loads(r[0])) for r in rows]
 
