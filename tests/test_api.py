@@ -27,6 +27,7 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+from ventureos.api import entities
 from ventureos.api.app import create_app
 from ventureos.demo import DEMO_DATE, stage_demo
 from ventureos.gold import ALL, entity_rows
@@ -540,6 +541,33 @@ def test_entity_answer_reads_the_contract_items(empty_app: TestClient) -> None:
     acme = {"key": "COMPANY#acme", "slug": "acme", "name": "Acme", "count": 3, "penalty": "82500.50"}
     assert answer["top_companies"] == {"penalty": {"all": [acme]}, "count": {"osha": [acme]}}
     assert answer["live_feed"] == {} and answer["agencies"] == ["osha"]
+
+
+def test_entity_answers_are_kept_only_while_the_store_is_unchanged(
+    empty_app: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(load_settings())
+    reads: list[str] = []
+    read_answer = entities.entity_answer
+    monkeypatch.setattr(entities, "entity_answer", lambda s, key: reads.append(key) or read_answer(s, key))
+
+    def put(count: int) -> None:
+        stats = {"agency": "all", "total_violations": count, "total_penalties": Decimal("10")}
+        store.put_items(ENTITIES, [{"PK": "COMPANY#acme", "SK": "METADATA", "name": "Acme"},
+                                   {"PK": "COMPANY#acme", "SK": "STATS#all", **stats}])  # fmt: skip
+
+    def count() -> int:
+        response = empty_app.get(f"{API}/company/acme")
+        assert response.status_code == 200
+        return int(response.json()["totals"]["all"]["count"])
+
+    put(3)
+    assert count() == 3 and count() == 3
+    assert reads == ["COMPANY#acme"]  # the second answer was the kept one
+    put(4)
+    assert count() == 4 and len(reads) == 2
+    assert empty_app.get(f"{API}/company/nobody").status_code == 404
+    assert empty_app.get(f"{API}/company/nobody").status_code == 404  # a 404 is not kept
 
 
 # ventureos serve as a real process ----------------------------------------------------------------------

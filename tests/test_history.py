@@ -22,7 +22,9 @@ from ventureos.datafiles import encode_partitions
 from ventureos.entities import slugify
 from ventureos.history import (
     ECHO_FACILITY,
+    MAX_LIMIT,
     OSHA_INSPECTION,
+    PAGE_COLUMNS,
     decode_cursor,
     encode_cursor,
     entity_violations,
@@ -75,9 +77,12 @@ def walk(level: str, key: str, limit: int, **filters: object) -> list[str]:
         cursor = page.next_cursor
 
 
+ORDER = ["event_date", "violation_id"]
+
+
 def expected(rows: pl.DataFrame) -> list[str]:
     """Ids in the page order: newest event date first, then id descending, no date last."""
-    ordered = rows.sort(["event_date", "violation_id"], descending=True, nulls_last=True)
+    ordered = rows.sort(ORDER, descending=True, nulls_last=True)
     return ordered["violation_id"].to_list()
 
 
@@ -216,6 +221,10 @@ def test_pages_and_records_read_the_right_row_groups_of_files_of_many(
     assert companies.len() >= 8
     for slug in companies.drop_nulls().sort().to_list():
         assert walk("company", slug, 2) == expected(silver.filter(pl.col("company_slug") == slug))
+        # Every column of the page, those it spells from the id included.
+        page = entity_violations(current_lakehouse(), "company", slug, limit=MAX_LIMIT)
+        rows = silver.filter(pl.col("company_slug") == slug)
+        assert page.rows.equals(rows.sort(ORDER, descending=True, nulls_last=True).select(PAGE_COLUMNS))
     every = current_lakehouse().violations().scan().to_polars()
     for violation_id in [PJ_KEATING, *silver["violation_id"].sort().gather_every(7).to_list()]:
         record = violation_record(current_lakehouse(), violation_id)

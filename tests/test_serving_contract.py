@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -120,6 +123,26 @@ def test_put_if_absent_or_expired_is_a_lease(store: ServingStore) -> None:
         ENTITIES, {**key, "owner": "d", "pending_until": 9}, "pending_until", 10**9
     )
     assert store.get_item(ENTITIES, *key.values()) == {**key, "owner": "done"}
+
+
+def test_change_token_moves_with_every_write_from_anywhere(store: ServingStore) -> None:
+    token = store.change_token()
+    if isinstance(store, DynamoDBStore):
+        assert token is None  # DynamoDB cannot tell cheaply: readers read again
+        return
+    assert token is not None and store.change_token() == token  # reading changes nothing
+    store.get_item(ENTITIES, "COMPANY#acme", "METADATA")
+    assert store.change_token() == token
+    store.put_items(ENTITIES, [{"PK": "COMPANY#acme", "SK": "METADATA", "name": "Acme"}])
+    moved = store.change_token()
+    assert moved != token
+    # A write by another process (gold-sync, feed-poll) moves it too.
+    code = (
+        "from ventureos.serving import ENTITIES, open_store; from ventureos.settings import load_settings;"
+        "open_store(load_settings()).delete_items(ENTITIES, [('COMPANY#acme', 'METADATA')])"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=os.environ.copy())
+    assert store.change_token() != moved
 
 
 def test_tables_are_separate(store: ServingStore) -> None:

@@ -42,6 +42,9 @@ PAGE_COLUMNS = (
     "description",
 )  # fmt: skip
 """What a history page (and its CSV) shows of each violation; ``violation_record`` has the rest."""
+SPELLED_BY_ID = ("agency", "dataset", "source_id")
+"""Page columns the violation id spells (``{agency}:{dataset}:{source_id}``): a company page derives
+them instead of decoding three more column chunks per row group."""
 VERSION_COLUMNS = (
     "valid_from", "valid_to", "is_current", "change_type", "event_date", "company_name", "penalty_amount",
     "initial_penalty", "violation_type", "record_hash", "meta_run_id", "meta_source_uri",
@@ -196,7 +199,7 @@ def entity_violations(
     one_pass = level == "company"
     keys = sorted({"event_date", "violation_id", "is_current", *match.columns})
     if one_pass:
-        keys = [*PAGE_COLUMNS, "is_current"]
+        keys = [c for c in PAGE_COLUMNS if c not in SPELLED_BY_ID]
     found: list[pl.DataFrame] = []
     count = 0
     current_year: object = object()
@@ -220,9 +223,12 @@ def entity_violations(
         )
         if not groups:
             continue
-        rows = view.read(file, groups, keys)
         if not one_pass:
-            rows = rows.with_columns(position(footer, groups, index))
+            rows = view.read(file, groups, keys).with_columns(position(footer, groups, index))
+        elif all(footer.row_groups[g].get("is_current") == (True, True) for g in groups):
+            rows = view.read(file, groups, keys).with_columns(is_current=pl.lit(True))
+        else:
+            rows = view.read(file, groups, [*keys, "is_current"])
         rows = rows.filter(wanted)
         if not rows.is_empty():
             found.append(rows)
@@ -232,7 +238,10 @@ def entity_violations(
     order = {"by": ["event_date", "violation_id"], "descending": True, "nulls_last": True}
     chosen = pl.concat(found).sort(**order).head(limit + 1)
     if one_pass:
-        ordered = chosen.select(PAGE_COLUMNS)
+        spelled = pl.col("violation_id").str.splitn(":", 3)
+        ordered = chosen.with_columns(
+            spelled.struct[i].alias(name) for i, name in enumerate(SPELLED_BY_ID)
+        ).select(PAGE_COLUMNS)
     else:
         page_rows = []
         for (file_index,), rows in chosen.select(LOCATION).group_by("_file"):

@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 
 from ventureos.api import config, entities, search, status, summaries, top, violations
-from ventureos.api.common import plain_json
+from ventureos.api.common import AnswerCache, plain_json
 from ventureos.api.problems import install_problem_handlers
 from ventureos.settings import Settings, load_settings
 from ventureos.web import router as pages
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = None
     app.state.store_lock = threading.Lock()
     app.state.status_cache = status.StatusCache()
+    app.state.answers = AnswerCache()
     install_problem_handlers(app)
     if settings.cors_origins:
         # Browsers on these origins may read answers; any other origin gets no CORS headers.

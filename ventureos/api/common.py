@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any
@@ -80,7 +82,11 @@ def cached_json(request: Request, body: Mapping[str, Any]) -> Response:
     """A JSON answer with ``ETag`` (hash of the body) and ``Cache-Control``; 304 when the client
     already holds it (``If-None-Match``)."""
     content = json_bytes(body)
-    etag = etag_of(content)
+    return cached_content(request, content, etag_of(content))
+
+
+def cached_content(request: Request, content: bytes, etag: str) -> Response:
+    """``cached_json`` of an answer already encoded (``content``, its ``etag``)."""
     headers = {"ETag": etag, "Cache-Control": ENTITY_CACHE_CONTROL}
     if _matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
@@ -89,3 +95,36 @@ def cached_json(request: Request, body: Mapping[str, Any]) -> Response:
 
 def plain_json(body: Any, headers: Mapping[str, str] | None = None) -> Response:
     return Response(json_bytes(body), media_type="application/json", headers=dict(headers or {}))
+
+
+class AnswerCache:
+    """Encoded answers by key, each kept with the serving store's ``change_token`` it was read under and
+    given back only while the token is the same: exactly what a new read would answer, without it.
+    Stores without a token (DynamoDB) are read every time. Least recently used out first."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._answers: OrderedDict[str, tuple[object, bytes, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, token: object | None) -> tuple[bytes, str] | None:
+        """(content, etag) of ``key`` read under ``token``, or None."""
+        if token is None:
+            return None
+        with self._lock:
+            kept = self._answers.get(key)
+            if kept is None or kept[0] != token:
+                return None
+            self._answers.move_to_end(key)
+            return kept[1], kept[2]
+
+    def put(self, key: str, token: object | None, content: bytes) -> str:
+        """Keep ``content`` (read after ``token`` was taken); returns its etag."""
+        etag = etag_of(content)
+        if token is not None:
+            with self._lock:
+                self._answers[key] = (token, content, etag)
+                self._answers.move_to_end(key)
+                while len(self._answers) > self.size:
+                    self._answers.popitem(last=False)
+        return etag

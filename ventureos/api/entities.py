@@ -15,7 +15,7 @@ import polars as pl
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ventureos.api.common import Slug, StateCode, cached_json, money, store_of
+from ventureos.api.common import Slug, StateCode, cached_content, cached_json, json_bytes, money, store_of
 from ventureos.api.problems import not_found
 from ventureos.entities import known_entities, resolve_names
 from ventureos.gold import ALL
@@ -133,10 +133,17 @@ def entity_answer(store: ServingStore, key: str) -> dict[str, Any] | None:
 
 
 def _answer(request: Request, key: str, what: str) -> Response:
-    answer = entity_answer(store_of(request), key)
-    if answer is None:
-        raise not_found(f"no {what} {key.split('#', 1)[1]!r} in the serving store")
-    return cached_json(request, answer)
+    store, answers = store_of(request), request.app.state.answers
+    # The token is taken before the items are read: an answer kept under it is never older than it.
+    token = store.change_token()
+    kept = answers.get(key, token)
+    if kept is None:
+        answer = entity_answer(store, key)
+        if answer is None:
+            raise not_found(f"no {what} {key.split('#', 1)[1]!r} in the serving store")
+        content = json_bytes(answer)
+        kept = content, answers.put(key, token, content)
+    return cached_content(request, *kept)
 
 
 @router.get("/company/{slug}", summary="A company: profile, totals, series, live feed")

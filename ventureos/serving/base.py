@@ -138,6 +138,12 @@ class ServingStore(ABC):
     def scan(self, table: str) -> list[Item]:
         """Every item of a table (small tables, tests and tooling only)."""
 
+    def change_token(self) -> object | None:
+        """A value that differs after any committed write to the tables, by any process, or None when
+        the backend cannot tell cheaply (the default; DynamoDB). A reader may keep what it derived from
+        items for as long as the token stays the same (the API's entity answers)."""
+        return None
+
     @abstractmethod
     def put_if_newer(self, table: str, item: Item, attribute: str) -> bool:
         """Conditional put: only when the item is absent or its ``attribute`` is smaller than the new one.

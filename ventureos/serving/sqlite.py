@@ -30,10 +30,13 @@ class SqliteStore(ServingStore):
         super().__init__(prefix)
         self.path = path
         self._readers = threading.local()
+        self._watcher: tuple[int, sqlite3.Connection] | None = None
+        self._watcher_lock = threading.Lock()
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, shared: bool = False) -> sqlite3.Connection:
+        """A new connection; ``shared``: usable from any thread (the caller serializes its use)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=not shared)
         conn.execute("PRAGMA journal_mode=WAL")
         return conn
 
@@ -57,6 +60,14 @@ class SqliteStore(ServingStore):
             self._readers.pid = os.getpid()
         with self._tables_named():
             yield conn
+
+    def change_token(self) -> object | None:
+        # SQLite's data_version changes whenever another connection commits (in any process). Its
+        # values are per connection, so one connection that never writes answers for every thread.
+        with self._watcher_lock:
+            if self._watcher is None or self._watcher[0] != os.getpid():
+                self._watcher = (os.getpid(), self._open(shared=True))
+            return self._watcher[1].execute("PRAGMA data_version").fetchone()[0]
 
     @contextmanager
     def _tables_named(self) -> Iterator[None]:
