@@ -171,11 +171,15 @@ async def drive(
                     await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
                 else:
                     scheduled = time.perf_counter()
-                response = await client.get(next(cycle))
-                if response.status_code < 300:
-                    latencies.append(time.perf_counter() - scheduled)
+                try:
+                    response = await client.get(next(cycle))
+                except httpx.HTTPError:
+                    errors += 1  # a dropped connection or a timeout is an error, not the end of the run
                 else:
-                    errors += 1
+                    if response.status_code < 300:
+                        latencies.append(time.perf_counter() - scheduled)
+                    else:
+                        errors += 1
                 scheduled += interval
 
         await asyncio.gather(*(worker(n) for n in range(clients)))

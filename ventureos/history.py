@@ -262,14 +262,18 @@ def entity_violations(
 def _entity_groups(view: SilverView, file: SilverFile, footer: Footer, match: EntityMatch) -> list[int]:
     """The row groups of ``file`` holding ``match``'s entity, from a digest built on the file's first
     use: a file whose company range holds a slug alphabetically but not the company is skipped unread,
-    and in the others only the row groups holding the entity are read (rows are in id order inside a
-    file, so an entity's rows are spread over them)."""
+    and in the others only the row groups holding the entity are read (a company's rows are one run;
+    a city's or state's are spread over the file)."""
     groups = footer.entities.get(match.columns)
     if groups is None:
-        every_group = list(range(footer.metadata.num_row_groups))
-        rows = view.read(file, every_group, match.columns).with_columns(position(footer, every_group, 0))
-        by_key = rows.group_by(match.key.alias("key")).agg(pl.col("_group").unique().sort())
-        groups = footer.entities[match.columns] = dict(by_key.drop_nulls("key").iter_rows())
+        with footer.building:
+            groups = footer.entities.get(match.columns)
+            if groups is None:
+                every_group = list(range(footer.metadata.num_row_groups))
+                rows = view.read(file, every_group, match.columns)
+                rows = rows.with_columns(position(footer, every_group, 0))
+                by_key = rows.group_by(match.key.alias("key")).agg(pl.col("_group").unique().sort())
+                groups = footer.entities[match.columns] = dict(by_key.drop_nulls("key").iter_rows())
     return groups.get(match.value_key, [])
 
 
@@ -320,15 +324,7 @@ def violation_versions(lakehouse: Lakehouse, violation_id: str, max_age: float =
         ):
             continue
         footer = view.footer(file)
-        if footer.id_hashes is None:
-            every_group = list(range(footer.metadata.num_row_groups))
-            ids = view.read(file, every_group, ("violation_id",)).with_columns(
-                position(footer, every_group, 0)
-            )
-            digest = ids.select(hash=_id_hash(ids["violation_id"]), group=pl.col("_group").cast(pl.Int32))
-            digest = digest.sort("hash")
-            footer.id_hashes = (array("Q", digest["hash"].to_list()), array("i", digest["group"].to_list()))
-        hashes, hash_groups = footer.id_hashes
+        hashes, hash_groups = footer.id_hashes or _build_id_hashes(view, file, footer)
         start, end = bisect_left(hashes, wanted), bisect_right(hashes, wanted)
         if start == end:
             continue
@@ -339,6 +335,18 @@ def violation_versions(lakehouse: Lakehouse, violation_id: str, max_age: float =
     if not found:
         return pl.DataFrame(schema=VIOLATIONS_POLARS)
     return pl.concat(found).sort("valid_from", nulls_last=True)
+
+
+def _build_id_hashes(view: SilverView, file: SilverFile, footer: Footer) -> tuple[array[int], array[int]]:
+    with footer.building:
+        if footer.id_hashes is None:
+            every_group = list(range(footer.metadata.num_row_groups))
+            ids = view.read(file, every_group, ("violation_id",))
+            ids = ids.with_columns(position(footer, every_group, 0))
+            digest = ids.select(hash=_id_hash(ids["violation_id"]), group=pl.col("_group").cast(pl.Int32))
+            digest = digest.sort("hash")
+            footer.id_hashes = (array("Q", digest["hash"].to_list()), array("i", digest["group"].to_list()))
+        return footer.id_hashes
 
 
 def _id_hash(ids: pl.Series) -> pl.Series:

@@ -74,8 +74,6 @@ class Footer:
     metadata: pq.FileMetaData
     row_groups: list[dict[str, tuple[Any, Any]]]
     """Per row group, (min, max) of ``STATS_COLUMNS`` (absent when the writer kept no statistics)."""
-    # The digests are built outside the cache's lock: two threads may build the same one, and either
-    # result is right.
     id_hashes: tuple[array[int], array[int]] | None = None
     """The 64-bit hashes of the file's violation ids, sorted, and each one's row group: built the first
     time the API looks one id up in the file (12 bytes a row: 96 MB for 8M rows). Every file's id
@@ -85,6 +83,10 @@ class Footer:
     entities: dict[tuple[str, ...], dict[str, list[int]]] = field(default_factory=dict)
     """Per entity level's columns: the row groups holding each entity key of the file (see
     ``ventureos.history``)."""
+    building: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    """Held while a digest of this file is built: the first requests of a cold API process under load
+    all want the same digests, and each is built once (built by every thread at once, a single
+    worker under 50 clients stalled for a minute and dropped connections)."""
 
     def groups(self, column: str, value: Any) -> list[int]:
         """Row groups whose statistics may hold ``column == value``."""
