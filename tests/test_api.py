@@ -29,6 +29,7 @@ from fastapi.testclient import TestClient
 
 from ventureos.api import entities
 from ventureos.api.app import create_app
+from ventureos.api.common import AnswerCache, etag_of
 from ventureos.demo import DEMO_DATE, stage_demo
 from ventureos.gold import ALL, entity_rows
 from ventureos.invariants import read_silver
@@ -568,6 +569,20 @@ def test_entity_answers_are_kept_only_while_the_store_is_unchanged(
     assert count() == 4 and len(reads) == 2
     assert empty_app.get(f"{API}/company/nobody").status_code == 404
     assert empty_app.get(f"{API}/company/nobody").status_code == 404  # a 404 is not kept
+
+
+def test_answer_cache_keeps_answers_of_the_same_token_within_its_bytes() -> None:
+    cache = AnswerCache(max_bytes=10)
+    etag = cache.put("COMPANY#a", 7, b"12345")
+    assert cache.get("COMPANY#a", 7) == (b"12345", etag)
+    assert cache.get("COMPANY#a", 8) is None  # the store changed since
+    assert cache.get("COMPANY#a", None) is None  # a store without a token: never kept
+    cache.put("COMPANY#b", 7, b"123456")  # 11 bytes in all: the least recently used goes
+    assert cache.get("COMPANY#a", 7) is None and cache.get("COMPANY#b", 7) is not None
+    cache.put("COMPANY#b", 8, b"1234")  # a new read of b replaces it
+    assert cache.get("COMPANY#b", 8) == (b"1234", etag_of(b"1234"))
+    cache.put("COMPANY#c", 8, b"12345678901")  # larger than the cache: not kept
+    assert cache.get("COMPANY#c", 8) is None and cache.get("COMPANY#b", 8) is None
 
 
 # ventureos serve as a real process ----------------------------------------------------------------------

@@ -244,13 +244,11 @@ def entity_violations(
         ).select(PAGE_COLUMNS)
     else:
         page_rows = []
-        for (file_index,), rows in chosen.select(LOCATION).group_by("_file"):
-            file = view.files[int(file_index)]  # type: ignore[call-overload]
-            groups = sorted(rows["_group"].unique().to_list())
+        for (file_key,), rows in chosen.select(LOCATION).group_by("_file"):
+            file_index = int(file_key)  # type: ignore[call-overload]
+            file, groups = view.files[file_index], sorted(rows["_group"].unique().to_list())
             footer = view.footer(file)
-            read = view.read(file, groups, PAGE_COLUMNS).with_columns(
-                position(footer, groups, int(file_index))
-            )  # type: ignore[call-overload]
+            read = view.read(file, groups, PAGE_COLUMNS).with_columns(position(footer, groups, file_index))
             page_rows.append(read.join(rows, on=list(LOCATION), how="semi").select(PAGE_COLUMNS))
         ordered = pl.concat(page_rows).sort(**order)
     page = ordered.head(limit)

@@ -100,11 +100,13 @@ def plain_json(body: Any, headers: Mapping[str, str] | None = None) -> Response:
 class AnswerCache:
     """Encoded answers by key, each kept with the serving store's ``change_token`` it was read under and
     given back only while the token is the same: exactly what a new read would answer, without it.
-    Stores without a token (DynamoDB) are read every time. Least recently used out first."""
+    Stores without a token (DynamoDB) are read every time. Up to ``max_bytes`` of answers, least
+    recently used out first."""
 
-    def __init__(self, size: int = 4096) -> None:
-        self.size = size
+    def __init__(self, max_bytes: int = 32 * 2**20) -> None:
+        self.max_bytes = max_bytes
         self._answers: OrderedDict[str, tuple[object, bytes, str]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, key: str, token: object | None) -> tuple[bytes, str] | None:
@@ -123,8 +125,10 @@ class AnswerCache:
         etag = etag_of(content)
         if token is not None:
             with self._lock:
+                replaced = self._answers.pop(key, None)
+                self._bytes += len(content) - (len(replaced[1]) if replaced else 0)
                 self._answers[key] = (token, content, etag)
-                self._answers.move_to_end(key)
-                while len(self._answers) > self.size:
-                    self._answers.popitem(last=False)
+                while self._bytes > self.max_bytes:
+                    _, (_, dropped, _) = self._answers.popitem(last=False)
+                    self._bytes -= len(dropped)
         return etag
