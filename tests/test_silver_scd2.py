@@ -283,6 +283,7 @@ def test_a_violation_re_sent_without_its_inspection_keeps_its_company_and_site(
     from ventureos.feed import parse_envelope, raw_batch
     from ventureos.generate import generate_osha_enforcement
     from ventureos.ingest import SilverTarget, write_silver
+    from ventureos.report import build_report
 
     spec = get_dataset("osha", "enforcement")
     generated = generate_osha_enforcement(40, tmp_path, seed=5)
@@ -290,9 +291,13 @@ def test_a_violation_re_sent_without_its_inspection_keeps_its_company_and_site(
     daily_raw = read_raw_batch(files, spec.lookup_of)
     lakehouse = current_lakehouse()
 
+    reports = []
+
     def write(batch: NormalizedBatch, now: datetime) -> dict[str, int]:
         target = SilverTarget(lakehouse.violations(), now.date().isoformat())
-        counts = write_silver(lakehouse, [batch], target, "run", now).plan.counts
+        written = write_silver(lakehouse, [batch], target, "run", now)
+        reports.append(build_report("feed-poll", "run", [batch], written.plan, written.written))
+        counts = written.plan.counts
         return {k: v for k, v in counts.drop("agency", "dataset").row(0, named=True).items() if v}
 
     loaded = write(normalize_raw_batch(daily_raw, "osha", "enforcement"), T1)
@@ -336,3 +341,5 @@ def test_a_violation_re_sent_without_its_inspection_keeps_its_company_and_site(
     fresh = now.filter(source_id="999-01001").row(0, named=True)
     assert (fresh["company_name"], fresh["quality_issues"][0]) == (None, "missing_inspection")
     assert loaded["inserted"] == now.height - 1
+    # The run report counts the issues silver holds: only the unknown one lacks its inspection.
+    assert reports[-1].as_dict()["quality_issues"].get("missing_inspection") == 1

@@ -123,6 +123,7 @@ def plan_batches(
     maybe_closed = incoming.filter(pl.col("violation_id").is_in(maybe_known.implode()))
     plan = plan_scd2(incoming, current, now, run_id, deleted_before(table, maybe_closed, current))
     plan.unchanged = pl.concat([plan.unchanged, superseded_entities(table, current, plan.unchanged)])
+    plan.quality_issues = incoming["quality_issues"]
     return plan
 
 

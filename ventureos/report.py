@@ -115,7 +115,10 @@ def build_report(
         .with_columns(pl.col(c).fill_null(0) for c in SCD2_COUNTS)
         .select("agency", "dataset", *RUN_COUNTS)
     )
+    # A recalled record's issues are those of its completed version (the plan's), not the batch's.
     issues = [b.valid["quality_issues"] for b in batches if not b.valid.is_empty()]
+    if plan.quality_issues is not None:
+        issues = [plan.quality_issues]
     quality = (
         pl.concat(issues)
         .explode()

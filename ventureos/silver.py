@@ -64,6 +64,9 @@ class Scd2Plan:
     withdrawn: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=WITHDRAWN_SCHEMA))
     """Lineage (``SOURCE_URI``, ``ROW``) of the records the source marks deleted whose violation has no
     version in silver: nothing to close, so they go to quarantine (``WITHDRAWN``), not silver."""
+    quality_issues: pl.Series | None = None
+    """``quality_issues`` of the records as planned, after a recall completed them
+    (``ingest.plan_batches``): what the run report counts. None: the batches' own."""
 
     @classmethod
     def empty(cls) -> Scd2Plan:
