@@ -25,6 +25,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -262,17 +263,22 @@ def _entity_groups(view: SilverView, file: SilverFile, footer: Footer, match: En
     use: a file whose company range holds a slug alphabetically but not the company is skipped unread,
     and in the others only the row groups holding the entity are read (a company's rows are one run;
     a city's or state's are spread over the file)."""
-    groups = footer.entities.get(match.columns)
-    if groups is None:
-        with footer.building:
-            groups = footer.entities.get(match.columns)
-            if groups is None:
-                every_group = list(range(footer.metadata.num_row_groups))
-                rows = view.read(file, every_group, match.columns)
-                rows = rows.with_columns(position(footer, every_group, 0))
-                by_key = rows.group_by(match.key.alias("key")).agg(pl.col("_group").unique().sort())
-                groups = footer.entities[match.columns] = dict(by_key.drop_nulls("key").iter_rows())
+
+    def build() -> dict[str, list[int]]:
+        rows = _every_row_group(view, file, footer, match.columns)
+        by_key = rows.group_by(match.key.alias("key")).agg(pl.col("_group").unique().sort())
+        return dict(by_key.drop_nulls("key").iter_rows())
+
+    groups: dict[str, list[int]] = footer.digest(("entities", match.columns), build)
     return groups.get(match.value_key, [])
+
+
+def _every_row_group(
+    view: SilverView, file: SilverFile, footer: Footer, columns: tuple[str, ...]
+) -> pl.DataFrame:
+    """``columns`` of the whole file, with each row's row group (``_group``)."""
+    every_group = list(range(footer.metadata.num_row_groups))
+    return view.read(file, every_group, columns).with_columns(position(footer, every_group, 0))
 
 
 # One violation ------------------------------------------------------------------------------------
@@ -309,8 +315,8 @@ def _integral(value: object) -> str | None:
 def violation_versions(lakehouse: Lakehouse, violation_id: str, max_age: float = 0.0) -> pl.DataFrame:
     """Every version of one violation (current, closed and delete tombstones), oldest first.
 
-    Within the partitions of the id's agency, only files whose id hashes (``Footer.id_hashes``) hold
-    it are read: the row groups the digest gives for its hash.
+    Within the partitions of the id's agency, only files whose id hashes (``_id_hashes``, a digest of
+    the file) hold it are read: the row groups the digest gives for its hash.
     """
     view = silver_view(lakehouse, max_age)
     agency = violation_id.split(":", 1)[0]
@@ -322,7 +328,7 @@ def violation_versions(lakehouse: Lakehouse, violation_id: str, max_age: float =
         ):
             continue
         footer = view.footer(file)
-        hashes, hash_groups = footer.id_hashes or _build_id_hashes(view, file, footer)
+        hashes, hash_groups = footer.digest("id_hashes", partial(_id_hashes, view, file, footer))
         start, end = bisect_left(hashes, wanted), bisect_right(hashes, wanted)
         if start == end:
             continue
@@ -335,16 +341,17 @@ def violation_versions(lakehouse: Lakehouse, violation_id: str, max_age: float =
     return pl.concat(found).sort("valid_from", nulls_last=True)
 
 
-def _build_id_hashes(view: SilverView, file: SilverFile, footer: Footer) -> tuple[array[int], array[int]]:
-    with footer.building:
-        if footer.id_hashes is None:
-            every_group = list(range(footer.metadata.num_row_groups))
-            ids = view.read(file, every_group, ("violation_id",))
-            ids = ids.with_columns(position(footer, every_group, 0))
-            digest = ids.select(hash=_id_hash(ids["violation_id"]), group=pl.col("_group").cast(pl.Int32))
-            digest = digest.sort("hash")
-            footer.id_hashes = (array("Q", digest["hash"].to_list()), array("i", digest["group"].to_list()))
-        return footer.id_hashes
+def _id_hashes(view: SilverView, file: SilverFile, footer: Footer) -> tuple[array[int], array[int]]:
+    """The 64-bit hashes of the file's violation ids, sorted, and each one's row group (12 bytes a row:
+    96 MB for 8M rows). Every file's id range holds almost every id and a row group's may be wide (the
+    layout orders by company first), so without it an id lookup reads row groups of every file of its
+    agency. Plain arrays searched with ``bisect``: a microsecond a file, where Polars' scalar
+    ``search_sorted`` runs a query plan."""
+    ids = _every_row_group(view, file, footer, ("violation_id",))
+    digest = ids.select(hash=_id_hash(ids["violation_id"]), group=pl.col("_group").cast(pl.Int32)).sort(
+        "hash"
+    )
+    return array("Q", digest["hash"].to_list()), array("i", digest["group"].to_list())
 
 
 def _id_hash(ids: pl.Series) -> pl.Series:

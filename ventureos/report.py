@@ -116,9 +116,11 @@ def build_report(
         .select("agency", "dataset", *RUN_COUNTS)
     )
     # A recalled record's issues are those of its completed version (the plan's), not the batch's.
-    issues = [b.valid["quality_issues"] for b in batches if not b.valid.is_empty()]
-    if plan.quality_issues is not None:
-        issues = [plan.quality_issues]
+    issues = (
+        [plan.quality_issues]
+        if plan.quality_issues is not None
+        else [b.valid["quality_issues"] for b in batches if not b.valid.is_empty()]
+    )
     quality = (
         pl.concat(issues)
         .explode()

@@ -22,13 +22,12 @@ statistics cannot exclude the ids.
 from __future__ import annotations
 
 import threading
-from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -40,6 +39,8 @@ from pyiceberg.table import Table
 from pyiceberg.types import StringType
 
 from ventureos.schemas import VIOLATIONS_POLARS
+
+T = TypeVar("T")
 
 STATS_COLUMNS = ("violation_id", "is_current")
 """Columns whose row-group statistics the footer cache keeps (an id's row groups, groups with current
@@ -74,19 +75,22 @@ class Footer:
     metadata: pq.FileMetaData
     row_groups: list[dict[str, tuple[Any, Any]]]
     """Per row group, (min, max) of ``STATS_COLUMNS`` (absent when the writer kept no statistics)."""
-    id_hashes: tuple[array[int], array[int]] | None = None
-    """The 64-bit hashes of the file's violation ids, sorted, and each one's row group: built the first
-    time the API looks one id up in the file (12 bytes a row: 96 MB for 8M rows). Every file's id
-    range holds almost every id and a row group's may be wide (the layout orders by company first),
-    so without it an id lookup reads row groups of every file of its agency. Plain arrays searched with
-    ``bisect``: a microsecond a file, where Polars' scalar ``search_sorted`` runs a query plan."""
-    entities: dict[tuple[str, ...], dict[str, list[int]]] = field(default_factory=dict)
-    """Per entity level's columns: the row groups holding each entity key of the file (see
-    ``ventureos.history``)."""
-    building: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-    """Held while a digest of this file is built: the first requests of a cold API process under load
-    all want the same digests, and each is built once (built by every thread at once, a single
-    worker under 50 clients stalled for a minute and dropped connections)."""
+    digests: dict[Hashable, Any] = field(default_factory=dict)
+    """What lookups derived from the file's own columns, by name (``digest``); kept with the footer, since
+    the file never changes."""
+    _building: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def digest(self, name: Hashable, build: Callable[[], T]) -> T:
+        """The digest ``name`` of this file, built by ``build`` on first use. Once: the first requests
+        of a cold API process under load all want the same digests (built by every thread at once, a
+        single worker under 50 clients stalled for a minute and dropped connections)."""
+        found = self.digests.get(name)
+        if found is None:
+            with self._building:
+                found = self.digests.get(name)
+                if found is None:
+                    found = self.digests[name] = build()
+        return found
 
     def groups(self, column: str, value: Any) -> list[int]:
         """Row groups whose statistics may hold ``column == value``."""
